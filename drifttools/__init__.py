@@ -1,0 +1,1 @@
+"""drifttools: container drift forensics."""
