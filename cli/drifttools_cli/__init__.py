@@ -1,0 +1,1 @@
+"""The ``drifttools`` command: a thin face over the drifttools library."""

@@ -1,0 +1,173 @@
+"""``drifttools``: exit status like diff(1): 0 no drift, 1 drift, 2 trouble."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+import drifttools
+from drifttools.atomic import atomic_output
+from drifttools.text import printable
+from drifttools_cli.render import OutputFormat, draw_table, machine_lines
+
+EXIT_NO_DRIFT, EXIT_DRIFT, EXIT_TROUBLE = 0, 1, 2
+
+
+class Trouble(click.ClickException):
+    """One clear line on stderr, exit 2."""
+
+    exit_code = EXIT_TROUBLE
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"drifttools: error: {printable(self.message)}", err=True)
+
+
+@contextmanager
+def troubles() -> Iterator[None]:
+    """Turn the library's typed errors, and OS errors, into one line and exit 2."""
+    try:
+        yield
+    except drifttools.DriftError as exc:
+        raise Trouble(str(exc)) from exc
+    except OSError as exc:
+        raise Trouble(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": ")) from exc
+
+
+@contextmanager
+def progress_bar(enabled: bool) -> Iterator[drifttools.progress.Progress]:
+    """A rich progress bar on stderr when it is a terminal; otherwise nothing drawn."""
+    stderr = Console(stderr=True)
+    if not enabled or not stderr.is_terminal:
+        yield drifttools.progress.no_progress
+        return
+    columns = (TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=stderr, transient=True) as bar:
+        task = bar.add_task("starting", total=None)
+
+        def update(stage: str, done: int, total: int | None) -> None:
+            bar.update(task, description=stage, completed=done, total=total)
+
+        yield update
+
+
+def emit(report: drifttools.DriftReport, output: OutputFormat, out_file: Path | None) -> None:
+    """Write the report where asked; a file appears under its name only when complete."""
+    if out_file is not None:
+        fmt = OutputFormat.JSON if output is OutputFormat.TABLE else output
+        with atomic_output(out_file, "w") as handle:
+            for line in machine_lines(report, fmt):
+                handle.write(line + "\n")
+    elif output is OutputFormat.TABLE:
+        draw_table(report, Console(highlight=False))
+    else:
+        for line in machine_lines(report, output):
+            sys.stdout.write(line + "\n")
+
+
+def exit_status(report: drifttools.DriftReport) -> int:
+    return EXIT_DRIFT if report.has_drift else EXIT_NO_DRIFT
+
+
+def common_output_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    command = click.option(
+        "--format",
+        "output",
+        type=click.Choice([f.value for f in OutputFormat]),
+        default=OutputFormat.TABLE.value,
+        show_default=True,
+        help="table for people; json or jsonl for machines.",
+    )(command)
+    command = click.option(
+        "-o",
+        "--output-file",
+        "out_file",
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="Write the report here (JSON unless --format jsonl), atomically.",
+    )(command)
+    return click.option(
+        "--progress/--no-progress",
+        default=os.environ.get("DRIFTTOOLS_PROGRESS", "1") != "0",
+        help="Progress bar on stderr (only ever drawn on a terminal).",
+    )(command)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(drifttools.__version__, prog_name="drifttools")
+def cli() -> None:
+    """Container drift forensics: what changed in a container compared with its image."""
+
+
+@cli.command()
+@click.option(
+    "--image",
+    "image",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="The image: a `docker save` tar or an OCI layout directory.",
+)
+@click.option(
+    "--rootfs",
+    "rootfs",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="The container's filesystem: a directory or a `docker export` tar.",
+)
+@click.option("--upper", is_flag=True, help="--rootfs is an overlay upper dir (changes only).")
+@click.option("--ref", help="Which image of an archive that holds several (its tag).")
+@click.option("--platform", help="Platform of a multi-platform image, e.g. linux/arm64.")
+@click.option(
+    "--cache-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Layer cache directory (default: $XDG_CACHE_HOME/drifttools).",
+)
+@click.option("--no-cache", is_flag=True, help="Read and verify every layer again.")
+@click.option(
+    "--allow-unverified",
+    is_flag=True,
+    help="Go on when a digest does not match; the report says so.",
+)
+@common_output_options
+def diff(
+    image: Path,
+    rootfs: Path,
+    upper: bool,
+    ref: str | None,
+    platform: str | None,
+    cache_dir: Path | None,
+    no_cache: bool,
+    allow_unverified: bool,
+    output: str,
+    out_file: Path | None,
+    progress: bool,
+) -> None:
+    """Diff an acquired container filesystem against its image (exit 0 same, 1 drift, 2 trouble)."""
+    with troubles(), progress_bar(progress) as update:
+        report = drifttools.diff_offline(
+            image=image,
+            rootfs=rootfs,
+            upper=upper,
+            ref=ref,
+            platform=platform,
+            cache=None if no_cache else drifttools.LayerCache(cache_dir),
+            verify=not allow_unverified,
+            progress=update,
+        )
+        emit(report, OutputFormat(output), out_file)
+    sys.exit(exit_status(report))
+
+
+def main() -> None:
+    """Console entry point; usage errors exit 2 as well, like diff(1)."""
+    try:
+        cli.main(prog_name="drifttools", standalone_mode=True)
+    except KeyboardInterrupt:
+        click.echo("drifttools: interrupted", err=True)
+        sys.exit(130)

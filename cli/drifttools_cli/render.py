@@ -1,0 +1,88 @@
+"""Drawing reports for people (rich, on a terminal) and for machines (JSON, JSONL)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from enum import StrEnum
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from drifttools import DriftReport, Severity
+from drifttools.report import report_to_json, report_to_jsonl
+from drifttools.text import printable
+
+
+class OutputFormat(StrEnum):
+    TABLE = "table"
+    JSON = "json"
+    JSONL = "jsonl"
+
+
+_STYLE = {
+    Severity.CRITICAL: "bold white on red",
+    Severity.HIGH: "bold red",
+    Severity.MEDIUM: "yellow",
+    Severity.LOW: "cyan",
+    Severity.INFO: "dim",
+}
+_SYMBOL = {"added": "A", "modified": "C", "metadata": "M", "type": "T", "deleted": "D"}
+
+
+def machine_lines(report: DriftReport, output: OutputFormat) -> Iterator[str]:
+    """The report as JSON (one document) or JSON Lines."""
+    if output is OutputFormat.JSON:
+        yield report_to_json(report)
+    else:
+        yield from report_to_jsonl(report)
+
+
+def draw_table(report: DriftReport, console: Console) -> None:
+    """Changes grouped by severity (highest first), then by path; then a summary."""
+    target = report.target
+    image = target.image
+    console.print(
+        Text.assemble(
+            ("target ", "bold"),
+            printable(target.name or target.id),
+            (" image ", "bold"),
+            printable((image.ref or image.id) if image else "?"),
+            (" baseline ", "bold"),
+            ("verified", "green") if report.verified else ("NOT VERIFIED", "bold red"),
+        )
+    )
+    if report.changes:
+        table = Table(show_edge=False, pad_edge=False, box=None)
+        for column in ("severity", "", "path", "type", "mode", "owner", "size", "layer"):
+            table.add_column(column, no_wrap=column != "path")
+        ordered = sorted(report.changes, key=lambda c: (-c.severity.rank, c.path))
+        for change in ordered:
+            facts = change.facts
+            layer = "" if change.layer is None else str(change.layer)
+            table.add_row(
+                Text(change.severity.value, style=_STYLE[change.severity]),
+                _SYMBOL[change.change.value],
+                Text(printable(change.path) + _link_suffix(facts.target)),
+                facts.kind,
+                f"{facts.mode:04o}",
+                f"{facts.uid}:{facts.gid}",
+                str(facts.size) if facts.kind == "file" else "",
+                layer,
+            )
+        console.print(table)
+    summary = report.summary()
+    counts = ", ".join(
+        f"{summary[k]} {k}" for k in ("added", "modified", "metadata", "type", "deleted")
+    )
+    console.print(Text(f"{counts}; {summary['unreadable']} unreadable", style="bold"))
+    for error in report.errors[:20]:
+        console.print(Text(f"unreadable: {printable(error.path)}: {printable(error.reason)}"))
+    if len(report.errors) > 20:
+        console.print(
+            Text(f"... and {len(report.errors) - 20} more unreadable (see --format json)")
+        )
+
+
+def _link_suffix(target: str | None) -> str:
+    return f" -> {printable(target)}" if target else ""

@@ -1,0 +1,37 @@
+"""Errors that stop a run.
+
+Errors that must not stop a forensic run (a file that vanished, a layer whose
+digest does not match) are values in the report instead. Every exception here
+derives from :class:`DriftError`; where a builtin means the same thing, the
+class inherits it too, so ``except FileNotFoundError`` keeps working.
+"""
+
+from __future__ import annotations
+
+
+class DriftError(Exception):
+    """Base of every error drifttools raises on purpose."""
+
+
+class ImageError(DriftError):
+    """An image archive or layout could not be read as an image."""
+
+
+class ImageNotFound(ImageError, FileNotFoundError):
+    """The image archive, layout directory or a blob it names does not exist."""
+
+
+class LayerCorrupt(ImageError, ValueError):
+    """A layer stream is not a readable tar (truncated, bad header, over a cap)."""
+
+
+class DigestMismatch(ImageError):
+    """Content does not hash to the digest its manifest or config claims."""
+
+
+class RootfsError(DriftError):
+    """The container filesystem given could not be read."""
+
+
+class CacheError(DriftError):
+    """The layer cache directory cannot be used."""

@@ -1,0 +1,1 @@
+"""Where image blobs are read from: one module per storage format."""

@@ -1,0 +1,129 @@
+"""Apply image layers in order, with OCI semantics, into one merged view.
+
+Pure: takes the entries of each layer (already read and hashed by the native
+core), returns every path of the image with the layer that gave it.
+
+OCI rules applied here (image-spec, "Applying Changesets"):
+
+* ``.wh..wh..opq`` in a directory hides everything lower layers put below it;
+  it applies first, wherever it sits in the layer.
+* ``.wh.<name>`` deletes ``<name>`` (and all below it) from lower layers.
+* An entry replaces what lower layers had at its path; a directory over a
+  directory keeps the children, anything else drops them.
+* A hardlink takes the content of its target, in this layer or a lower one.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Iterable, Sequence
+
+from drifttools import _native
+from drifttools.entries import as_hardlink, facts_from_entry
+from drifttools.models import BaselineEntry, ErrorRecord, FileFacts
+
+WHITEOUT_PREFIX = ".wh."
+OPAQUE_MARKER = ".wh..wh..opq"
+
+_IMPLICIT_DIR = FileFacts(kind="dir", mode=0o755, uid=0, gid=0, size=0, mtime_ns=0)
+
+
+def whiteout_target(path: str) -> str | None:
+    """The path a ``.wh.<name>`` entry deletes, or None if ``path`` is no whiteout."""
+    parent, name = posixpath.split(path)
+    if not name.startswith(WHITEOUT_PREFIX) or name == OPAQUE_MARKER:
+        return None
+    return posixpath.join(parent, name[len(WHITEOUT_PREFIX) :])
+
+
+def is_opaque_marker(path: str) -> bool:
+    return posixpath.basename(path) == OPAQUE_MARKER
+
+
+class MergedTree:
+    """A path-keyed tree that can drop whole subtrees in time proportional to their size."""
+
+    def __init__(self) -> None:
+        self.entries: dict[str, BaselineEntry] = {}
+        self._children: dict[str, set[str]] = {"/": set()}
+
+    def get(self, path: str) -> BaselineEntry | None:
+        return self.entries.get(path)
+
+    def remove(self, path: str) -> None:
+        """Delete ``path`` and everything below it."""
+        if path not in self.entries:
+            return
+        self.clear(path)
+        del self.entries[path]
+        self._children.pop(path, None)
+        self._children[posixpath.dirname(path)].discard(path)
+
+    def clear(self, path: str) -> None:
+        """Delete everything below directory ``path``, keeping ``path`` itself."""
+        for child in list(self._children.get(path, ())):
+            self.remove(child)
+
+    def put(self, path: str, entry: BaselineEntry) -> None:
+        """Set ``path``; parents that no layer named are created as plain directories."""
+        old = self.entries.get(path)
+        if old is not None and not (old.facts.kind == "dir" and entry.facts.kind == "dir"):
+            self.remove(path)
+        parent = posixpath.dirname(path)
+        if parent != "/" and parent not in self.entries:
+            self.put(parent, BaselineEntry(_IMPLICIT_DIR, entry.layer))
+        existing = self.entries.get(parent)
+        if existing is not None and existing.facts.kind != "dir":
+            self.put(parent, BaselineEntry(_IMPLICIT_DIR, entry.layer))
+        self.entries[path] = entry
+        self._children[parent].add(path)
+        if entry.facts.kind == "dir":
+            self._children.setdefault(path, set())
+
+
+def apply_layer(
+    tree: MergedTree, layer: _native.Tree, index: int, errors: list[ErrorRecord]
+) -> None:
+    """Apply one layer's entries on top of ``tree``; problems go to ``errors``."""
+    members = list(layer)
+    for entry in members:
+        if is_opaque_marker(entry.path):
+            tree.clear(posixpath.dirname(entry.path))
+    for entry in members:
+        target = whiteout_target(entry.path)
+        if target is not None:
+            tree.remove(target)
+    for entry in members:
+        if is_opaque_marker(entry.path) or whiteout_target(entry.path) is not None:
+            continue
+        if entry.error is not None:
+            errors.append(ErrorRecord(entry.path, f"layer {index}: {entry.error}"))
+        if entry.kind == "hardlink":
+            linked = tree.get(entry.target or "")
+            if linked is None:
+                errors.append(
+                    ErrorRecord(
+                        entry.path, f"layer {index}: hardlink target missing: {entry.target}"
+                    )
+                )
+                continue
+            tree.put(entry.path, BaselineEntry(as_hardlink(linked.facts), index))
+        else:
+            tree.put(entry.path, BaselineEntry(facts_from_entry(entry), index))
+
+
+def merge_layers(
+    layers: Sequence[_native.Tree],
+) -> tuple[dict[str, BaselineEntry], tuple[ErrorRecord, ...]]:
+    """Apply ``layers`` bottom first; return the merged entries and what went wrong."""
+    tree = MergedTree()
+    errors: list[ErrorRecord] = []
+    for index, layer in enumerate(layers):
+        apply_layer(tree, layer, index, errors)
+    return tree.entries, tuple(errors)
+
+
+def paths_below(paths: Iterable[str], directory: str) -> list[str]:
+    """Every path strictly below ``directory`` (for opaque directories in an upper dir)."""
+    prefix = directory.rstrip("/") + "/"
+    return [path for path in paths if path.startswith(prefix)]

@@ -1,0 +1,246 @@
+"""The one data model every layer of drifttools speaks.
+
+Frozen dataclasses: runtimes and image readers produce them, the diff engine
+compares them, renderers and bundles serialise them. Nothing here does I/O.
+
+Paths are text. Linux paths are bytes; bytes that are not UTF-8 are written
+``\\xNN`` and a literal backslash ``\\\\`` (see :func:`drifttools.paths.path_bytes`),
+a rule that round-trips exactly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from drifttools._native import Tree
+
+
+class ChangeKind(StrEnum):
+    """What happened to a path, compared with the image."""
+
+    ADDED = "added"
+    MODIFIED = "modified"  # content (bytes or symlink target)
+    METADATA = "metadata"  # mode, owner, xattrs, capabilities; never mtime alone
+    TYPE = "type"  # file <-> dir <-> symlink ...
+    DELETED = "deleted"
+
+
+class Severity(StrEnum):
+    """How much a change or finding matters, lowest first."""
+
+    INFO = "info"
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+    CRITICAL = "critical"
+
+    @property
+    def rank(self) -> int:
+        return list(Severity).index(self)
+
+
+_EMPTY: Mapping[str, bytes] = MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True)
+class FileFacts:
+    """What is known of one filesystem object, in the image or in the container."""
+
+    kind: str  # file | dir | symlink | char | block | fifo | socket | unknown
+    mode: int  # permission bits with setuid/setgid/sticky (st_mode & 0o7777)
+    uid: int
+    gid: int
+    size: int
+    mtime_ns: int
+    sha256: str | None = None  # regular files only
+    target: str | None = None  # symlink target, never followed
+    xattrs: Mapping[str, bytes] = _EMPTY
+    rdev: tuple[int, int] | None = None  # devices: (major, minor)
+    atime_ns: int | None = None
+    ctime_ns: int | None = None
+    btime_ns: int | None = None
+    inode: int | None = None
+    nlink: int | None = None
+
+    @property
+    def capabilities(self) -> bytes | None:
+        """The raw ``security.capability`` xattr, if any."""
+        return self.xattrs.get("security.capability")
+
+
+@dataclass(frozen=True, slots=True)
+class Layer:
+    """One image layer as the baseline used it, with how it was verified."""
+
+    diff_id: str  # sha256:<hex> of the uncompressed tar, from the image config
+    digest: str | None  # sha256:<hex> of the blob as stored, when the format names it
+    media_type: str
+    size: int  # bytes of the blob as stored
+    created_by: str | None  # the history step (Dockerfile instruction) that made it
+    verified: bool  # every digest of this layer checked and equal
+    source: str  # "archive" (read and hashed now) or "cache" (verified when cached)
+    problems: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ImageRef:
+    """Which image the baseline is: what the user named and its content id."""
+
+    ref: str | None  # a tag such as "web:1.2", when known
+    id: str  # sha256:<hex> of the image config
+    platform: str = "linux/amd64"
+    config: Mapping[str, Any] = field(default_factory=dict)  # the raw config JSON: evidence
+
+
+@dataclass(frozen=True, slots=True)
+class BaselineEntry:
+    """A path of the image's merged view and the layer that gave it."""
+
+    facts: FileFacts
+    layer: int  # index into ImageIndex.layers
+
+
+@dataclass(frozen=True)
+class ImageIndex:
+    """The image as it should look: all layers applied, each path traced to its layer."""
+
+    image: ImageRef
+    layers: tuple[Layer, ...]
+    entries: Mapping[str, BaselineEntry]
+    errors: tuple[ErrorRecord, ...] = ()  # entries of the layers that could not be read
+    problems: tuple[str, ...] = ()  # image-level digest mismatches (manifest, config)
+
+    @property
+    def verified(self) -> bool:
+        """True when every digest of the image and of each of its layers matched."""
+        return all(layer.verified for layer in self.layers) and not self.problems
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorRecord:
+    """Something that could not be read, and why. Never silently dropped."""
+
+    path: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Exclusion:
+    """A path the diff left out on purpose, with the reason, listed in the report."""
+
+    path: str
+    reason: str
+    subtree: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """The container (or offline acquisition) a snapshot was taken of."""
+
+    runtime: str  # docker | containerd | offline
+    id: str
+    name: str | None = None
+    image: ImageRef | None = None
+    pid: int | None = None
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class FilesystemState:
+    """Entries read from one filesystem of the container.
+
+    ``view`` says how to read them: ``merged`` is the whole filesystem as the
+    container sees it (absent paths are deleted); ``upper`` is an overlay upper
+    directory (absent paths are unchanged, char 0/0 and ``.wh.`` names are
+    deletions, opaque directories hide what is below).
+    """
+
+    mount: str  # where it is mounted in the container, "/" for the rootfs
+    view: str  # merged | upper
+    source: str  # where it was read from (a path, an archive) — for the record
+    method: str  # how: walk | archive
+    tree: Tree  # the entries, held compactly by the native core
+    has_baseline: bool = True  # False for tmpfs, volumes and bind mounts: all is added
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A frozen record of a container at one moment: filesystems (and later processes)."""
+
+    target: Target
+    acquired_at: str  # RFC 3339 UTC
+    filesystems: tuple[FilesystemState, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One drifted path, with the facts before (image) and after (container)."""
+
+    path: str
+    change: ChangeKind
+    before: FileFacts | None
+    after: FileFacts | None
+    layer: int | None = None  # index into the baseline layers of ``before``
+    mount: str = "/"
+    tags: tuple[str, ...] = ()
+    severity: Severity = Severity.INFO
+    attack: tuple[str, ...] = ()
+    magic: str | None = None
+    yara: tuple[Mapping[str, Any], ...] = ()
+
+    @property
+    def facts(self) -> FileFacts:
+        """The facts that describe the path now (or last, for a deletion)."""
+        facts = self.after or self.before
+        assert facts is not None
+        return facts
+
+
+@dataclass(frozen=True)
+class DriftReport:
+    """The result of a drift diff: the public contract (report v1)."""
+
+    target: Target
+    acquired_at: str
+    baseline: tuple[Layer, ...]
+    changes: tuple[Change, ...]
+    baseline_problems: tuple[str, ...] = ()  # image-level digest mismatches
+    errors: tuple[ErrorRecord, ...] = ()
+    exclusions: tuple[Exclusion, ...] = ()
+    processes: tuple[Mapping[str, Any], ...] = ()
+    packages: tuple[Mapping[str, Any], ...] = ()
+
+    @property
+    def has_drift(self) -> bool:
+        return bool(self.changes)
+
+    @property
+    def verified(self) -> bool:
+        """True when the baseline's every digest matched."""
+        return all(layer.verified for layer in self.baseline) and not self.baseline_problems
+
+    def summary(self) -> dict[str, Any]:
+        """Counts by change kind and by severity, as the report's ``summary``."""
+        counts = {kind.value: 0 for kind in ChangeKind}
+        by_severity = {level.value: 0 for level in Severity}
+        for change in self.changes:
+            counts[change.change.value] += 1
+            by_severity[change.severity.value] += 1
+        return {**counts, "unreadable": len(self.errors), "by_severity": by_severity}
+
+    def to_dict(self) -> dict[str, Any]:
+        """The report as JSON-ready data (schema ``drifttools.report/v1``)."""
+        from drifttools.report import report_to_dict
+
+        return report_to_dict(self)
+
+    def to_json(self, indent: int | None = 2) -> str:
+        """The report as JSON text (schema ``drifttools.report/v1``)."""
+        from drifttools.report import report_to_json
+
+        return report_to_json(self, indent=indent)

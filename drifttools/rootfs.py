@@ -1,0 +1,55 @@
+"""Read a container's filesystem from a directory or an exported tar, without altering it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from drifttools import _native
+from drifttools.errors import RootfsError
+from drifttools.models import FilesystemState
+
+#: Pseudo filesystems never walked: their content is the kernel's, not the container's.
+PSEUDO_FILESYSTEMS = ("/proc", "/sys")
+
+#: Files larger than this are recorded with their facts but not hashed (a sparse
+#: 1 TB file must not stall a response). Override per call.
+DEFAULT_HASH_CAP = 4 << 30
+
+
+def read_rootfs(
+    path: str | Path,
+    *,
+    view: str = "merged",
+    mount: str = "/",
+    hash_max_size: int | None = DEFAULT_HASH_CAP,
+    threads: int = 0,
+) -> FilesystemState:
+    """Read the filesystem at ``path``: a directory (walked safely) or a tar (streamed).
+
+    ``view`` is ``merged`` for a whole filesystem (a mounted rootfs, a
+    ``docker export`` tar) or ``upper`` for an overlay upper directory.
+    """
+    if view not in ("merged", "upper"):
+        raise ValueError(f"view must be 'merged' or 'upper', not {view!r}")
+    location = Path(path)
+    try:
+        if location.is_dir():
+            tree = _native.walk(
+                str(location),
+                exclude=list(PSEUDO_FILESYSTEMS) if view == "merged" and mount == "/" else [],
+                hash_max_size=hash_max_size,
+                threads=threads,
+            )
+            method = "walk"
+        elif location.exists():
+            if view == "upper":
+                raise RootfsError(f"an overlay upper dir must be a directory: {location}")
+            tree = _native.read_layer(str(location)).entries
+            method = "archive"
+        else:
+            raise RootfsError(f"container filesystem not found: {location}")
+    except ValueError as exc:
+        raise RootfsError(f"container filesystem archive unreadable: {location}: {exc}") from exc
+    except OSError as exc:
+        raise RootfsError(f"cannot read container filesystem {location}: {exc}") from exc
+    return FilesystemState(mount=mount, view=view, source=str(location), method=method, tree=tree)

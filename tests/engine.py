@@ -1,0 +1,70 @@
+"""The real Docker Engine, driven through its own CLI, for building test images and oracles.
+
+Tests may exec into their own test containers to drift them; drifttools never does.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import uuid
+from pathlib import Path
+
+BUSYBOX = Path("/bin/busybox")  # Debian's busybox-static, installed by scripts/setup
+
+
+def docker(*args: str, input: bytes | None = None, check: bool = True) -> str:
+    result = subprocess.run(
+        ["docker", *args], input=input, capture_output=True, check=False, timeout=300
+    )
+    if check and result.returncode != 0:
+        raise RuntimeError(
+            f"docker {' '.join(args)} failed: {result.stderr.decode(errors='replace')}"
+        )
+    return result.stdout.decode(errors="replace")
+
+
+def docker_bytes(*args: str) -> bytes:
+    return subprocess.run(["docker", *args], capture_output=True, check=True, timeout=300).stdout
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+def build_image(tag: str, context: Path, dockerfile: str) -> str:
+    """Build ``dockerfile`` in ``context`` with a static busybox beside it; return the image id."""
+    context.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(BUSYBOX, context / "busybox")
+    (context / "Dockerfile").write_text(dockerfile)
+    docker("build", "-q", "-t", tag, str(context))
+    return docker("image", "inspect", "--format", "{{.Id}}", tag).strip()
+
+
+def export_paths(tar_bytes: bytes) -> dict[str, tuple]:
+    """What ``docker export`` holds, read by Python's own tarfile (an oracle we did not write)."""
+    import hashlib
+    import io
+    import tarfile
+
+    found: dict[str, tuple] = {}
+    with tarfile.open(fileobj=io.BytesIO(tar_bytes)) as archive:
+        members = archive.getmembers()
+        data = {}
+        for member in members:
+            if member.isfile():
+                data[member.name] = hashlib.sha256(archive.extractfile(member).read()).hexdigest()
+        for member in members:
+            path = "/" + member.name.strip("/")
+            if member.isfile():
+                found[path] = ("file", member.mode & 0o7777, data[member.name], None)
+            elif member.islnk():
+                found[path] = ("file", member.mode & 0o7777, data[member.linkname], None)
+            elif member.isdir():
+                found[path] = ("dir", member.mode & 0o7777, None, None)
+            elif member.issym():
+                found[path] = ("symlink", member.mode & 0o7777, None, member.linkname)
+            else:
+                found[path] = ("other", member.mode & 0o7777, None, None)
+    found.pop("/", None)
+    return found

@@ -1,0 +1,210 @@
+"""Layer application: random OCI layer stacks against a reference that extracts onto a real disk."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import shutil
+import stat
+import tarfile
+import tempfile
+from pathlib import Path
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from drifttools import _native
+from drifttools.merge import merge_layers
+from tests.tarbuild import Member, directory, file, hardlink, layer_tar, opaque, symlink, whiteout
+
+DIRS = ["a", "a/b", "c"]
+NAMES = ["x", "y", "a", "b"]
+
+
+def reference_tree(layers: list[bytes]) -> dict[str, tuple]:
+    """Apply layers by extracting them into a real directory, then read it back.
+
+    Whiteouts and opaque markers remove lower content with shutil before the
+    layer is extracted; everything else is Python's tarfile on a real disk.
+    """
+    with tempfile.TemporaryDirectory() as scratch:
+        root = Path(scratch)
+        for layer in layers:
+            with tarfile.open(fileobj=io.BytesIO(layer)) as archive:
+                members = archive.getmembers()
+                for member in members:
+                    name = Path(member.name)
+                    if name.name == ".wh..wh..opq":
+                        target = root / name.parent
+                        if target.is_dir() and not target.is_symlink():
+                            for child in target.iterdir():
+                                _remove(child)
+                for member in members:
+                    name = Path(member.name)
+                    if name.name.startswith(".wh.") and name.name != ".wh..wh..opq":
+                        _remove(root / name.parent / name.name[4:])
+                for member in members:
+                    name = Path(member.name)
+                    if name.name.startswith(".wh."):
+                        continue
+                    destination = root / name
+                    if os.path.lexists(destination) and not (
+                        member.isdir() and destination.is_dir() and not destination.is_symlink()
+                    ):
+                        _remove(destination)
+                    _ensure_parent(destination, root)
+                    if member.isdir():
+                        destination.mkdir(exist_ok=True)
+                        os.chmod(destination, member.mode)
+                    elif member.issym():
+                        os.symlink(member.linkname, destination)
+                    elif member.islnk():
+                        os.link(root / member.linkname, destination)
+                    else:
+                        destination.write_bytes(archive.extractfile(member).read())
+                        os.chmod(destination, member.mode)
+        return _read_back(root)
+
+
+def _ensure_parent(path: Path, root: Path) -> None:
+    parent = path.parent
+    chain = []
+    while parent != root:
+        chain.append(parent)
+        parent = parent.parent
+    for directory_path in reversed(chain):
+        if os.path.lexists(directory_path) and not (
+            directory_path.is_dir() and not directory_path.is_symlink()
+        ):
+            _remove(directory_path)
+        if not directory_path.exists():
+            directory_path.mkdir()
+            os.chmod(directory_path, 0o755)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif os.path.lexists(path):
+        path.unlink()
+
+
+def _read_back(root: Path) -> dict[str, tuple]:
+    found = {}
+    for current, dirs, files in os.walk(root):
+        for name in dirs + files:
+            path = Path(current) / name
+            info = path.lstat()
+            key = "/" + str(path.relative_to(root))
+            if stat.S_ISLNK(info.st_mode):
+                found[key] = ("symlink", None, os.readlink(path))
+            elif stat.S_ISDIR(info.st_mode):
+                found[key] = ("dir", stat.S_IMODE(info.st_mode), None)
+            else:
+                digest = hashlib.sha256(path.read_bytes()).hexdigest()
+                found[key] = ("file", stat.S_IMODE(info.st_mode), digest)
+    return found
+
+
+def merged_tree(layers: list[bytes]) -> dict[str, tuple]:
+    trees = [_native.read_layer(io.BytesIO(layer)).entries for layer in layers]
+    entries, errors = merge_layers(trees)
+    assert not errors
+    result = {}
+    for path, entry in entries.items():
+        facts = entry.facts
+        if facts.kind == "symlink":
+            result[path] = ("symlink", None, facts.target)
+        elif facts.kind == "dir":
+            result[path] = ("dir", facts.mode, None)
+        else:
+            result[path] = (facts.kind, facts.mode, facts.sha256)
+    return result
+
+
+@st.composite
+def layer_stacks(draw: st.DrawFn) -> list[bytes]:
+    """Stacks of 1-4 layers mixing files, dirs, symlinks, hardlinks, whiteouts, opaque dirs."""
+    layers = []
+    for number in range(draw(st.integers(1, 4))):
+        members: list[Member] = []
+        used: set[str] = set()
+        files_here: list[str] = []
+        for _ in range(draw(st.integers(0, 7))):
+            parent = draw(st.sampled_from(["", *DIRS]))
+            path = f"{parent}/{draw(st.sampled_from(NAMES))}".lstrip("/")
+            if path in used or any(
+                path.startswith(u + "/") or u.startswith(path + "/") for u in used
+            ):
+                continue
+            op = draw(
+                st.sampled_from(
+                    ["file", "file", "dir", "symlink", "hardlink", "whiteout", "opaque"]
+                    if number
+                    else ["file", "file", "dir", "symlink", "hardlink"]
+                )
+            )
+            parents = [p for p in DIRS if path.startswith(p + "/")]
+            if op == "opaque":
+                members += [directory(p) for p in parents if p not in used]
+                members += [directory(path), opaque(path)]
+            elif op == "whiteout":
+                members += [directory(p) for p in parents if p not in used]
+                members.append(whiteout(path))
+            else:
+                members += [directory(p) for p in parents if p not in used]
+                if op == "file":
+                    data = draw(st.binary(max_size=64))
+                    members.append(file(path, data, draw(st.sampled_from([0o644, 0o755, 0o4755]))))
+                    files_here.append(path)
+                elif op == "dir":
+                    members.append(directory(path, draw(st.sampled_from([0o755, 0o700]))))
+                elif op == "symlink":
+                    members.append(
+                        symlink(path, draw(st.sampled_from(["/etc/passwd", "../x", "x"])))
+                    )
+                elif op == "hardlink" and files_here:
+                    members.append(hardlink(path, draw(st.sampled_from(files_here))))
+            used.update(parents)
+            used.add(path)
+        layers.append(layer_tar(members))
+    return layers
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(layer_stacks())
+def test_random_layer_stacks_apply_like_a_real_extraction(layers: list[bytes]) -> None:
+    assert merged_tree(layers) == reference_tree(layers)
+
+
+def test_whiteout_removes_only_lower_content_and_opaque_applies_first() -> None:
+    lower = layer_tar([directory("d"), file("d/old", b"1"), file("keep", b"k"), file("gone", b"g")])
+    upper = layer_tar([file("d/new", b"2"), whiteout("gone"), directory("d"), opaque("d")])
+    merged = merged_tree([lower, upper])
+    assert set(merged) == {"/d", "/d/new", "/keep"}
+
+
+def test_directory_replaced_by_file_and_back() -> None:
+    first = layer_tar([directory("r"), file("r/x", b"x")])
+    second = layer_tar([file("r", b"now a file")])
+    third = layer_tar([directory("r"), file("r/y", b"y")])
+    assert set(merged_tree([first, second])) == {"/r"}
+    assert set(merged_tree([first, second, third])) == {"/r", "/r/y"}
+
+
+def test_hardlink_to_a_lower_layer_takes_its_content() -> None:
+    lower = layer_tar([directory("bin"), file("bin/tool", b"\x7fELF tool", 0o755)])
+    upper = layer_tar([directory("usr"), hardlink("usr/tool", "bin/tool")])
+    trees = [_native.read_layer(io.BytesIO(layer)).entries for layer in (lower, upper)]
+    entries, errors = merge_layers(trees)
+    assert not errors
+    assert entries["/usr/tool"].facts.sha256 == hashlib.sha256(b"\x7fELF tool").hexdigest()
+    assert entries["/usr/tool"].layer == 1
+    assert entries["/bin/tool"].layer == 0
+
+
+def test_hardlink_to_a_missing_target_is_recorded_not_dropped_silently() -> None:
+    layer = layer_tar([hardlink("orphan", "nowhere")])
+    _, errors = merge_layers([_native.read_layer(io.BytesIO(layer)).entries])
+    assert [(e.path, "hardlink target missing" in e.reason) for e in errors] == [("/orphan", True)]
