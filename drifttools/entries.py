@@ -10,7 +10,7 @@ from collections.abc import Iterator, Mapping
 from types import MappingProxyType
 
 from drifttools import _native
-from drifttools.models import ErrorRecord, FileFacts
+from drifttools.models import NO_XATTRS, ErrorRecord, FileFacts
 
 #: Extended attributes compared between image and container. SELinux labels
 #: are kept as facts but not compared: the host policy assigns them.
@@ -20,7 +20,7 @@ COMPARED_XATTRS = ("security.capability",)
 def facts_from_entry(entry: _native.Entry) -> FileFacts:
     """The facts of one native entry (a hardlink is resolved by the caller)."""
     rdev = (entry.rdev_major, entry.rdev_minor) if entry.kind in ("char", "block") else None
-    xattrs = MappingProxyType(dict(entry.xattrs)) if entry.xattrs else FileFacts.xattrs
+    xattrs = MappingProxyType(dict(entry.xattrs)) if entry.xattrs else NO_XATTRS
     return FileFacts(
         kind=entry.kind,
         mode=entry.mode,

@@ -44,7 +44,7 @@ class Severity(StrEnum):
         return list(Severity).index(self)
 
 
-_EMPTY: Mapping[str, bytes] = MappingProxyType({})
+NO_XATTRS: Mapping[str, bytes] = MappingProxyType({})
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +59,7 @@ class FileFacts:
     mtime_ns: int
     sha256: str | None = None  # regular files only
     target: str | None = None  # symlink target, never followed
-    xattrs: Mapping[str, bytes] = _EMPTY
+    xattrs: Mapping[str, bytes] = field(default_factory=lambda: NO_XATTRS)
     rdev: tuple[int, int] | None = None  # devices: (major, minor)
     atime_ns: int | None = None
     ctime_ns: int | None = None

@@ -265,6 +265,17 @@ impl Tree {
         self.recs.sort_unstable_by(|a, b| key(a).cmp(key(b)).then(a.path_off.cmp(&b.path_off)));
     }
 
+    /// Like [`Tree::sort_by_path`], in parallel on the current rayon pool.
+    pub fn par_sort_by_path(&mut self) {
+        use rayon::slice::ParallelSliceMut;
+        let arena = &self.arena;
+        let key = |r: &Rec| {
+            let s = r.path_off as usize;
+            &arena[s..s + r.path_len as usize]
+        };
+        self.recs.par_sort_unstable_by(|a, b| key(a).cmp(key(b)).then(a.path_off.cmp(&b.path_off)));
+    }
+
     pub fn shrink_to_fit(&mut self) {
         self.recs.shrink_to_fit();
         self.arena.shrink_to_fit();

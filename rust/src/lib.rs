@@ -1,1 +1,530 @@
-pub fn x(){}
+//! Native core of drifttools: safe tree walker, streaming layer reader and
+//! compact entry storage. This file is only the Python glue; the logic lives
+//! in the pure modules below (tested with `cargo test`).
+
+pub mod entry;
+pub mod hash;
+pub mod layer;
+pub mod tar;
+pub mod text;
+pub mod walk;
+
+use entry::{EntryKind, EntryRef, Tree};
+use pyo3::exceptions::{PyIndexError, PyOSError, PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::pybacked::PyBackedBytes;
+use pyo3::types::{PyBytes, PyDict, PyString};
+use std::io::{self, Read, Seek, SeekFrom};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+// ------------------------------------------------------------------ helpers
+
+/// OSError(errno, strerror, filename): Python picks the subclass
+/// (FileNotFoundError, PermissionError, ...) from errno.
+fn os_error(e: &io::Error, filename: &str) -> PyErr {
+    match e.raw_os_error() {
+        Some(code) => {
+            let msg = io::Error::from_raw_os_error(code).to_string();
+            let msg = msg.split(" (os error").next().unwrap_or("").to_string();
+            PyOSError::new_err((code, msg, filename.to_string()))
+        }
+        None => PyOSError::new_err(e.to_string()),
+    }
+}
+
+/// Run `work` on a helper thread with the GIL released, waking every 100 ms
+/// to call `tick` (progress, signal checks) with the GIL. When `tick` fails
+/// (e.g. KeyboardInterrupt) `cancel` is set, the work is waited for (it stops
+/// quickly) and the tick's error is returned.
+fn run_detached<T: Send>(
+    py: Python<'_>,
+    cancel: &AtomicBool,
+    mut tick: impl FnMut(Python<'_>) -> PyResult<()>,
+    work: impl FnOnce() -> T + Send,
+) -> PyResult<T> {
+    let done = (Mutex::new(false), Condvar::new());
+    std::thread::scope(|s| {
+        let done_ref = &done;
+        let handle = s.spawn(move || {
+            struct Signal<'a>(&'a (Mutex<bool>, Condvar));
+            impl Drop for Signal<'_> {
+                fn drop(&mut self) {
+                    *self.0 .0.lock().unwrap_or_else(|p| p.into_inner()) = true;
+                    self.0 .1.notify_all();
+                }
+            }
+            let _signal = Signal(done_ref);
+            work()
+        });
+        let mut failure: Option<PyErr> = None;
+        loop {
+            let finished = py.detach(|| {
+                let g = done_ref.0.lock().unwrap_or_else(|p| p.into_inner());
+                let (g, _) = done_ref
+                    .1
+                    .wait_timeout_while(g, Duration::from_millis(100), |d| !*d)
+                    .unwrap_or_else(|p| p.into_inner());
+                *g
+            });
+            if finished {
+                break;
+            }
+            if failure.is_none() {
+                if let Err(e) = tick(py) {
+                    cancel.store(true, Ordering::Relaxed);
+                    failure = Some(e);
+                }
+            }
+        }
+        let result = py.detach(|| handle.join());
+        let value = match result {
+            Ok(v) => v,
+            Err(panic) => std::panic::resume_unwind(panic),
+        };
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(value),
+        }
+    })
+}
+
+fn hex32(d: &[u8; 32]) -> String {
+    hash::to_hex(d)
+}
+
+// ------------------------------------------------------------------ Entry
+
+/// One file-system or archive entry (read-only).
+#[pyclass(frozen, module = "drifttools._native", name = "Entry")]
+struct PyEntry {
+    #[pyo3(get)]
+    path: String,
+    kind: EntryKind,
+    #[pyo3(get)]
+    mode: u32,
+    #[pyo3(get)]
+    uid: u32,
+    #[pyo3(get)]
+    gid: u32,
+    #[pyo3(get)]
+    size: u64,
+    #[pyo3(get)]
+    mtime_ns: i64,
+    #[pyo3(get)]
+    atime_ns: Option<i64>,
+    #[pyo3(get)]
+    ctime_ns: Option<i64>,
+    #[pyo3(get)]
+    btime_ns: Option<i64>,
+    #[pyo3(get)]
+    inode: Option<u64>,
+    #[pyo3(get)]
+    nlink: Option<u32>,
+    #[pyo3(get)]
+    dev: Option<u64>,
+    #[pyo3(get)]
+    blocks: Option<u64>,
+    #[pyo3(get)]
+    rdev_major: u32,
+    #[pyo3(get)]
+    rdev_minor: u32,
+    #[pyo3(get)]
+    target: Option<String>,
+    xattrs: Vec<(String, Vec<u8>)>,
+    #[pyo3(get)]
+    sha256: Option<String>,
+    #[pyo3(get)]
+    error: Option<String>,
+}
+
+impl PyEntry {
+    fn from_ref(e: EntryRef<'_>) -> PyEntry {
+        let r = e.rec;
+        let walk = r.walk_info();
+        PyEntry {
+            path: text::escape_path(e.path),
+            kind: r.kind,
+            mode: r.mode as u32,
+            uid: r.uid,
+            gid: r.gid,
+            size: r.size,
+            mtime_ns: r.mtime_ns,
+            atime_ns: r.atime(),
+            ctime_ns: r.ctime(),
+            btime_ns: r.btime(),
+            inode: walk.map(|w| w.0),
+            nlink: walk.map(|w| w.1),
+            dev: walk.map(|w| w.2),
+            blocks: walk.map(|w| w.3),
+            rdev_major: r.rdev_major,
+            rdev_minor: r.rdev_minor,
+            target: e.target().map(text::escape_path),
+            xattrs: e.xattrs().iter().map(|(k, v)| (text::escape_path(k), v.to_vec())).collect(),
+            sha256: r.sha().map(hex32),
+            error: e.error().map(str::to_string),
+        }
+    }
+}
+
+#[pymethods]
+impl PyEntry {
+    #[getter]
+    fn kind(&self) -> &'static str {
+        self.kind.as_str()
+    }
+
+    #[getter]
+    fn xattrs<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let d = PyDict::new(py);
+        for (k, v) in &self.xattrs {
+            d.set_item(k, PyBytes::new(py, v))?;
+        }
+        Ok(d)
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        let path = PyString::new(py, &self.path).repr()?;
+        let mut s = format!("Entry(path={path}, kind='{}', mode=0o{:o}", self.kind.as_str(), self.mode);
+        s += &format!(", uid={}, gid={}, size={}", self.uid, self.gid, self.size);
+        if let Some(t) = &self.target {
+            s += &format!(", target={}", PyString::new(py, t).repr()?);
+        }
+        if let Some(h) = &self.sha256 {
+            s += &format!(", sha256='{h}'");
+        }
+        if let Some(e) = &self.error {
+            s += &format!(", error={}", PyString::new(py, e).repr()?);
+        }
+        s.push(')');
+        Ok(s)
+    }
+}
+
+// ------------------------------------------------------------------ Tree
+
+/// Entries held in compact native form; Entry objects are made on access.
+#[pyclass(frozen, module = "drifttools._native", name = "Tree", sequence)]
+struct PyTree {
+    inner: Arc<Tree>,
+}
+
+#[pymethods]
+impl PyTree {
+    fn __len__(&self) -> usize {
+        self.inner.len()
+    }
+
+    fn __getitem__(&self, index: isize) -> PyResult<PyEntry> {
+        let n = self.inner.len() as isize;
+        let i = if index < 0 { index + n } else { index };
+        if i < 0 || i >= n {
+            return Err(PyIndexError::new_err("Tree index out of range"));
+        }
+        Ok(PyEntry::from_ref(self.inner.get(i as usize).expect("in range")))
+    }
+
+    fn __iter__(&self) -> PyTreeIter {
+        PyTreeIter { inner: self.inner.clone(), pos: 0 }
+    }
+
+    #[getter]
+    fn error_count(&self) -> usize {
+        self.inner.error_count()
+    }
+
+    fn to_bytes<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        let t = self.inner.clone();
+        let data = py.detach(move || t.to_bytes());
+        PyBytes::new(py, &data)
+    }
+
+    #[staticmethod]
+    fn from_bytes(py: Python<'_>, data: PyBackedBytes) -> PyResult<PyTree> {
+        let t = py
+            .detach(|| Tree::from_bytes(&data))
+            .map_err(|e| PyValueError::new_err(format!("corrupt tree: {e}")))?;
+        Ok(PyTree { inner: Arc::new(t) })
+    }
+
+    fn __repr__(&self) -> String {
+        format!("<Tree: {} entries, {} with errors>", self.inner.len(), self.inner.error_count())
+    }
+}
+
+#[pyclass(module = "drifttools._native", name = "TreeIterator")]
+struct PyTreeIter {
+    inner: Arc<Tree>,
+    pos: usize,
+}
+
+#[pymethods]
+impl PyTreeIter {
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __next__(&mut self) -> Option<PyEntry> {
+        let e = self.inner.get(self.pos)?;
+        self.pos += 1;
+        Some(PyEntry::from_ref(e))
+    }
+}
+
+// ------------------------------------------------------------------ LayerIndex
+
+/// Index of one image layer (or `docker export` tar).
+#[pyclass(frozen, module = "drifttools._native", name = "LayerIndex")]
+struct PyLayerIndex {
+    #[pyo3(get)]
+    entries: Py<PyTree>,
+    meta: layer::LayerIndex, // with an empty tree; the entries live in `entries`
+}
+
+impl PyLayerIndex {
+    fn new(py: Python<'_>, mut li: layer::LayerIndex) -> PyResult<PyLayerIndex> {
+        let tree = std::mem::take(&mut li.entries);
+        Ok(PyLayerIndex { entries: Py::new(py, PyTree { inner: Arc::new(tree) })?, meta: li })
+    }
+}
+
+#[pymethods]
+impl PyLayerIndex {
+    #[getter]
+    fn compression(&self) -> &'static str {
+        self.meta.compression.as_str()
+    }
+    #[getter]
+    fn compressed_sha256(&self) -> String {
+        hex32(&self.meta.compressed_sha256)
+    }
+    #[getter]
+    fn compressed_size(&self) -> u64 {
+        self.meta.compressed_size
+    }
+    #[getter]
+    fn uncompressed_sha256(&self) -> String {
+        hex32(&self.meta.uncompressed_sha256)
+    }
+    #[getter]
+    fn uncompressed_size(&self) -> u64 {
+        self.meta.uncompressed_size
+    }
+
+    fn to_bytes<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        let tree = self.entries.get().inner.clone();
+        let meta = &self.meta;
+        let data = py.detach(|| meta.encode(&tree));
+        PyBytes::new(py, &data)
+    }
+
+    #[staticmethod]
+    fn from_bytes(py: Python<'_>, data: PyBackedBytes) -> PyResult<PyLayerIndex> {
+        let li = py
+            .detach(|| layer::LayerIndex::from_bytes(&data))
+            .map_err(|e| PyValueError::new_err(format!("corrupt layer index: {e}")))?;
+        PyLayerIndex::new(py, li)
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "<LayerIndex: {} entries, compression={}, diff_id=sha256:{}>",
+            self.entries.get().inner.len(),
+            self.meta.compression.as_str(),
+            hex32(&self.meta.uncompressed_sha256)
+        )
+    }
+}
+
+// ------------------------------------------------------------------ walk
+
+/// Snapshot the tree under `root` (see the stub for the full contract).
+#[pyfunction]
+#[pyo3(name = "walk", signature = (root, *, exclude = Vec::new(), one_filesystem = false, hash_max_size = None, threads = 0, progress = None))]
+fn py_walk(
+    py: Python<'_>,
+    root: PathBuf,
+    exclude: Vec<String>,
+    one_filesystem: bool,
+    hash_max_size: Option<u64>,
+    threads: usize,
+    progress: Option<Bound<'_, PyAny>>,
+) -> PyResult<PyTree> {
+    let mut ex = Vec::with_capacity(exclude.len());
+    for e in &exclude {
+        let raw = text::unescape_path(e).map_err(|err| PyValueError::new_err(format!("bad exclude path {e:?}: {err}")))?;
+        ex.push(raw);
+    }
+    let opts = walk::WalkOptions { exclude: ex, one_filesystem, hash_max_size, threads, ..Default::default() };
+    let counters = walk::Progress::default();
+    let report = |_py: Python<'_>| -> PyResult<()> {
+        if let Some(cb) = &progress {
+            let n = counters.entries.load(Ordering::Relaxed);
+            let b = counters.bytes_hashed.load(Ordering::Relaxed);
+            cb.call1((n, b))?;
+        }
+        Ok(())
+    };
+    let result = run_detached(
+        py,
+        &counters.cancel,
+        |py| {
+            report(py)?;
+            py.check_signals()
+        },
+        || walk::walk(&root, &opts, &counters),
+    )?;
+    match result {
+        Ok(tree) => {
+            report(py)?;
+            Ok(PyTree { inner: Arc::new(tree) })
+        }
+        Err(walk::WalkError::Io(e)) => Err(os_error(&e, &root.to_string_lossy())),
+        Err(walk::WalkError::Cancelled) => {
+            py.check_signals()?;
+            Err(PyOSError::new_err("walk cancelled"))
+        }
+    }
+}
+
+// ------------------------------------------------------------------ read_layer
+
+/// `std::io::Read` over a Python binary file-like object; takes the GIL per
+/// call (at most 1 MiB per call).
+struct PyReader {
+    obj: Py<PyAny>,
+    skip: u64,
+    remaining: Option<u64>,
+    err: Arc<Mutex<Option<PyErr>>>,
+}
+
+impl PyReader {
+    fn call_read(&self, py: Python<'_>, want: usize, dst: &mut [u8]) -> PyResult<usize> {
+        let r = self.obj.bind(py).call_method1("read", (want,))?;
+        if r.is_none() {
+            return Err(PyTypeError::new_err("source.read() returned None (non-blocking stream?)"));
+        }
+        let b: PyBackedBytes = r.extract()?;
+        if b.len() > want {
+            return Err(PyValueError::new_err("source.read(n) returned more than n bytes"));
+        }
+        dst[..b.len()].copy_from_slice(&b);
+        Ok(b.len())
+    }
+
+    fn read_some(&mut self, dst: &mut [u8]) -> io::Result<usize> {
+        let want = dst.len().min(1 << 20);
+        let res = Python::attach(|py| self.call_read(py, want, dst));
+        res.map_err(|e| {
+            *self.err.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+            io::Error::other("source.read() raised")
+        })
+    }
+}
+
+impl Read for PyReader {
+    fn read(&mut self, dst: &mut [u8]) -> io::Result<usize> {
+        let mut scratch = [0u8; 8192];
+        while self.skip > 0 {
+            let k = (scratch.len() as u64).min(self.skip) as usize;
+            let n = self.read_some(&mut scratch[..k])?;
+            if n == 0 {
+                return Ok(0);
+            }
+            self.skip -= n as u64;
+        }
+        let limit = match self.remaining {
+            Some(0) => return Ok(0),
+            Some(r) => (r.min(dst.len() as u64)) as usize,
+            None => dst.len(),
+        };
+        let n = self.read_some(&mut dst[..limit])?;
+        if let Some(r) = &mut self.remaining {
+            *r -= n as u64;
+        }
+        Ok(n)
+    }
+}
+
+/// Index an image layer from a path (optionally a byte range) or a binary
+/// file-like object.
+#[pyfunction]
+#[pyo3(name = "read_layer", signature = (source, *, offset = 0, length = None, max_entries = 10_000_000, max_path_len = 4096, max_bytes = 1u64 << 40))]
+fn py_read_layer(
+    py: Python<'_>,
+    source: Bound<'_, PyAny>,
+    offset: u64,
+    length: Option<u64>,
+    max_entries: u64,
+    max_path_len: usize,
+    max_bytes: u64,
+) -> PyResult<PyLayerIndex> {
+    let opts = layer::LayerOptions { max_entries, max_path_len, max_bytes };
+    let cancel = AtomicBool::new(false);
+    let py_err: Arc<Mutex<Option<PyErr>>> = Arc::new(Mutex::new(None));
+    let is_path = source.is_instance_of::<PyString>()
+        || source.hasattr("__fspath__")?
+        || source.is_instance_of::<PyBytes>();
+    let result = if is_path {
+        let path: PathBuf = source.extract()?;
+        let name = path.to_string_lossy().into_owned();
+        let mut f = std::fs::File::open(&path).map_err(|e| os_error(&e, &name))?;
+        if offset > 0 {
+            f.seek(SeekFrom::Start(offset)).map_err(|e| os_error(&e, &name))?;
+        }
+        let src: Box<dyn Read + Send> = match length {
+            Some(n) => Box::new(f.take(n)),
+            None => Box::new(f),
+        };
+        run_detached(py, &cancel, |py| py.check_signals(), || layer::read_layer(src, &opts, &cancel))?
+    } else if source.hasattr("read")? {
+        let reader = PyReader { obj: source.clone().unbind(), skip: offset, remaining: length, err: py_err.clone() };
+        run_detached(py, &cancel, |py| py.check_signals(), || layer::read_layer(reader, &opts, &cancel))?
+    } else {
+        return Err(PyTypeError::new_err("source must be a path (str / os.PathLike) or a binary file-like object with .read(n)"));
+    };
+    if let Some(e) = py_err.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        return Err(e);
+    }
+    match result {
+        Ok(li) => PyLayerIndex::new(py, li),
+        Err(layer::LayerError::Io(e)) => Err(PyErr::from(e)),
+        Err(layer::LayerError::Cancelled) => {
+            py.check_signals()?;
+            Err(PyOSError::new_err("read_layer cancelled"))
+        }
+        Err(e) => Err(PyValueError::new_err(e.to_string())),
+    }
+}
+
+// ------------------------------------------------------------------ text
+
+/// Escape raw path bytes to text (see the stub for the rule).
+#[pyfunction]
+#[pyo3(name = "escape_path")]
+fn py_escape_path(raw: &[u8]) -> String {
+    text::escape_path(raw)
+}
+
+/// Reverse escape_path exactly; ValueError on a malformed escape.
+#[pyfunction]
+#[pyo3(name = "unescape_path")]
+fn py_unescape_path<'py>(py: Python<'py>, text: &str) -> PyResult<Bound<'py, PyBytes>> {
+    let raw = text::unescape_path(text).map_err(|e| PyValueError::new_err(e.to_string()))?;
+    Ok(PyBytes::new(py, &raw))
+}
+
+#[pymodule]
+#[pyo3(name = "_native")]
+fn native_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<PyEntry>()?;
+    m.add_class::<PyTree>()?;
+    m.add_class::<PyLayerIndex>()?;
+    m.add_function(wrap_pyfunction!(py_walk, m)?)?;
+    m.add_function(wrap_pyfunction!(py_read_layer, m)?)?;
+    m.add_function(wrap_pyfunction!(py_escape_path, m)?)?;
+    m.add_function(wrap_pyfunction!(py_unescape_path, m)?)?;
+    Ok(())
+}
