@@ -129,11 +129,14 @@ impl Rec {
     }
 }
 
+/// One extended attribute: (name, value).
+pub type Xattr = (Box<[u8]>, Box<[u8]>);
+
 /// Optional, sparse part of an entry.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Extra {
     pub target: Option<Box<[u8]>>,
-    pub xattrs: Vec<(Box<[u8]>, Box<[u8]>)>,
+    pub xattrs: Vec<Xattr>,
     pub error: Option<Box<str>>,
 }
 
@@ -158,7 +161,7 @@ impl<'a> EntryRef<'a> {
     pub fn error(&self) -> Option<&'a str> {
         self.extra.and_then(|e| e.error.as_deref())
     }
-    pub fn xattrs(&self) -> &'a [(Box<[u8]>, Box<[u8]>)] {
+    pub fn xattrs(&self) -> &'a [Xattr] {
         self.extra.map(|e| e.xattrs.as_slice()).unwrap_or(&[])
     }
 }
@@ -262,7 +265,8 @@ impl Tree {
             let s = r.path_off as usize;
             &arena[s..s + r.path_len as usize]
         };
-        self.recs.sort_unstable_by(|a, b| key(a).cmp(key(b)).then(a.path_off.cmp(&b.path_off)));
+        self.recs
+            .sort_unstable_by(|a, b| key(a).cmp(key(b)).then(a.path_off.cmp(&b.path_off)));
     }
 
     /// Like [`Tree::sort_by_path`], in parallel on the current rayon pool.
@@ -273,7 +277,8 @@ impl Tree {
             let s = r.path_off as usize;
             &arena[s..s + r.path_len as usize]
         };
-        self.recs.par_sort_unstable_by(|a, b| key(a).cmp(key(b)).then(a.path_off.cmp(&b.path_off)));
+        self.recs
+            .par_sort_unstable_by(|a, b| key(a).cmp(key(b)).then(a.path_off.cmp(&b.path_off)));
     }
 
     pub fn shrink_to_fit(&mut self) {
@@ -293,7 +298,10 @@ impl Tree {
                 .map(|e| {
                     e.target.as_ref().map_or(0, |t| t.len())
                         + e.error.as_ref().map_or(0, |t| t.len())
-                        + e.xattrs.iter().map(|(a, b)| a.len() + b.len() + 32).sum::<usize>()
+                        + e.xattrs
+                            .iter()
+                            .map(|(a, b)| a.len() + b.len() + 32)
+                            .sum::<usize>()
                 })
                 .sum::<usize>()
     }
@@ -377,7 +385,8 @@ impl Tree {
         for _ in 0..n {
             let path = r.bytes()?;
             let kind_b = r.u8()?;
-            let kind = EntryKind::from_u8(kind_b).ok_or_else(|| format!("bad entry kind {kind_b}"))?;
+            let kind =
+                EntryKind::from_u8(kind_b).ok_or_else(|| format!("bad entry kind {kind_b}"))?;
             let flags = r.u8()?;
             if flags & !F_ALL != 0 {
                 return Err(format!("bad entry flags {flags:#x}"));
@@ -424,7 +433,8 @@ impl Tree {
                     x.target = Some(r.bytes()?.into());
                 }
                 if xf & 2 != 0 {
-                    let s = std::str::from_utf8(r.bytes()?).map_err(|_| "error text is not UTF-8")?;
+                    let s =
+                        std::str::from_utf8(r.bytes()?).map_err(|_| "error text is not UTF-8")?;
                     x.error = Some(s.into());
                 }
                 if xf & 4 != 0 {
@@ -570,7 +580,10 @@ mod tests {
         r.dev = 2049;
         r.blocks = 8;
         t.push(b"/z/file", r, None);
-        let link = Rec { kind: EntryKind::Symlink, ..Rec::default() };
+        let link = Rec {
+            kind: EntryKind::Symlink,
+            ..Rec::default()
+        };
         t.push(
             b"/a/link\xff",
             link,
@@ -580,11 +593,18 @@ mod tests {
                 error: None,
             }),
         );
-        let d = Rec { kind: EntryKind::Dir, mode: 0o755, ..Rec::default() };
+        let d = Rec {
+            kind: EntryKind::Dir,
+            mode: 0o755,
+            ..Rec::default()
+        };
         t.push(
             b"/m",
             d,
-            Some(Extra { error: Some("cannot list directory: permission denied".into()), ..Extra::default() }),
+            Some(Extra {
+                error: Some("cannot list directory: permission denied".into()),
+                ..Extra::default()
+            }),
         );
         t
     }
@@ -601,7 +621,10 @@ mod tests {
         assert_eq!(e.target(), Some(&b"../../etc/passwd"[..]));
         assert_eq!(e.xattrs().len(), 1);
         assert_eq!(t.get(2).unwrap().rec.sha(), Some(&[7; 32]));
-        assert_eq!(t.get(1).unwrap().error(), Some("cannot list directory: permission denied"));
+        assert_eq!(
+            t.get(1).unwrap().error(),
+            Some("cannot list directory: permission denied")
+        );
         assert!(t.get(3).is_none());
     }
 

@@ -81,7 +81,11 @@ pub fn read_fd(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
 /// caller saw in stat; when a short read lands exactly on it we take it as end
 /// of file and save the final zero-length read (regular local files only
 /// return short reads at end of file). Returns (digest, bytes read).
-pub fn hash_fd(fd: RawFd, buf: &mut AlignedBuf, expected: Option<u64>) -> io::Result<([u8; 32], u64)> {
+pub fn hash_fd(
+    fd: RawFd,
+    buf: &mut AlignedBuf,
+    expected: Option<u64>,
+) -> io::Result<([u8; 32], u64)> {
     let mut h = Sha256::new();
     let mut total: u64 = 0;
     let cap = buf.len();

@@ -60,7 +60,11 @@ pub struct LayerOptions {
 
 impl Default for LayerOptions {
     fn default() -> Self {
-        LayerOptions { max_entries: 10_000_000, max_path_len: 4096, max_bytes: 1 << 40 }
+        LayerOptions {
+            max_entries: 10_000_000,
+            max_path_len: 4096,
+            max_bytes: 1 << 40,
+        }
     }
 }
 
@@ -162,7 +166,11 @@ impl<R: Read> RawSource<R> {
     fn new(inner: R) -> Self {
         RawSource {
             inner,
-            st: RawStats { hasher: Sha256::new(), total: 0, failed: false },
+            st: RawStats {
+                hasher: Sha256::new(),
+                total: 0,
+                failed: false,
+            },
             buf: AlignedBuf::new(CHUNK),
             pos: 0,
             filled: 0,
@@ -173,11 +181,17 @@ impl<R: Read> RawSource<R> {
     fn peek(&mut self, n: usize) -> io::Result<&[u8]> {
         while self.filled - self.pos < n {
             if self.pos > 0 {
-                self.buf.as_mut_slice().copy_within(self.pos..self.filled, 0);
+                self.buf
+                    .as_mut_slice()
+                    .copy_within(self.pos..self.filled, 0);
                 self.filled -= self.pos;
                 self.pos = 0;
             }
-            let got = read_raw(&mut self.inner, &mut self.st, &mut self.buf.as_mut_slice()[self.filled..])?;
+            let got = read_raw(
+                &mut self.inner,
+                &mut self.st,
+                &mut self.buf.as_mut_slice()[self.filled..],
+            )?;
             if got == 0 {
                 break;
             }
@@ -235,17 +249,18 @@ struct ProducerResult {
     uncompressed_size: u64,
 }
 
-fn fill_chunk(dec: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
+/// Fill `buf` from `dec`; returns the bytes read and the error that stopped it.
+fn fill_chunk(dec: &mut dyn Read, buf: &mut [u8]) -> (usize, Option<io::Error>) {
     let mut n = 0;
     while n < buf.len() {
         match dec.read(&mut buf[n..]) {
             Ok(0) => break,
             Ok(k) => n += k,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
+            Err(e) => return (n, Some(e)),
         }
     }
-    Ok(n)
+    (n, None)
 }
 
 fn produce<R: Read>(
@@ -271,31 +286,37 @@ fn produce<R: Read>(
             if cancel.load(Ordering::Relaxed) {
                 return Err(LayerError::Cancelled);
             }
-            let mut chunk = recycle.try_recv().unwrap_or_else(|_| Chunk { buf: AlignedBuf::new(CHUNK), len: 0 });
-            chunk.len = match fill_chunk(&mut *dec, chunk.buf.as_mut_slice()) {
-                Ok(n) => n,
-                Err(e) => {
-                    drop(dec);
-                    if raw.st.failed || compression == Compression::None {
-                        return Err(LayerError::Io(e));
-                    }
-                    let what = if e.kind() == io::ErrorKind::UnexpectedEof {
-                        "truncated stream".to_string()
-                    } else {
-                        e.to_string()
-                    };
-                    return Err(LayerError::Corrupt(format!(
-                        "{} data: {what} after {total} decompressed bytes",
-                        compression.as_str()
-                    )));
+            let mut chunk = recycle.try_recv().unwrap_or_else(|_| Chunk {
+                buf: AlignedBuf::new(CHUNK),
+                len: 0,
+            });
+            let (n, err) = fill_chunk(&mut *dec, chunk.buf.as_mut_slice());
+            chunk.len = n;
+            if let Some(e) = err {
+                drop(dec);
+                if raw.st.failed || compression == Compression::None {
+                    return Err(LayerError::Io(e));
                 }
-            };
+                let what = if e.kind() == io::ErrorKind::UnexpectedEof {
+                    "truncated stream".to_string()
+                } else {
+                    e.to_string()
+                };
+                return Err(LayerError::Corrupt(format!(
+                    "{} data: {what} at offset {}",
+                    compression.as_str(),
+                    total + n as u64
+                )));
+            }
             if chunk.len == 0 {
                 break;
             }
             total += chunk.len as u64;
             if total > opts.max_bytes {
-                return Err(LayerError::Cap(format!("more than max_bytes {} bytes of decompressed data", opts.max_bytes)));
+                return Err(LayerError::Cap(format!(
+                    "more than max_bytes {} bytes of decompressed data",
+                    opts.max_bytes
+                )));
             }
             if tx.send(chunk).is_err() {
                 receiver_gone = true;
@@ -404,21 +425,38 @@ impl TarInput for ChunkReader {
 }
 
 /// Index a layer stream. `src` yields the raw (possibly compressed) bytes.
-pub fn read_layer<R: Read + Send>(src: R, opts: &LayerOptions, cancel: &AtomicBool) -> Result<LayerIndex, LayerError> {
+pub fn read_layer<R: Read + Send>(
+    src: R,
+    opts: &LayerOptions,
+    cancel: &AtomicBool,
+) -> Result<LayerIndex, LayerError> {
     let (tx, rx) = sync_channel::<Chunk>(DEPTH);
     let (rtx, rrx) = sync_channel::<Chunk>(DEPTH + 2);
     let detected = Mutex::new(None);
-    let limits = TarLimits { max_entries: opts.max_entries, max_path_len: opts.max_path_len };
+    let limits = TarLimits {
+        max_entries: opts.max_entries,
+        max_path_len: opts.max_path_len,
+    };
     std::thread::scope(|s| {
         let producer = std::thread::Builder::new()
             .name("drift-layer-read".into())
             .spawn_scoped(s, || produce(src, opts, cancel, tx, rrx, &detected))
             .map_err(LayerError::Io)?;
-        let mut reader = ChunkReader { rx, recycle: rtx, cur: None, pos: 0, offset: 0, hasher: None };
+        let mut reader = ChunkReader {
+            rx,
+            recycle: rtx,
+            cur: None,
+            pos: 0,
+            offset: 0,
+            hasher: None,
+        };
         // Wait for the first chunk so the compression is known: the stream
         // hash is only needed here when the data was compressed.
         let _ = reader.avail();
-        let compression = detected.lock().unwrap_or_else(|p| p.into_inner()).unwrap_or(Compression::None);
+        let compression = detected
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .unwrap_or(Compression::None);
         if compression != Compression::None {
             let mut h = Sha256::new();
             if let Some(c) = &reader.cur {
@@ -432,9 +470,13 @@ pub fn read_layer<R: Read + Send>(src: R, opts: &LayerOptions, cancel: &AtomicBo
         }
         let stream_hash = reader.hasher.take();
         drop(reader); // unblocks a producer waiting to send
-        let produced = producer.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+        let produced = producer
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p));
         let prod = match (produced, parsed) {
-            (Err(LayerError::Cancelled), _) | (_, Err(LayerError::Cancelled)) => return Err(LayerError::Cancelled),
+            (Err(LayerError::Cancelled), _) | (_, Err(LayerError::Cancelled)) => {
+                return Err(LayerError::Cancelled)
+            }
             (Err(e), _) => return Err(e),
             (Ok(_), Err(e)) => return Err(e),
             (Ok(p), Ok(tree)) => (p, tree),
@@ -473,7 +515,14 @@ mod tests {
     }
 
     impl TarW {
-        fn header(&mut self, name: &[u8], typeflag: u8, size: u64, link: &[u8], f: impl FnOnce(&mut [u8; 512])) {
+        fn header(
+            &mut self,
+            name: &[u8],
+            typeflag: u8,
+            size: u64,
+            link: &[u8],
+            f: impl FnOnce(&mut [u8; 512]),
+        ) {
             let mut h = [0u8; 512];
             h[..name.len().min(100)].copy_from_slice(&name[..name.len().min(100)]);
             octal(&mut h[100..108], 0o644);
@@ -523,7 +572,11 @@ mod tests {
     }
 
     fn read(data: &[u8]) -> Result<LayerIndex, LayerError> {
-        read_layer(Cursor::new(data.to_vec()), &LayerOptions::default(), &AtomicBool::new(false))
+        read_layer(
+            Cursor::new(data.to_vec()),
+            &LayerOptions::default(),
+            &AtomicBool::new(false),
+        )
     }
 
     fn sha(d: &[u8]) -> [u8; 32] {
@@ -561,12 +614,23 @@ mod tests {
         let paths: Vec<&[u8]> = t.iter().map(|e| e.path).collect();
         assert_eq!(
             paths,
-            vec![&b"/usr"[..], b"/usr/hello.txt", b"/usr/link", b"/usr/hard", b"/dev/null", b"/dev/sda", b"/run/fifo"]
+            vec![
+                &b"/usr"[..],
+                b"/usr/hello.txt",
+                b"/usr/link",
+                b"/usr/hard",
+                b"/dev/null",
+                b"/dev/sda",
+                b"/run/fifo"
+            ]
         );
         let f = t.get(1).unwrap();
         assert_eq!(f.rec.kind, EntryKind::File);
         assert_eq!(f.rec.sha(), Some(&sha(b"hello world")));
-        assert_eq!((f.rec.size, f.rec.mode, f.rec.uid, f.rec.gid), (11, 0o644, 1000, 1001));
+        assert_eq!(
+            (f.rec.size, f.rec.mode, f.rec.uid, f.rec.gid),
+            (11, 0o644, 1000, 1001)
+        );
         assert_eq!(f.rec.mtime_ns, 1_700_000_000_000_000_000);
         assert_eq!(t.get(2).unwrap().target(), Some(&b"../etc/passwd"[..]));
         let h = t.get(3).unwrap();
@@ -574,7 +638,10 @@ mod tests {
         assert_eq!(h.target(), Some(&b"/usr/hello.txt"[..]));
         assert!(h.rec.sha().is_none());
         let n = t.get(4).unwrap();
-        assert_eq!((n.rec.kind, n.rec.rdev_major, n.rec.rdev_minor), (EntryKind::Char, 1, 3));
+        assert_eq!(
+            (n.rec.kind, n.rec.rdev_major, n.rec.rdev_minor),
+            (EntryKind::Char, 1, 3)
+        );
         assert_eq!(t.get(5).unwrap().rec.kind, EntryKind::Block);
         assert_eq!(t.get(6).unwrap().rec.kind, EntryKind::Fifo);
         assert_eq!(t.error_count(), 0);
@@ -598,7 +665,9 @@ mod tests {
         ]);
         w.file(b"short-name-ignored", b"pax content");
         let glong = format!("{}/gnu", "g".repeat(150));
-        w.header(b"././@LongLink", b'L', glong.len() as u64 + 1, b"", |h| h[257..265].copy_from_slice(b"ustar  \0"));
+        w.header(b"././@LongLink", b'L', glong.len() as u64 + 1, b"", |h| {
+            h[257..265].copy_from_slice(b"ustar  \0")
+        });
         let mut body = glong.clone().into_bytes();
         body.push(0);
         w.data(&body);
@@ -608,7 +677,9 @@ mod tests {
         w.data(llong.as_bytes());
         w.header(b"sym", b'2', 0, b"ignored", |_| {});
         // ustar prefix
-        w.header(b"name", b'0', 0, b"", |h| h[345..351].copy_from_slice(b"prefix"));
+        w.header(b"name", b'0', 0, b"", |h| {
+            h[345..351].copy_from_slice(b"prefix")
+        });
         let data = w.finish();
         let li = read(&data).unwrap();
         let t = &li.entries;
@@ -623,7 +694,10 @@ mod tests {
         let g = t.get(1).unwrap();
         assert_eq!(g.path, format!("/{glong}").as_bytes());
         assert_eq!(g.rec.sha(), Some(&sha(b"gnu content")));
-        assert!(g.xattrs().is_empty(), "PAX records must not leak to the next entry");
+        assert!(
+            g.xattrs().is_empty(),
+            "PAX records must not leak to the next entry"
+        );
         assert_eq!(g.rec.uid, 1000);
         assert_eq!(t.get(2).unwrap().target(), Some(llong.as_bytes()));
         assert_eq!(t.get(3).unwrap().path, b"/prefix/name");
@@ -674,7 +748,10 @@ mod tests {
         let mut bad = data.clone();
         bad[512 + 3] ^= 0x20; // second header's name
         let e = err_text(read(&bad));
-        assert!(e.starts_with("corrupt layer: bad header checksum at offset 512"), "{e}");
+        assert!(
+            e.starts_with("corrupt layer: bad header checksum at offset 512"),
+            "{e}"
+        );
         let e = err_text(read(&data[..1536 + 5]));
         assert!(e.contains("truncated"), "{e}");
         let e = err_text(read(&data[..data.len() - 1024]));
@@ -682,7 +759,9 @@ mod tests {
         // one zero block then EOF is tolerated
         assert!(read(&data[..data.len() - 512]).is_ok());
         let mut w = TarW::default();
-        w.header(b"f", b'0', 0, b"", |h| h[124..136].copy_from_slice(b"12345678x01\0"));
+        w.header(b"f", b'0', 0, b"", |h| {
+            h[124..136].copy_from_slice(b"12345678x01\0")
+        });
         assert!(err_text(read(&w.finish())).contains("bad numeric field size"));
         assert!(err_text(read(b"")).contains("corrupt layer"));
         assert!(err_text(read(&[0x55u8; 700])).contains("corrupt layer"));
@@ -691,11 +770,25 @@ mod tests {
     #[test]
     fn caps() {
         let data = sample();
-        let opts = LayerOptions { max_entries: 3, ..Default::default() };
-        let e = read_layer(Cursor::new(data.clone()), &opts, &AtomicBool::new(false)).err().unwrap();
-        assert!(e.to_string().starts_with("layer exceeds cap: more than max_entries 3"), "{e}");
-        let opts = LayerOptions { max_bytes: 2000, ..Default::default() };
-        let e = read_layer(Cursor::new(data), &opts, &AtomicBool::new(false)).err().unwrap();
+        let opts = LayerOptions {
+            max_entries: 3,
+            ..Default::default()
+        };
+        let e = read_layer(Cursor::new(data.clone()), &opts, &AtomicBool::new(false))
+            .err()
+            .unwrap();
+        assert!(
+            e.to_string()
+                .starts_with("layer exceeds cap: more than max_entries 3"),
+            "{e}"
+        );
+        let opts = LayerOptions {
+            max_bytes: 2000,
+            ..Default::default()
+        };
+        let e = read_layer(Cursor::new(data), &opts, &AtomicBool::new(false))
+            .err()
+            .unwrap();
         assert!(matches!(e, LayerError::Cap(_)), "{e}");
         // a GNU long name record far over the cap is refused before reading
         let mut w = TarW::default();
@@ -780,7 +873,11 @@ mod tests {
     #[test]
     fn cancel() {
         let data = sample();
-        let r = read_layer(Cursor::new(data), &LayerOptions::default(), &AtomicBool::new(true));
+        let r = read_layer(
+            Cursor::new(data),
+            &LayerOptions::default(),
+            &AtomicBool::new(true),
+        );
         assert!(matches!(r, Err(LayerError::Cancelled)));
     }
 }

@@ -162,7 +162,11 @@ impl PyEntry {
             rdev_major: r.rdev_major,
             rdev_minor: r.rdev_minor,
             target: e.target().map(text::escape_path),
-            xattrs: e.xattrs().iter().map(|(k, v)| (text::escape_path(k), v.to_vec())).collect(),
+            xattrs: e
+                .xattrs()
+                .iter()
+                .map(|(k, v)| (text::escape_path(k), v.to_vec()))
+                .collect(),
             sha256: r.sha().map(hex32),
             error: e.error().map(str::to_string),
         }
@@ -187,7 +191,11 @@ impl PyEntry {
 
     fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
         let path = PyString::new(py, &self.path).repr()?;
-        let mut s = format!("Entry(path={path}, kind='{}', mode=0o{:o}", self.kind.as_str(), self.mode);
+        let mut s = format!(
+            "Entry(path={path}, kind='{}', mode=0o{:o}",
+            self.kind.as_str(),
+            self.mode
+        );
         s += &format!(", uid={}, gid={}, size={}", self.uid, self.gid, self.size);
         if let Some(t) = &self.target {
             s += &format!(", target={}", PyString::new(py, t).repr()?);
@@ -223,11 +231,16 @@ impl PyTree {
         if i < 0 || i >= n {
             return Err(PyIndexError::new_err("Tree index out of range"));
         }
-        Ok(PyEntry::from_ref(self.inner.get(i as usize).expect("in range")))
+        Ok(PyEntry::from_ref(
+            self.inner.get(i as usize).expect("in range"),
+        ))
     }
 
     fn __iter__(&self) -> PyTreeIter {
-        PyTreeIter { inner: self.inner.clone(), pos: 0 }
+        PyTreeIter {
+            inner: self.inner.clone(),
+            pos: 0,
+        }
     }
 
     #[getter]
@@ -250,7 +263,11 @@ impl PyTree {
     }
 
     fn __repr__(&self) -> String {
-        format!("<Tree: {} entries, {} with errors>", self.inner.len(), self.inner.error_count())
+        format!(
+            "<Tree: {} entries, {} with errors>",
+            self.inner.len(),
+            self.inner.error_count()
+        )
     }
 }
 
@@ -286,7 +303,15 @@ struct PyLayerIndex {
 impl PyLayerIndex {
     fn new(py: Python<'_>, mut li: layer::LayerIndex) -> PyResult<PyLayerIndex> {
         let tree = std::mem::take(&mut li.entries);
-        Ok(PyLayerIndex { entries: Py::new(py, PyTree { inner: Arc::new(tree) })?, meta: li })
+        Ok(PyLayerIndex {
+            entries: Py::new(
+                py,
+                PyTree {
+                    inner: Arc::new(tree),
+                },
+            )?,
+            meta: li,
+        })
     }
 }
 
@@ -342,7 +367,11 @@ impl PyLayerIndex {
 
 /// Snapshot the tree under `root` (see the stub for the full contract).
 #[pyfunction]
-#[pyo3(name = "walk", signature = (root, *, exclude = Vec::new(), one_filesystem = false, hash_max_size = None, threads = 0, progress = None))]
+#[pyo3(
+    name = "walk",
+    signature = (root, *, exclude = Vec::new(), one_filesystem = false, hash_max_size = None, threads = 0, progress = None),
+    text_signature = "(root, *, exclude=(), one_filesystem=False, hash_max_size=None, threads=0, progress=None)"
+)]
 fn py_walk(
     py: Python<'_>,
     root: PathBuf,
@@ -354,10 +383,17 @@ fn py_walk(
 ) -> PyResult<PyTree> {
     let mut ex = Vec::with_capacity(exclude.len());
     for e in &exclude {
-        let raw = text::unescape_path(e).map_err(|err| PyValueError::new_err(format!("bad exclude path {e:?}: {err}")))?;
+        let raw = text::unescape_path(e)
+            .map_err(|err| PyValueError::new_err(format!("bad exclude path {e:?}: {err}")))?;
         ex.push(raw);
     }
-    let opts = walk::WalkOptions { exclude: ex, one_filesystem, hash_max_size, threads, ..Default::default() };
+    let opts = walk::WalkOptions {
+        exclude: ex,
+        one_filesystem,
+        hash_max_size,
+        threads,
+        ..Default::default()
+    };
     let counters = walk::Progress::default();
     let report = |_py: Python<'_>| -> PyResult<()> {
         if let Some(cb) = &progress {
@@ -379,7 +415,9 @@ fn py_walk(
     match result {
         Ok(tree) => {
             report(py)?;
-            Ok(PyTree { inner: Arc::new(tree) })
+            Ok(PyTree {
+                inner: Arc::new(tree),
+            })
         }
         Err(walk::WalkError::Io(e)) => Err(os_error(&e, &root.to_string_lossy())),
         Err(walk::WalkError::Cancelled) => {
@@ -404,11 +442,15 @@ impl PyReader {
     fn call_read(&self, py: Python<'_>, want: usize, dst: &mut [u8]) -> PyResult<usize> {
         let r = self.obj.bind(py).call_method1("read", (want,))?;
         if r.is_none() {
-            return Err(PyTypeError::new_err("source.read() returned None (non-blocking stream?)"));
+            return Err(PyTypeError::new_err(
+                "source.read() returned None (non-blocking stream?)",
+            ));
         }
         let b: PyBackedBytes = r.extract()?;
         if b.len() > want {
-            return Err(PyValueError::new_err("source.read(n) returned more than n bytes"));
+            return Err(PyValueError::new_err(
+                "source.read(n) returned more than n bytes",
+            ));
         }
         dst[..b.len()].copy_from_slice(&b);
         Ok(b.len())
@@ -461,7 +503,11 @@ fn py_read_layer(
     max_path_len: usize,
     max_bytes: u64,
 ) -> PyResult<PyLayerIndex> {
-    let opts = layer::LayerOptions { max_entries, max_path_len, max_bytes };
+    let opts = layer::LayerOptions {
+        max_entries,
+        max_path_len,
+        max_bytes,
+    };
     let cancel = AtomicBool::new(false);
     let py_err: Arc<Mutex<Option<PyErr>>> = Arc::new(Mutex::new(None));
     let is_path = source.is_instance_of::<PyString>()
@@ -472,18 +518,36 @@ fn py_read_layer(
         let name = path.to_string_lossy().into_owned();
         let mut f = std::fs::File::open(&path).map_err(|e| os_error(&e, &name))?;
         if offset > 0 {
-            f.seek(SeekFrom::Start(offset)).map_err(|e| os_error(&e, &name))?;
+            f.seek(SeekFrom::Start(offset))
+                .map_err(|e| os_error(&e, &name))?;
         }
         let src: Box<dyn Read + Send> = match length {
             Some(n) => Box::new(f.take(n)),
             None => Box::new(f),
         };
-        run_detached(py, &cancel, |py| py.check_signals(), || layer::read_layer(src, &opts, &cancel))?
+        run_detached(
+            py,
+            &cancel,
+            |py| py.check_signals(),
+            || layer::read_layer(src, &opts, &cancel),
+        )?
     } else if source.hasattr("read")? {
-        let reader = PyReader { obj: source.clone().unbind(), skip: offset, remaining: length, err: py_err.clone() };
-        run_detached(py, &cancel, |py| py.check_signals(), || layer::read_layer(reader, &opts, &cancel))?
+        let reader = PyReader {
+            obj: source.clone().unbind(),
+            skip: offset,
+            remaining: length,
+            err: py_err.clone(),
+        };
+        run_detached(
+            py,
+            &cancel,
+            |py| py.check_signals(),
+            || layer::read_layer(reader, &opts, &cancel),
+        )?
     } else {
-        return Err(PyTypeError::new_err("source must be a path (str / os.PathLike) or a binary file-like object with .read(n)"));
+        return Err(PyTypeError::new_err(
+            "source must be a path (str / os.PathLike) or a binary file-like object with .read(n)",
+        ));
     };
     if let Some(e) = py_err.lock().unwrap_or_else(|p| p.into_inner()).take() {
         return Err(e);

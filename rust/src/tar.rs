@@ -65,7 +65,10 @@ pub struct TarLimits {
 
 impl Default for TarLimits {
     fn default() -> Self {
-        TarLimits { max_entries: 10_000_000, max_path_len: 4096 }
+        TarLimits {
+            max_entries: 10_000_000,
+            max_path_len: 4096,
+        }
     }
 }
 
@@ -129,7 +132,11 @@ fn parse_num(field: &[u8], what: &str, off: u64) -> Result<i64, LayerError> {
     if field[0] & 0x80 != 0 {
         // GNU base-256: big-endian two's complement, the top marker bit
         // replaced by a copy of the sign bit.
-        let first = if field[0] & 0x40 != 0 { field[0] } else { field[0] & 0x7f };
+        let first = if field[0] & 0x40 != 0 {
+            field[0]
+        } else {
+            field[0] & 0x7f
+        };
         let mut v: i128 = first as i8 as i128;
         for &b in &field[1..] {
             v = v * 256 + b as i128;
@@ -202,12 +209,19 @@ fn parse_pax_time(v: &[u8]) -> Option<i64> {
     if !frac.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    let secs = if int.is_empty() && !frac.is_empty() { 0 } else { parse_dec_u64(int)? };
+    let secs = if int.is_empty() && !frac.is_empty() {
+        0
+    } else {
+        parse_dec_u64(int)?
+    };
     let mut ns: i64 = 0;
     for i in 0..9 {
         ns = ns * 10 + frac.get(i).map_or(0, |d| (d - b'0') as i64);
     }
-    let total = i64::try_from(secs).ok()?.checked_mul(1_000_000_000)?.checked_add(ns)?;
+    let total = i64::try_from(secs)
+        .ok()?
+        .checked_mul(1_000_000_000)?
+        .checked_add(ns)?;
     Some(if neg { -total } else { total })
 }
 
@@ -223,13 +237,17 @@ fn parse_pax(data: &[u8], pax: &mut Pax, lim: &TarLimits, off: u64) -> Result<()
             .take(21)
             .position(|&b| b == b' ')
             .ok_or_else(|| corrupt("bad PAX record (no length)", off))?;
-        let len = parse_dec_u64(&rest[..sp]).ok_or_else(|| corrupt("bad PAX record length", off))? as usize;
+        let len = parse_dec_u64(&rest[..sp]).ok_or_else(|| corrupt("bad PAX record length", off))?
+            as usize;
         if len <= sp + 1 || len > rest.len() || rest[len - 1] != b'\n' {
             return Err(corrupt("bad PAX record", off));
         }
         let rec = &rest[sp + 1..len - 1];
         rest = &rest[len..];
-        let eq = rec.iter().position(|&b| b == b'=').ok_or_else(|| corrupt("bad PAX record (no '=')", off))?;
+        let eq = rec
+            .iter()
+            .position(|&b| b == b'=')
+            .ok_or_else(|| corrupt("bad PAX record (no '=')", off))?;
         let (key, value) = (&rec[..eq], &rec[eq + 1..]);
         let bad = |what: &str| corrupt(format!("bad PAX {what} value"), off);
         match key {
@@ -255,10 +273,18 @@ fn parse_pax(data: &[u8], pax: &mut Pax, lim: &TarLimits, off: u64) -> Result<()
             }
             b"size" => pax.size = Some(parse_dec_u64(value).ok_or_else(|| bad("size"))?),
             b"uid" => {
-                pax.uid = Some(parse_dec_u64(value).and_then(|v| u32::try_from(v).ok()).ok_or_else(|| bad("uid"))?)
+                pax.uid = Some(
+                    parse_dec_u64(value)
+                        .and_then(|v| u32::try_from(v).ok())
+                        .ok_or_else(|| bad("uid"))?,
+                )
             }
             b"gid" => {
-                pax.gid = Some(parse_dec_u64(value).and_then(|v| u32::try_from(v).ok()).ok_or_else(|| bad("gid"))?)
+                pax.gid = Some(
+                    parse_dec_u64(value)
+                        .and_then(|v| u32::try_from(v).ok())
+                        .ok_or_else(|| bad("gid"))?,
+                )
             }
             b"mtime" => pax.mtime = Some(parse_pax_time(value).ok_or_else(|| bad("mtime"))?),
             _ if key.starts_with(b"SCHILY.xattr.") => {
@@ -293,7 +319,11 @@ fn read_body(inp: &mut dyn TarInput, size: u64, off: u64) -> Result<Vec<u8>, Lay
 }
 
 /// Parse a whole archive from `inp`. Stops after the end-of-archive marker.
-pub fn parse(inp: &mut dyn TarInput, lim: &TarLimits, cancel: &AtomicBool) -> Result<Tree, LayerError> {
+pub fn parse(
+    inp: &mut dyn TarInput,
+    lim: &TarLimits,
+    cancel: &AtomicBool,
+) -> Result<Tree, LayerError> {
     let mut tree = Tree::new();
     let mut h = [0u8; 512];
     let mut local = Pax::default();
@@ -330,10 +360,16 @@ pub fn parse(inp: &mut dyn TarInput, lim: &TarLimits, cancel: &AtomicBool) -> Re
         match typeflag {
             b'x' | b'g' => {
                 if hdr_size > pax_cap {
-                    return Err(LayerError::Cap(format!("PAX header of {hdr_size} bytes at offset {off}")));
+                    return Err(LayerError::Cap(format!(
+                        "PAX header of {hdr_size} bytes at offset {off}"
+                    )));
                 }
                 let body = read_body(inp, hdr_size, off)?;
-                let target = if typeflag == b'x' { &mut local } else { &mut global };
+                let target = if typeflag == b'x' {
+                    &mut local
+                } else {
+                    &mut global
+                };
                 parse_pax(&body, target, lim, off)?;
                 if typeflag == b'g' {
                     // keep it simple: path-like and size keys are per entry only
@@ -371,7 +407,11 @@ pub fn parse(inp: &mut dyn TarInput, lim: &TarLimits, cancel: &AtomicBool) -> Re
             p
         } else {
             let name = cstr_field(&h[0..100]);
-            let prefix = if magic == b"ustar\0" { cstr_field(&h[345..500]) } else { b"" };
+            let prefix = if magic == b"ustar\0" {
+                cstr_field(&h[345..500])
+            } else {
+                b""
+            };
             if prefix.is_empty() {
                 name.to_vec()
             } else {
@@ -422,14 +462,20 @@ pub fn parse(inp: &mut dyn TarInput, lim: &TarLimits, cancel: &AtomicBool) -> Re
                 xattrs.push((k, v));
             }
         }
-        x.xattrs = xattrs.into_iter().map(|(k, v)| (k.into(), v.into())).collect();
+        x.xattrs = xattrs
+            .into_iter()
+            .map(|(k, v)| (k.into(), v.into()))
+            .collect();
         let pax_sparse = std::mem::take(&mut local.sparse);
         local = Pax::default();
 
         let (path, dotdot) = normalize(&raw_path);
         let mut errors: Vec<String> = Vec::new();
         if dotdot {
-            errors.push(format!("unsafe path in archive: {}", escape_path(&raw_path)));
+            errors.push(format!(
+                "unsafe path in archive: {}",
+                escape_path(&raw_path)
+            ));
         }
         // content to consume after the header, and whether to hash it
         let mut content = 0u64;
@@ -449,7 +495,10 @@ pub fn parse(inp: &mut dyn TarInput, lim: &TarLimits, cancel: &AtomicBool) -> Re
                 rec.size = 0;
                 let (t, dd) = normalize(&raw_link);
                 if dd {
-                    errors.push(format!("unsafe hardlink target in archive: {}", escape_path(&raw_link)));
+                    errors.push(format!(
+                        "unsafe hardlink target in archive: {}",
+                        escape_path(&raw_link)
+                    ));
                 }
                 x.target = Some(t.into());
             }
@@ -458,7 +507,11 @@ pub fn parse(inp: &mut dyn TarInput, lim: &TarLimits, cancel: &AtomicBool) -> Re
                 x.target = Some(raw_link.into());
             }
             b'3' | b'4' => {
-                rec.kind = if typeflag == b'3' { EntryKind::Char } else { EntryKind::Block };
+                rec.kind = if typeflag == b'3' {
+                    EntryKind::Char
+                } else {
+                    EntryKind::Block
+                };
                 rec.rdev_major = parse_id(&h[329..337], "devmajor", off)?;
                 rec.rdev_minor = parse_id(&h[337..345], "devminor", off)?;
             }
@@ -507,7 +560,10 @@ pub fn parse(inp: &mut dyn TarInput, lim: &TarLimits, cancel: &AtomicBool) -> Re
         }
         entries += 1;
         if entries > lim.max_entries {
-            return Err(LayerError::Cap(format!("more than max_entries {} entries", lim.max_entries)));
+            return Err(LayerError::Cap(format!(
+                "more than max_entries {} entries",
+                lim.max_entries
+            )));
         }
         tree.push(&path, rec, Some(x));
     }
@@ -540,7 +596,10 @@ mod tests {
 
     #[test]
     fn pax_times() {
-        assert_eq!(parse_pax_time(b"1700000000.5"), Some(1_700_000_000_500_000_000));
+        assert_eq!(
+            parse_pax_time(b"1700000000.5"),
+            Some(1_700_000_000_500_000_000)
+        );
         assert_eq!(parse_pax_time(b"12.123456789123"), Some(12_123_456_789));
         assert_eq!(parse_pax_time(b"-1.25"), Some(-1_250_000_000));
         assert_eq!(parse_pax_time(b"7"), Some(7_000_000_000));
@@ -549,10 +608,16 @@ mod tests {
 
     #[test]
     fn normalisation() {
-        assert_eq!(normalize(b"./usr//bin/./ls"), (b"/usr/bin/ls".to_vec(), false));
+        assert_eq!(
+            normalize(b"./usr//bin/./ls"),
+            (b"/usr/bin/ls".to_vec(), false)
+        );
         assert_eq!(normalize(b"/etc/"), (b"/etc".to_vec(), false));
         assert_eq!(normalize(b"./"), (b"".to_vec(), false));
-        assert_eq!(normalize(b"../../etc/passwd"), (b"/etc/passwd".to_vec(), true));
+        assert_eq!(
+            normalize(b"../../etc/passwd"),
+            (b"/etc/passwd".to_vec(), true)
+        );
         assert_eq!(normalize(b"a/../b"), (b"/b".to_vec(), true));
     }
 }

@@ -57,7 +57,11 @@ pub struct UnescapeError {
 
 impl fmt::Display for UnescapeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "malformed escape at character offset {}: {}", self.position, self.reason)
+        write!(
+            f,
+            "malformed escape at character offset {}: {}",
+            self.position, self.reason
+        )
     }
 }
 
@@ -145,7 +149,10 @@ pub(crate) mod tests {
     #[test]
     fn plain_utf8_kept() {
         assert_eq!(escape_path(b"/etc/passwd"), "/etc/passwd");
-        assert_eq!(escape_path("/caf\u{e9}/\u{1F600}".as_bytes()), "/caf\u{e9}/\u{1F600}");
+        assert_eq!(
+            escape_path("/caf\u{e9}/\u{1F600}".as_bytes()),
+            "/caf\u{e9}/\u{1F600}"
+        );
         assert_eq!(escape_path(b"a\nb\tc"), "a\nb\tc");
     }
 

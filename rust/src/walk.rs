@@ -8,7 +8,7 @@
 //! FIFOs, sockets and devices are never opened; files and directories are
 //! opened with `O_NOATIME`.
 
-use crate::entry::{EntryKind, Extra, Rec, Tree, F_ATIME, F_BTIME, F_CTIME, F_WALK};
+use crate::entry::{EntryKind, Extra, Rec, Tree, Xattr, F_ATIME, F_BTIME, F_CTIME, F_WALK};
 use crate::hash::{hash_fd, AlignedBuf};
 use rayon::prelude::*;
 use std::cell::RefCell;
@@ -64,14 +64,19 @@ impl From<io::Error> for WalkError {
     }
 }
 
-const REG_FLAGS: libc::c_int = libc::O_RDONLY | libc::O_NONBLOCK | libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NOCTTY;
+const REG_FLAGS: libc::c_int =
+    libc::O_RDONLY | libc::O_NONBLOCK | libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NOCTTY;
 const READ_BUF: usize = 256 * 1024;
 const DENTS_BUF: usize = 64 * 1024;
 /// Entries of one directory handled by one task.
 const CHUNK: usize = 192;
 
 const WANTED_XATTR_EXACT: [&[u8]; 2] = [b"security.capability", b"security.selinux"];
-const WANTED_XATTR_PREFIX: [&[u8]; 3] = [b"trusted.overlay.", b"user.overlay.", b"user.fuseoverlayfs."];
+const WANTED_XATTR_PREFIX: [&[u8]; 3] = [
+    b"trusted.overlay.",
+    b"user.overlay.",
+    b"user.fuseoverlayfs.",
+];
 
 fn wanted_xattr(name: &[u8]) -> bool {
     WANTED_XATTR_EXACT.contains(&name) || WANTED_XATTR_PREFIX.iter().any(|p| name.starts_with(p))
@@ -170,7 +175,9 @@ fn fstat(fd: RawFd) -> io::Result<libc::stat> {
 }
 
 fn ts_ns(t: &libc::statx_timestamp) -> i64 {
-    t.tv_sec.saturating_mul(1_000_000_000).saturating_add(t.tv_nsec as i64)
+    t.tv_sec
+        .saturating_mul(1_000_000_000)
+        .saturating_add(t.tv_nsec as i64)
 }
 
 fn rec_from_statx(st: &libc::statx) -> Rec {
@@ -235,17 +242,22 @@ fn xattr_get(src: &XattrSrc<'_>, name: &CStr, buf: &mut [u8]) -> isize {
     // SAFETY: buf valid for writes of its length; name NUL-terminated.
     unsafe {
         match src {
-            XattrSrc::Fd(fd) => libc::fgetxattr(*fd, name.as_ptr(), buf.as_mut_ptr().cast(), buf.len()),
-            XattrSrc::LPath(p) => {
-                libc::lgetxattr(p.as_ptr(), name.as_ptr(), buf.as_mut_ptr().cast(), buf.len())
+            XattrSrc::Fd(fd) => {
+                libc::fgetxattr(*fd, name.as_ptr(), buf.as_mut_ptr().cast(), buf.len())
             }
+            XattrSrc::LPath(p) => libc::lgetxattr(
+                p.as_ptr(),
+                name.as_ptr(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+            ),
         }
     }
 }
 
 /// Read the forensic xattrs. Unsupported / absent xattrs are not errors;
 /// other failures are ignored too (the entry itself is still recorded).
-fn read_xattrs(src: XattrSrc<'_>) -> Vec<(Box<[u8]>, Box<[u8]>)> {
+fn read_xattrs(src: XattrSrc<'_>) -> Vec<Xattr> {
     let mut out = Vec::new();
     let mut small = [0u8; 1024];
     let mut big: Vec<u8>;
@@ -277,7 +289,9 @@ fn read_xattrs(src: XattrSrc<'_>) -> Vec<(Box<[u8]>, Box<[u8]>)> {
         if name.is_empty() || !wanted_xattr(name) {
             continue;
         }
-        let Ok(cname) = CString::new(name) else { continue };
+        let Ok(cname) = CString::new(name) else {
+            continue;
+        };
         let mut vbuf = [0u8; 1024];
         let n = xattr_get(&src, &cname, &mut vbuf);
         if n >= 0 {
@@ -326,9 +340,12 @@ thread_local! {
 
 /// Run `f` with this thread's buffers (taken out so re-entrancy is safe).
 fn with_bufs<R>(f: impl FnOnce(&mut Bufs) -> R) -> R {
-    let mut b = BUFS
-        .with(|c| c.borrow_mut().take())
-        .unwrap_or_else(|| Box::new(Bufs { read: AlignedBuf::new(READ_BUF), dents: AlignedBuf::new(DENTS_BUF) }));
+    let mut b = BUFS.with(|c| c.borrow_mut().take()).unwrap_or_else(|| {
+        Box::new(Bufs {
+            read: AlignedBuf::new(READ_BUF),
+            dents: AlignedBuf::new(DENTS_BUF),
+        })
+    });
     let r = f(&mut b);
     BUFS.with(|c| *c.borrow_mut() = Some(b));
     r
@@ -371,7 +388,11 @@ impl Listing {
 }
 
 fn list_dir(fd: RawFd, dents: &mut AlignedBuf) -> (Listing, Option<io::Error>) {
-    let mut l = Listing { names: Vec::new(), spans: Vec::new(), types: Vec::new() };
+    let mut l = Listing {
+        names: Vec::new(),
+        spans: Vec::new(),
+        types: Vec::new(),
+    };
     loop {
         let buf = dents.as_mut_slice();
         // SAFETY: getdents64 writes at most buf.len() bytes into buf.
@@ -396,7 +417,10 @@ fn list_dir(fd: RawFd, dents: &mut AlignedBuf) -> (Listing, Option<io::Error>) {
                 break;
             }
             let name_area = &buf[pos + 19..pos + reclen];
-            let len = name_area.iter().position(|&b| b == 0).unwrap_or(name_area.len());
+            let len = name_area
+                .iter()
+                .position(|&b| b == 0)
+                .unwrap_or(name_area.len());
             let name = &name_area[..len];
             pos += reclen;
             if name == b"." || name == b".." || name.is_empty() {
@@ -417,13 +441,18 @@ impl Ctx<'_> {
     }
 
     fn openat2_dir(&self, rel: &CStr) -> io::Result<Fd> {
-        let mut flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NOATIME;
+        let mut flags = libc::O_RDONLY
+            | libc::O_DIRECTORY
+            | libc::O_NOFOLLOW
+            | libc::O_CLOEXEC
+            | libc::O_NOATIME;
         let mut tries = 0;
         loop {
             // SAFETY: open_how is plain data; zeroed is a valid value.
             let mut how: libc::open_how = unsafe { std::mem::zeroed() };
             how.flags = flags as u64;
-            how.resolve = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS | libc::RESOLVE_NO_SYMLINKS;
+            how.resolve =
+                libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS | libc::RESOLVE_NO_SYMLINKS;
             // SAFETY: valid pointers and size.
             let r = unsafe {
                 libc::syscall(
@@ -457,7 +486,11 @@ impl Ctx<'_> {
             }
             let c = CString::new(comp).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
             let base = cur.as_ref().map_or(self.rootfd, |f| f.0);
-            let fd = openat(base, &c, libc::O_PATH | libc::O_NOFOLLOW | libc::O_DIRECTORY | libc::O_CLOEXEC)?;
+            let fd = openat(
+                base,
+                &c,
+                libc::O_PATH | libc::O_NOFOLLOW | libc::O_DIRECTORY | libc::O_CLOEXEC,
+            )?;
             let st = fstat(fd.0)?;
             if st.st_mode & libc::S_IFMT != libc::S_IFDIR {
                 return Err(io::Error::from_raw_os_error(libc::ENOTDIR));
@@ -465,17 +498,28 @@ impl Ctx<'_> {
             cur = Some(fd);
         }
         let base = cur.as_ref().map_or(self.rootfd, |f| f.0);
-        openat_noatime(base, c".", libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC)
+        openat_noatime(
+            base,
+            c".",
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
     }
 
     fn open_dir(&self, path: &[u8]) -> io::Result<Fd> {
         if path.is_empty() {
-            return openat_noatime(self.rootfd, c".", libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC);
+            return openat_noatime(
+                self.rootfd,
+                c".",
+                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+            );
         }
         if self.have_openat2.load(Ordering::Relaxed) {
-            let rel = CString::new(&path[1..]).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+            let rel =
+                CString::new(&path[1..]).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
             match self.openat2_dir(&rel) {
-                Err(e) if errno(&e) == libc::ENOSYS => self.have_openat2.store(false, Ordering::Relaxed),
+                Err(e) if errno(&e) == libc::ENOSYS => {
+                    self.have_openat2.store(false, Ordering::Relaxed)
+                }
                 r => return r,
             }
         }
@@ -486,8 +530,12 @@ impl Ctx<'_> {
         if t.is_empty() && bytes == 0 {
             return;
         }
-        self.progress.entries.fetch_add(t.len() as u64, Ordering::Relaxed);
-        self.progress.bytes_hashed.fetch_add(bytes, Ordering::Relaxed);
+        self.progress
+            .entries
+            .fetch_add(t.len() as u64, Ordering::Relaxed);
+        self.progress
+            .bytes_hashed
+            .fetch_add(bytes, Ordering::Relaxed);
         self.out.lock().unwrap_or_else(|p| p.into_inner()).append(t);
     }
 
@@ -542,7 +590,9 @@ impl Ctx<'_> {
         let n = listing.spans.len();
         let run = |range: std::ops::Range<usize>| {
             let mut subdirs = Vec::new();
-            let (t, bytes) = with_bufs(|b| self.process_entries(dir.0, &job.path, &listing, range, &mut b.read, &mut subdirs));
+            let (t, bytes) = with_bufs(|b| {
+                self.process_entries(dir.0, &job.path, &listing, range, &mut b.read, &mut subdirs)
+            });
             self.emit(t, bytes);
             subdirs
         };
@@ -600,7 +650,10 @@ impl Ctx<'_> {
             let st = match statx_at(dirfd, name, libc::AT_SYMLINK_NOFOLLOW) {
                 Ok(st) => st,
                 Err(e) => {
-                    let x = Extra { error: Some(describe(&e).into()), ..Extra::default() };
+                    let x = Extra {
+                        error: Some(describe(&e).into()),
+                        ..Extra::default()
+                    };
                     t.push(&path, Rec::default(), Some(x));
                     continue;
                 }
@@ -617,14 +670,19 @@ impl Ctx<'_> {
                     } else if self.opts.one_filesystem && rec.dev != self.root_dev {
                         x.error = Some("other filesystem, not descended".into());
                     } else {
-                        subdirs.push(DirJob { path: path.clone(), rec: Some(rec) });
+                        subdirs.push(DirJob {
+                            path: path.clone(),
+                            rec: Some(rec),
+                        });
                         continue;
                     }
                 }
                 EntryKind::Symlink => {
                     match readlink(dirfd, name) {
                         Ok(target) => x.target = Some(target.into()),
-                        Err(e) => x.error = Some(format!("cannot read link: {}", describe(&e)).into()),
+                        Err(e) => {
+                            x.error = Some(format!("cannot read link: {}", describe(&e)).into())
+                        }
                     }
                     x.xattrs = read_xattrs(XattrSrc::LPath(&proc_fd_path(dirfd, name)));
                 }
@@ -641,11 +699,19 @@ impl Ctx<'_> {
     /// Fast path for a DT_REG listing entry. Returns None when the entry must
     /// go through the generic statx-by-name path (not a regular file any
     /// more, or it could not be opened for a reason other than vanishing).
-    fn try_regular(&self, dirfd: RawFd, name: &CStr, buf: &mut AlignedBuf) -> Option<(Rec, Extra, u64)> {
+    fn try_regular(
+        &self,
+        dirfd: RawFd,
+        name: &CStr,
+        buf: &mut AlignedBuf,
+    ) -> Option<(Rec, Extra, u64)> {
         let fd = match openat_noatime(dirfd, name, REG_FLAGS) {
             Ok(fd) => fd,
             Err(e) if errno(&e) == libc::ENOENT => {
-                let x = Extra { error: Some("vanished".into()), ..Extra::default() };
+                let x = Extra {
+                    error: Some("vanished".into()),
+                    ..Extra::default()
+                };
                 return Some((Rec::default(), x, 0));
             }
             Err(_) => return None,
@@ -661,7 +727,14 @@ impl Ctx<'_> {
     }
 
     /// Open, verify and hash one regular file. Returns bytes hashed.
-    fn hash_file(&self, dirfd: RawFd, name: &CStr, rec: &mut Rec, x: &mut Extra, buf: &mut AlignedBuf) -> u64 {
+    fn hash_file(
+        &self,
+        dirfd: RawFd,
+        name: &CStr,
+        rec: &mut Rec,
+        x: &mut Extra,
+        buf: &mut AlignedBuf,
+    ) -> u64 {
         let fd = match openat_noatime(dirfd, name, REG_FLAGS) {
             Ok(fd) => fd,
             Err(e) => {
@@ -732,7 +805,10 @@ fn readlink(dirfd: RawFd, name: &CStr) -> io::Result<Vec<u8>> {
 /// Normalise an exclude path to "/a/b" form.
 pub fn normalize_exclude(p: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(p.len() + 1);
-    for comp in p.split(|&b| b == b'/').filter(|c| !c.is_empty() && *c != b".") {
+    for comp in p
+        .split(|&b| b == b'/')
+        .filter(|c| !c.is_empty() && *c != b".")
+    {
         out.push(b'/');
         out.extend_from_slice(comp);
     }
@@ -741,8 +817,13 @@ pub fn normalize_exclude(p: &[u8]) -> Vec<u8> {
 
 /// Snapshot the tree under `root`. Entries are sorted by path bytes.
 pub fn walk(root: &Path, opts: &WalkOptions, progress: &Progress) -> Result<Tree, WalkError> {
-    let croot = CString::new(root.as_os_str().as_bytes()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
-    let rootfd = openat(libc::AT_FDCWD, &croot, libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC)?;
+    let croot = CString::new(root.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    let rootfd = openat(
+        libc::AT_FDCWD,
+        &croot,
+        libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+    )?;
     let root_st = statx_at(rootfd.0, c"", libc::AT_EMPTY_PATH)?;
     let ctx = Ctx {
         rootfd: rootfd.0,
@@ -754,13 +835,29 @@ pub fn walk(root: &Path, opts: &WalkOptions, progress: &Progress) -> Result<Tree
         have_openat2: AtomicBool::new(!opts.force_no_openat2),
         root_error: Mutex::new(None),
     };
-    let mut builder = rayon::ThreadPoolBuilder::new().num_threads(opts.threads).thread_name(|i| format!("drift-walk-{i}"));
+    let mut builder = rayon::ThreadPoolBuilder::new()
+        .num_threads(opts.threads)
+        .thread_name(|i| format!("drift-walk-{i}"));
     if let Some(hook) = opts.thread_start {
         builder = builder.start_handler(move |_| hook());
     }
     let pool = builder.build().map_err(io::Error::other)?;
-    pool.install(|| rayon::scope(|s| ctx.process_dir(s, DirJob { path: Vec::new(), rec: None })));
-    if let Some(e) = ctx.root_error.into_inner().unwrap_or_else(|p| p.into_inner()) {
+    pool.install(|| {
+        rayon::scope(|s| {
+            ctx.process_dir(
+                s,
+                DirJob {
+                    path: Vec::new(),
+                    rec: None,
+                },
+            )
+        })
+    });
+    if let Some(e) = ctx
+        .root_error
+        .into_inner()
+        .unwrap_or_else(|p| p.into_inner())
+    {
         return Err(WalkError::Io(e));
     }
     if progress.cancel.load(Ordering::Relaxed) {
@@ -786,7 +883,9 @@ mod tests {
     }
 
     fn find<'a>(t: &'a Tree, p: &[u8]) -> EntryRef<'a> {
-        t.iter().find(|e| e.path == p).unwrap_or_else(|| panic!("no entry {}", String::from_utf8_lossy(p)))
+        t.iter()
+            .find(|e| e.path == p)
+            .unwrap_or_else(|| panic!("no entry {}", String::from_utf8_lossy(p)))
     }
 
     fn cpath(p: &Path) -> CString {
@@ -812,11 +911,20 @@ mod tests {
         let f = find(&t, b"/a/b/f.txt");
         assert_eq!(f.rec.kind, EntryKind::File);
         assert_eq!(f.rec.size, 5);
-        assert_eq!(f.rec.sha().unwrap().as_slice(), Sha256::digest(b"hello").as_slice());
+        assert_eq!(
+            f.rec.sha().unwrap().as_slice(),
+            Sha256::digest(b"hello").as_slice()
+        );
         assert!(f.error().is_none());
         assert!(f.rec.walk_info().is_some());
-        assert_eq!(find(&t, b"/big").rec.sha().unwrap().as_slice(), Sha256::digest(&big).as_slice());
-        assert_eq!(find(&t, b"/empty").rec.sha().unwrap().as_slice(), Sha256::digest(b"").as_slice());
+        assert_eq!(
+            find(&t, b"/big").rec.sha().unwrap().as_slice(),
+            Sha256::digest(&big).as_slice()
+        );
+        assert_eq!(
+            find(&t, b"/empty").rec.sha().unwrap().as_slice(),
+            Sha256::digest(b"").as_slice()
+        );
         assert_eq!(find(&t, b"/a").rec.kind, EntryKind::Dir);
         assert_eq!(find(&t, b"/bad\xffname").rec.kind, EntryKind::File);
         assert_eq!(t.error_count(), 0);
@@ -832,14 +940,24 @@ mod tests {
         fs::create_dir_all(r.join("x/y/z")).unwrap();
         fs::write(r.join("x/y/z/deep"), b"deep").unwrap();
         for opts in [
-            WalkOptions { threads: 2, ..Default::default() },
-            WalkOptions { threads: 1, force_no_openat2: true, ..Default::default() },
+            WalkOptions {
+                threads: 2,
+                ..Default::default()
+            },
+            WalkOptions {
+                threads: 1,
+                force_no_openat2: true,
+                ..Default::default()
+            },
         ] {
             let t = run(r, &opts);
             assert_eq!(t.len(), 700 + 4);
             for i in [0, 350, 699] {
                 let e = find(&t, format!("/f{i}").as_bytes());
-                assert_eq!(e.rec.sha().unwrap().as_slice(), Sha256::digest(format!("{i}").as_bytes()).as_slice());
+                assert_eq!(
+                    e.rec.sha().unwrap().as_slice(),
+                    Sha256::digest(format!("{i}").as_bytes()).as_slice()
+                );
             }
             assert!(find(&t, b"/x/y/z/deep").rec.sha().is_some());
         }
@@ -862,7 +980,9 @@ mod tests {
         assert_eq!(p.target(), Some(&b"/etc/passwd"[..]));
         assert!(p.rec.sha().is_none());
         assert_eq!(find(&t, b"/loop").target(), Some(&b"loop"[..]));
-        assert!(t.iter().all(|e| !e.path.starts_with(b"/up/") && !e.path.starts_with(b"/d/etc/")));
+        assert!(t
+            .iter()
+            .all(|e| !e.path.starts_with(b"/up/") && !e.path.starts_with(b"/d/etc/")));
     }
 
     #[test]
@@ -897,7 +1017,8 @@ mod tests {
         assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
         let _sock = std::os::unix::net::UnixListener::bind(r.join("sock")).unwrap();
         let dev = cpath(&r.join("null"));
-        let have_dev = unsafe { libc::mknod(dev.as_ptr(), libc::S_IFCHR | 0o600, libc::makedev(1, 3)) } == 0;
+        let have_dev =
+            unsafe { libc::mknod(dev.as_ptr(), libc::S_IFCHR | 0o600, libc::makedev(1, 3)) } == 0;
         let t = run(r, &WalkOptions::default()); // would hang on the FIFO if opened
         assert_eq!(find(&t, b"/fifo").rec.kind, EntryKind::Fifo);
         assert_eq!(find(&t, b"/sock").rec.kind, EntryKind::Socket);
@@ -922,10 +1043,27 @@ mod tests {
         fs::create_dir(r.join("sub")).unwrap();
         fs::write(r.join("sub/file"), b"content").unwrap();
         fs::write(r.join("top"), b"more content").unwrap();
-        let old = [libc::timespec { tv_sec: 1_000_000, tv_nsec: 5 }, libc::timespec { tv_sec: 2_000_000, tv_nsec: 0 }];
-        let paths = [r.join("sub/file"), r.join("top"), r.join("sub"), r.to_path_buf()];
+        let old = [
+            libc::timespec {
+                tv_sec: 1_000_000,
+                tv_nsec: 5,
+            },
+            libc::timespec {
+                tv_sec: 2_000_000,
+                tv_nsec: 0,
+            },
+        ];
+        let paths = [
+            r.join("sub/file"),
+            r.join("top"),
+            r.join("sub"),
+            r.to_path_buf(),
+        ];
         for p in &paths {
-            assert_eq!(unsafe { libc::utimensat(libc::AT_FDCWD, cpath(p).as_ptr(), old.as_ptr(), 0) }, 0);
+            assert_eq!(
+                unsafe { libc::utimensat(libc::AT_FDCWD, cpath(p).as_ptr(), old.as_ptr(), 0) },
+                0
+            );
         }
         let before: Vec<_> = paths.iter().map(|p| atime_of(p)).collect();
         let t = run(r, &WalkOptions::default());
@@ -951,7 +1089,11 @@ mod tests {
             have_openat2: AtomicBool::new(true),
             root_error: Mutex::new(None),
         };
-        let listing = Listing { names: b"gone\0".to_vec(), spans: vec![(0, 4)], types: vec![libc::DT_UNKNOWN] };
+        let listing = Listing {
+            names: b"gone\0".to_vec(),
+            spans: vec![(0, 4)],
+            types: vec![libc::DT_UNKNOWN],
+        };
         let dir = ctx.open_dir(b"").unwrap();
         let mut buf = AlignedBuf::new(4096);
         let mut subs = Vec::new();
@@ -996,7 +1138,11 @@ mod tests {
         fs::set_permissions(r.join("locked"), fs::Permissions::from_mode(0o000)).unwrap();
         fs::write(r.join("open"), b"o").unwrap();
         fs::set_permissions(r.join("open"), fs::Permissions::from_mode(0o644)).unwrap();
-        let opts = WalkOptions { threads: 2, thread_start: Some(drop_privileges), ..Default::default() };
+        let opts = WalkOptions {
+            threads: 2,
+            thread_start: Some(drop_privileges),
+            ..Default::default()
+        };
         let t = run(r, &opts);
         let s = find(&t, b"/secret");
         if unsafe { libc::geteuid() } == 0 {
@@ -1043,7 +1189,13 @@ mod tests {
         // Walk "/" with one_filesystem and exclusions: /proc must not be descended.
         let opts = WalkOptions {
             one_filesystem: true,
-            exclude: vec![b"/usr".to_vec(), b"/work".to_vec(), b"/root".to_vec(), b"/tmp".to_vec(), b"/var".to_vec()],
+            exclude: vec![
+                b"/usr".to_vec(),
+                b"/work".to_vec(),
+                b"/root".to_vec(),
+                b"/tmp".to_vec(),
+                b"/var".to_vec(),
+            ],
             hash_max_size: Some(0),
             ..Default::default()
         };
@@ -1055,11 +1207,21 @@ mod tests {
 
     #[test]
     fn root_errors() {
-        assert!(matches!(walk(Path::new("/nonexistent/xyz"), &WalkOptions::default(), &Progress::default()), Err(WalkError::Io(e)) if e.kind() == io::ErrorKind::NotFound));
-        assert!(walk(Path::new("/etc/passwd"), &WalkOptions::default(), &Progress::default()).is_err());
+        assert!(
+            matches!(walk(Path::new("/nonexistent/xyz"), &WalkOptions::default(), &Progress::default()), Err(WalkError::Io(e)) if e.kind() == io::ErrorKind::NotFound)
+        );
+        assert!(walk(
+            Path::new("/etc/passwd"),
+            &WalkOptions::default(),
+            &Progress::default()
+        )
+        .is_err());
         let p = Progress::default();
         p.cancel.store(true, Ordering::Relaxed);
-        assert!(matches!(walk(Path::new("/usr"), &WalkOptions::default(), &p), Err(WalkError::Cancelled)));
+        assert!(matches!(
+            walk(Path::new("/usr"), &WalkOptions::default(), &p),
+            Err(WalkError::Cancelled)
+        ));
     }
 
     #[test]
@@ -1077,7 +1239,11 @@ mod tests {
         set(c"user.other", b"n");
         set(c"trusted.overlay.origin", b"o");
         let t = run(r, &WalkOptions::default());
-        let names: Vec<&[u8]> = find(&t, b"/f").xattrs().iter().map(|(k, _)| &k[..]).collect();
+        let names: Vec<&[u8]> = find(&t, b"/f")
+            .xattrs()
+            .iter()
+            .map(|(k, _)| &k[..])
+            .collect();
         assert!(names.contains(&&b"user.overlay.opaque"[..]));
         assert!(!names.contains(&&b"user.other"[..]));
     }

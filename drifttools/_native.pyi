@@ -1,0 +1,242 @@
+"""Native core of drifttools (Rust, via PyO3).
+
+Path text rule
+--------------
+Paths, link targets and xattr names are bytes on Linux. Their text form, used
+everywhere in this module, is: valid UTF-8 is kept as is, except that a
+backslash becomes ``\\\\``; every byte that is not part of valid UTF-8 becomes
+``\\xNN`` (lowercase hex). :func:`unescape_path` reverses it exactly (any bytes
+round-trip). Control characters are kept as they are; renderers escape them.
+
+Errors
+------
+Operating-system failures raise :class:`OSError` subclasses
+(``FileNotFoundError``, ``PermissionError``, ...). Corrupt data raises
+:class:`ValueError` with a message starting ``"corrupt tree: "``,
+``"corrupt layer index: "``, ``"corrupt layer: "`` or, when a cap is exceeded,
+``"layer exceeds cap: "``. Ctrl-C during :func:`walk` / :func:`read_layer`
+raises :class:`KeyboardInterrupt` after the worker threads have stopped.
+"""
+
+from collections.abc import Callable, Iterator, Sequence
+from os import PathLike
+from typing import BinaryIO, Literal, final
+
+_EntryKind = Literal[
+    "file", "dir", "symlink", "hardlink", "char", "block", "fifo", "socket", "unknown"
+]
+
+@final
+class Entry:
+    """One file-system or archive entry. Immutable; made on access from a :class:`Tree`."""
+
+    @property
+    def path(self) -> str:
+        """Absolute path inside the tree or archive, e.g. ``"/etc/passwd"`` (escaped text form).
+        The root itself never appears as an entry."""
+    @property
+    def kind(self) -> _EntryKind:
+        """``"hardlink"`` only occurs in archives; ``"unknown"`` for vanished entries and
+        unsupported archive member types."""
+    @property
+    def mode(self) -> int:
+        """Permission bits including setuid/setgid/sticky (``st_mode & 0o7777``)."""
+    @property
+    def uid(self) -> int: ...
+    @property
+    def gid(self) -> int: ...
+    @property
+    def size(self) -> int:
+        """Size in bytes (as stat / the tar header says; 0 for archive hardlinks)."""
+    @property
+    def mtime_ns(self) -> int: ...
+    @property
+    def atime_ns(self) -> int | None:
+        """Walk only (``None`` for archive entries)."""
+    @property
+    def ctime_ns(self) -> int | None:
+        """Walk only."""
+    @property
+    def btime_ns(self) -> int | None:
+        """Birth time, when the filesystem reports it (walk only)."""
+    @property
+    def inode(self) -> int | None:
+        """Walk only."""
+    @property
+    def nlink(self) -> int | None:
+        """Walk only."""
+    @property
+    def dev(self) -> int | None:
+        """``st_dev`` as a ``makedev(major, minor)`` integer (walk only)."""
+    @property
+    def blocks(self) -> int | None:
+        """Number of 512-byte blocks (walk only)."""
+    @property
+    def rdev_major(self) -> int:
+        """Device major number for ``"char"`` / ``"block"`` entries, else 0."""
+    @property
+    def rdev_minor(self) -> int:
+        """Device minor number for ``"char"`` / ``"block"`` entries, else 0."""
+    @property
+    def target(self) -> str | None:
+        """Symlink target exactly as stored (read, never followed), or for an archive
+        hardlink the normalised absolute path of the link target (``"/bin/busybox"``).
+        Escaped text form."""
+    @property
+    def xattrs(self) -> dict[str, bytes]:
+        """Extended attributes (a new dict on each access). From a walk only the forensic
+        ones: ``security.capability``, ``security.selinux`` and names starting with
+        ``trusted.overlay.``, ``user.overlay.`` or ``user.fuseoverlayfs.``. From an
+        archive all PAX ``SCHILY.xattr.*`` records."""
+    @property
+    def sha256(self) -> str | None:
+        """Lowercase hex SHA-256 of the full content of a regular file; ``None`` for
+        other kinds or when the content was not hashed (see :attr:`error`)."""
+    @property
+    def error(self) -> str | None:
+        """Why something could not be read, or ``None`` when all is well. Walk:
+        ``"vanished"``, ``"permission denied"``, ``"over hash size cap (N bytes)"``
+        (N is the cap), ``"changed during walk"``, ``"cannot list directory: <reason>"``,
+        ``"other filesystem, not descended"``, ``"cannot read link: <reason>"``,
+        ``"read failed: <reason>"``. Archive: ``"unsafe path in archive: <path>"``,
+        ``"unsafe hardlink target in archive: <path>"``, ``"unsupported: GNU sparse"``,
+        ``"unsupported tar entry type X"`` (several joined with ``"; "``)."""
+    def __repr__(self) -> str: ...
+
+@final
+class Tree:
+    """Entries held natively in compact form; :class:`Entry` objects are created lazily.
+
+    Entries from :func:`walk` are sorted by path bytes. Entries from
+    :func:`read_layer` keep archive order (a path may occur more than once;
+    the later member wins on extraction).
+    """
+
+    def __len__(self) -> int: ...
+    def __iter__(self) -> Iterator[Entry]: ...
+    def __getitem__(self, index: int, /) -> Entry:
+        """Negative indexes count from the end; ``IndexError`` beyond the ends."""
+    @property
+    def error_count(self) -> int:
+        """Number of entries whose :attr:`Entry.error` is not ``None``."""
+    def to_bytes(self) -> bytes:
+        """Versioned binary form: magic ``b"DTTREE\\r\\n"``, format version, payload and a
+        trailing SHA-256 of everything before it."""
+    @staticmethod
+    def from_bytes(data: bytes | bytearray) -> Tree:
+        """Inverse of :meth:`to_bytes`. ``ValueError("corrupt tree: ...")`` on bad magic,
+        unsupported version, checksum mismatch or truncation."""
+
+@final
+class LayerIndex:
+    """Index of one image layer (or ``docker export`` tar)."""
+
+    @property
+    def entries(self) -> Tree: ...
+    @property
+    def compression(self) -> Literal["none", "gzip", "zstd"]:
+        """Detected from magic bytes, never from a name."""
+    @property
+    def compressed_sha256(self) -> str:
+        """SHA-256 (hex) of all bytes read from the source; equals
+        :attr:`uncompressed_sha256` when the compression is ``"none"``."""
+    @property
+    def compressed_size(self) -> int: ...
+    @property
+    def uncompressed_sha256(self) -> str:
+        """SHA-256 (hex) of the whole decompressed stream including end-of-archive
+        blocks and trailing padding: the OCI ``diff_id``."""
+    @property
+    def uncompressed_size(self) -> int: ...
+    def to_bytes(self) -> bytes:
+        """Versioned binary form (magic ``b"DTLAYR\\r\\n"``), same integrity rules as
+        :meth:`Tree.to_bytes`."""
+    @staticmethod
+    def from_bytes(data: bytes | bytearray) -> LayerIndex:
+        """``ValueError("corrupt layer index: ...")`` on bad data."""
+
+def walk(
+    root: str | PathLike[str],
+    *,
+    exclude: Sequence[str] = (),
+    one_filesystem: bool = False,
+    hash_max_size: int | None = None,
+    threads: int = 0,
+    progress: Callable[[int, int], None] | None = None,
+) -> Tree:
+    """Snapshot the tree under ``root`` (a mounted rootfs, an overlay upper dir,
+    ``/proc/<pid>/root``). Entry paths are relative to ``root``, written ``"/a/b"``.
+
+    Safety: never leaves ``root`` (every open is confined with
+    ``openat2(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_SYMLINKS)`` or a
+    single ``O_NOFOLLOW`` component relative to a confined directory fd);
+    symlinks are recorded with their target and never followed; FIFOs, sockets
+    and devices are never opened; files and directories are opened with
+    ``O_NOATIME`` (atimes stay unchanged; reading a symlink may update the
+    link's own atime); nothing is written. A bad entry never stops the walk:
+    it is recorded with :attr:`Entry.error`.
+
+    ``exclude``: paths relative to ``root`` (``"/proc"``, escaped text form)
+    whose directory entry is recorded but not descended into.
+    ``one_filesystem``: do not descend into directories on another device than
+    ``root`` (their entry gets ``error="other filesystem, not descended"``).
+    ``hash_max_size``: regular files larger than this are not hashed.
+    ``threads``: worker threads, 0 = number of cores.
+    ``progress``: called about every 100 ms and once at the end with
+    ``(entries_so_far, bytes_hashed_so_far)`` on the calling thread; an
+    exception it raises cancels the walk and is re-raised.
+
+    Raises ``OSError`` (e.g. ``FileNotFoundError``, ``NotADirectoryError``) when
+    ``root`` itself cannot be opened or listed; ``ValueError`` for a malformed
+    escape in ``exclude``.
+    """
+
+def read_layer(
+    source: str | PathLike[str] | BinaryIO,
+    *,
+    offset: int = 0,
+    length: int | None = None,
+    max_entries: int = 10_000_000,
+    max_path_len: int = 4096,
+    max_bytes: int = 1 << 40,
+) -> LayerIndex:
+    """Stream-index an image layer or ``docker export`` tar: plain tar, gzip (multi-member)
+    or zstd (multi-frame), detected by magic bytes. Nothing is extracted.
+
+    ``source`` is a file path (then ``offset`` / ``length`` select a byte range of
+    the file, e.g. a blob inside a ``docker save`` tar; the GIL is released
+    for the whole read) or a binary file-like object with ``.read(n)`` (read
+    from its current position in chunks of at most 1 MiB, taking the GIL per
+    chunk; ``offset`` bytes are skipped by reading them (not hashed) and at most
+    ``length`` bytes are read).
+
+    Entry paths are normalised to ``"/a/b"`` (leading ``"./"`` and ``"/"`` stripped,
+    ``"//"`` and ``"."`` collapsed); ``".."`` components are clamped at the root and
+    the entry gets ``error="unsafe path in archive: <original>"``. The root
+    (``"./"``) is not returned. Hardlinks are ``kind="hardlink"``, ``size=0``,
+    ``target`` = normalised link path, ``sha256=None``.
+
+    Raises ``ValueError("corrupt layer: <what> at offset N")`` (N is an offset in
+    the uncompressed stream) for bad checksums, bad numeric fields, truncation
+    or corrupt compressed data; ``ValueError("layer exceeds cap: ...")`` when
+    ``max_entries``, ``max_path_len`` (checked before a long name is read) or
+    ``max_bytes`` (decompressed bytes) is exceeded; ``OSError`` when the file
+    cannot be read; whatever ``source.read`` raises.
+    """
+
+def escape_path(raw: bytes) -> str:
+    """Text form of raw path bytes (see the module docstring)."""
+
+def unescape_path(text: str) -> bytes:
+    """Exact inverse of :func:`escape_path`; ``ValueError`` on a malformed escape
+    (a backslash not followed by ``\\\\`` or ``xNN``)."""
+
+__all__ = [
+    "Entry",
+    "LayerIndex",
+    "Tree",
+    "escape_path",
+    "read_layer",
+    "unescape_path",
+    "walk",
+]
