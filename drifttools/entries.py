@@ -40,22 +40,6 @@ def facts_from_entry(entry: _native.Entry) -> FileFacts:
     )
 
 
-def as_hardlink(target: FileFacts) -> FileFacts:
-    """Facts of a tar hardlink member: the content and inode data of its target."""
-    return FileFacts(
-        kind=target.kind,
-        mode=target.mode,
-        uid=target.uid,
-        gid=target.gid,
-        size=target.size,
-        mtime_ns=target.mtime_ns,
-        sha256=target.sha256,
-        target=target.target,
-        xattrs=target.xattrs,
-        rdev=target.rdev,
-    )
-
-
 def iter_facts(tree: _native.Tree) -> Iterator[tuple[str, FileFacts, str | None]]:
     """Yield ``(path, facts, error)`` for every entry, hardlinks resolved in the tree.
 
@@ -80,7 +64,7 @@ def iter_facts(tree: _native.Tree) -> Iterator[tuple[str, FileFacts, str | None]
         if target is None:
             yield entry.path, _unresolved(entry), f"hardlink target missing: {entry.target}"
         else:
-            yield entry.path, as_hardlink(target), entry.error
+            yield entry.path, target, entry.error  # same inode: same facts
 
 
 def _unresolved(entry: _native.Entry) -> FileFacts:

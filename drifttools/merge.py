@@ -19,7 +19,7 @@ import posixpath
 from collections.abc import Iterable, Sequence
 
 from drifttools import _native
-from drifttools.entries import as_hardlink, facts_from_entry
+from drifttools.entries import facts_from_entry
 from drifttools.models import BaselineEntry, ErrorRecord, FileFacts
 
 WHITEOUT_PREFIX = ".wh."
@@ -107,7 +107,7 @@ def apply_layer(
                     )
                 )
                 continue
-            tree.put(entry.path, BaselineEntry(as_hardlink(linked.facts), index))
+            tree.put(entry.path, BaselineEntry(linked.facts, index))  # one inode, one set of facts
         else:
             tree.put(entry.path, BaselineEntry(facts_from_entry(entry), index))
 
