@@ -129,10 +129,7 @@ def main() -> None:
     layer = work / "layer.tar"
     layer_gz = work / "layer.tar.gz"
     if not layer_gz.exists():
-        shell(
-            f"tar -C {tree} -cf {layer} --exclude=.complete d0000 d0001 d0002 d0003 d0004 "
-            f"d0005 d0006 d0007 d0008 d0009 d001* d002* d003* d004*"
-        )
+        shell(f"cd {tree} && tar -cf {layer} d00[0-4]*")  # 50,000 files
         shell(f"gzip -1 -k -c {layer} > {layer_gz}")
     with tarfile.open(layer) as archive:
         members = sum(1 for _ in archive)

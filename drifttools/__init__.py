@@ -10,23 +10,34 @@ try:
 except PackageNotFoundError:  # running from a source tree without an install
     __version__ = "0+unknown"
 
-from drifttools.api import diff_offline, offline_snapshot
+from drifttools.api import (
+    diff,
+    diff_offline,
+    offline_snapshot,
+    processes,
+    running_containers,
+    snapshot,
+)
 from drifttools.cache import LayerCache
 from drifttools.drift import DEFAULT_EXCLUSIONS, diff_snapshot
 from drifttools.errors import (
     CacheError,
+    ContainerNotFound,
     DigestMismatch,
     DriftError,
     ImageError,
     ImageNotFound,
     LayerCorrupt,
+    PermissionDenied,
     RootfsError,
+    RuntimeUnavailable,
 )
 from drifttools.image import load_image
 from drifttools.models import (
     BaselineEntry,
     Change,
     ChangeKind,
+    ContainerInfo,
     DriftReport,
     ErrorRecord,
     Exclusion,
@@ -35,8 +46,11 @@ from drifttools.models import (
     ImageIndex,
     ImageRef,
     Layer,
+    MountPoint,
+    ProcessRecord,
     Severity,
     Snapshot,
+    SocketRecord,
     Target,
 )
 from drifttools.report import report_schema
@@ -48,6 +62,8 @@ __all__ = [
     "CacheError",
     "Change",
     "ChangeKind",
+    "ContainerInfo",
+    "ContainerNotFound",
     "DigestMismatch",
     "DriftError",
     "DriftReport",
@@ -62,15 +78,24 @@ __all__ = [
     "Layer",
     "LayerCache",
     "LayerCorrupt",
+    "MountPoint",
+    "PermissionDenied",
+    "ProcessRecord",
     "RootfsError",
+    "RuntimeUnavailable",
     "Severity",
     "Snapshot",
+    "SocketRecord",
     "Target",
     "__version__",
+    "diff",
     "diff_offline",
     "diff_snapshot",
     "load_image",
     "offline_snapshot",
+    "processes",
     "read_rootfs",
     "report_schema",
+    "running_containers",
+    "snapshot",
 ]

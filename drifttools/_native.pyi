@@ -15,7 +15,8 @@ Operating-system failures raise :class:`OSError` subclasses
 :class:`ValueError` with a message starting ``"corrupt tree: "``,
 ``"corrupt layer index: "``, ``"corrupt layer: "`` or, when a cap is exceeded,
 ``"layer exceeds cap: "``. Ctrl-C during :func:`walk` / :func:`read_layer`
-raises :class:`KeyboardInterrupt` after the worker threads have stopped.
+raises :class:`KeyboardInterrupt` after the worker threads have stopped
+(also during :func:`read_tar_split`).
 """
 
 from collections.abc import Callable, Iterator, Sequence
@@ -100,7 +101,8 @@ class Entry:
         ``"other filesystem, not descended"``, ``"cannot read link: <reason>"``,
         ``"read failed: <reason>"``. Archive: ``"unsafe path in archive: <path>"``,
         ``"unsafe hardlink target in archive: <path>"``, ``"unsupported: GNU sparse"``,
-        ``"unsupported tar entry type X"`` (several joined with ``"; "``)."""
+        ``"unsupported tar entry type X"``; from :func:`read_tar_split` also
+        ``"stored layer: ..."`` (see there). Several are joined with ``"; "``."""
     def __repr__(self) -> str: ...
 
 @final
@@ -158,6 +160,7 @@ class LayerIndex:
 def walk(
     root: str | PathLike[str],
     *,
+    subpath: str | None = None,
     exclude: Sequence[str] = (),
     one_filesystem: bool = False,
     hash_max_size: int | None = None,
@@ -176,6 +179,18 @@ def walk(
     link's own atime); nothing is written. A bad entry never stops the walk:
     it is recorded with :attr:`Entry.error`.
 
+    ``subpath``: a directory inside ``root`` to walk instead of ``root`` itself
+    (``"/dev/shm"``, escaped text form; ``".."`` is clamped at ``root``).
+    ``root`` is opened as given (it may be the ``/proc/<pid>/root`` magic
+    link, followed on purpose); ``subpath`` is then resolved *inside* it with
+    ``openat2(RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS)``
+    (or the ``O_PATH | O_NOFOLLOW`` component walk), so a symlink anywhere in
+    it is never followed. Entry paths, ``exclude`` and ``one_filesystem`` are
+    then relative to that directory (``"/file"`` for ``<subpath>/file``).
+    A subpath that is or goes through a symlink raises ``OSError`` with
+    ``errno.ELOOP``; one that is not a directory ``NotADirectoryError``; a
+    missing one ``FileNotFoundError`` (``filename`` is ``root`` joined with
+    ``subpath``).
     ``exclude``: paths relative to ``root`` (``"/proc"``, escaped text form)
     whose directory entry is recorded but not descended into.
     ``one_filesystem``: do not descend into directories on another device than
@@ -224,6 +239,53 @@ def read_layer(
     cannot be read; whatever ``source.read`` raises.
     """
 
+def read_tar_split(
+    tar_split: str | PathLike[str],
+    layer_dir: str | PathLike[str],
+    *,
+    max_entries: int = 10_000_000,
+    max_path_len: int = 4096,
+    max_bytes: int = 1 << 40,
+) -> LayerIndex:
+    """Reassemble an image layer from the engine's own store and index it like
+    :func:`read_layer` (the GIL is released for the whole read).
+
+    ``tar_split`` is the layer's ``tar-split.json.gz`` (gzip'd or plain JSON
+    lines of the vbatts/tar-split format: type 2 entries are raw tar bytes,
+    type 1 entries name a file of ``layer_dir`` with its size and CRC-64);
+    ``layer_dir`` the layer's unpacked directory (e.g. an overlay ``diff``
+    dir). Emitting the raw bytes and the named files' contents reproduces the
+    original layer tar exactly: when nothing was changed,
+    :attr:`LayerIndex.uncompressed_sha256` is the layer's ``diff_id`` and the
+    entries equal those :func:`read_layer` gives for the same layer tar.
+    :attr:`LayerIndex.compression` is ``"none"``.
+
+    Files are resolved inside ``layer_dir`` with ``openat2(RESOLVE_IN_ROOT |
+    RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS)`` (``".."`` clamped, no
+    symlink followed in any component), opened ``O_PATH`` first and only read
+    once checked to be a regular file (no FIFO or device is ever opened),
+    with ``O_NOATIME``. A file that does not match never stops the read: the
+    bytes that cannot be read are zero-filled so the archive stays parseable,
+    the stream digest then differs from the ``diff_id``, and that entry gets
+    an :attr:`Entry.error` starting ``"stored layer: "``: ``"file missing"``,
+    ``"symlink in place of the file or a parent directory (not followed)"``,
+    ``"a parent of the file is not a directory"``, ``"not a regular file
+    (<kind>)"``, ``"size N bytes, expected M"``, ``"changed while read"``,
+    ``"read failed: <reason>"``, ``"cannot open: <reason>"`` (these drop its
+    :attr:`Entry.sha256`), or ``"content differs from the checksum recorded
+    in tar-split (crc64)"`` (same size, other content: :attr:`Entry.sha256`
+    is the digest of the content found). Files of size 0 are not opened (as
+    tar-split itself does).
+
+    Raises ``OSError`` when ``tar_split`` (a symlink: ``ELOOP``; not a
+    regular file: ``EINVAL``) or ``layer_dir`` cannot be opened;
+    ``ValueError("corrupt layer: tar-split: ...")`` for malformed JSON,
+    base64, entry types or positions, ``ValueError("corrupt layer: ...")``
+    when the reassembled stream is not a valid tar, and
+    ``ValueError("layer exceeds cap: ...")`` as :func:`read_layer` does
+    (``max_bytes`` counts reassembled bytes).
+    """
+
 def escape_path(raw: bytes) -> str:
     """Text form of raw path bytes (see the module docstring)."""
 
@@ -237,6 +299,7 @@ __all__ = [
     "Tree",
     "escape_path",
     "read_layer",
+    "read_tar_split",
     "unescape_path",
     "walk",
 ]

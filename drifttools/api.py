@@ -4,14 +4,20 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
+from drifttools import _native
+from drifttools.baseline import container_baseline
 from drifttools.cache import LayerCache
 from drifttools.drift import DEFAULT_EXCLUSIONS, diff_snapshot
 from drifttools.image import load_image, require_verified
-from drifttools.models import DriftReport, Exclusion, ImageIndex, Snapshot, Target
+from drifttools.models import DriftReport, Exclusion, ImageIndex, ProcessRecord, Snapshot, Target
+from drifttools.procs import container_pids, read_processes, tag_processes
 from drifttools.progress import Progress, no_progress
 from drifttools.report import now_rfc3339
 from drifttools.rootfs import DEFAULT_HASH_CAP, read_rootfs
+from drifttools.runtime import Runtime, runtime_for
+from drifttools.snapshot import add_hardlink_siblings, take_snapshot
 
 
 def offline_snapshot(
@@ -69,3 +75,111 @@ def diff_offline(
         rootfs, image=baseline, upper=upper, hash_max_size=hash_max_size, progress=progress
     )
     return diff_snapshot(snapshot, baseline, exclusions=exclusions)
+
+
+def snapshot(
+    reference: str,
+    *,
+    runtime: Runtime | None = None,
+    method: str = "auto",
+    freeze: bool = False,
+    env_values: bool = False,
+    hash_max_size: int | None = DEFAULT_HASH_CAP,
+    progress: Progress = no_progress,
+) -> Snapshot:
+    """Snapshot a live container (name, id or id prefix) from the host: processes, mounts, files.
+
+    Never execs into the container and never writes into it. ``method`` is
+    ``auto`` (overlay upper dir when readable, else export), ``upper``,
+    ``merged`` (walk and hash the whole filesystem) or ``export``.
+    """
+    return take_snapshot(
+        reference,
+        runtime=runtime,
+        method=method,
+        freeze=freeze,
+        env_values=env_values,
+        hash_max_size=hash_max_size,
+        progress=progress,
+    )
+
+
+def diff(
+    reference: str,
+    *,
+    runtime: Runtime | None = None,
+    method: str = "auto",
+    freeze: bool = False,
+    env_values: bool = False,
+    cache: LayerCache | None = None,
+    verify: bool = True,
+    exclusions: Sequence[Exclusion] = DEFAULT_EXCLUSIONS,
+    hash_max_size: int | None = DEFAULT_HASH_CAP,
+    progress: Progress = no_progress,
+) -> DriftReport:
+    """Everything that drifted in a live container, against its verified image.
+
+    The snapshot is taken first (processes, then files), the baseline after.
+    ``cache`` defaults to :class:`LayerCache` in the user's cache directory.
+    """
+    runtime = runtime or runtime_for(reference)
+    taken = take_snapshot(
+        reference,
+        runtime=runtime,
+        method=method,
+        freeze=freeze,
+        env_values=env_values,
+        hash_max_size=hash_max_size,
+        progress=progress,
+    )
+    assert taken.container is not None
+    baseline = container_baseline(
+        taken.container, runtime, cache=cache or LayerCache(), progress=progress
+    )
+    if verify:
+        require_verified(baseline)
+    taken = add_hardlink_siblings(taken, baseline.links, hash_max_size)
+    return diff_snapshot(taken, baseline, exclusions=exclusions)
+
+
+def processes(
+    reference: str,
+    *,
+    runtime: Runtime | None = None,
+    env_values: bool = False,
+    cache: LayerCache | None = None,
+) -> tuple[ProcessRecord, ...]:
+    """The processes of a running container, read from the host, tagged against its image."""
+    runtime = runtime or runtime_for(reference)
+    info = runtime.resolve(reference)
+    if not info.running:
+        return ()
+    records, _ = read_processes(container_pids(info.id) or [info.pid], env_values=env_values)
+    baseline = container_baseline(info, runtime, cache=cache or LayerCache())
+    return tag_processes(records, baseline.entries)
+
+
+def running_containers(runtime: Runtime | None = None) -> list[dict[str, Any]]:
+    """Running containers, each with the number of paths its overlay upper dir holds.
+
+    A quick triage count (no hashing, no baseline): 0 means nothing was written.
+    """
+    runtime = runtime or runtime_for()
+    rows = []
+    for info in runtime.list_running():
+        changed = None
+        if info.upper_dir:
+            tree = _native.walk(info.upper_dir, hash_max_size=0)
+            changed = sum(1 for entry in tree if entry.kind != "dir")
+        rows.append(
+            {
+                "id": info.id[:12],
+                "name": info.name,
+                "image": info.image_ref,
+                "status": info.status,
+                "pid": info.pid,
+                "upper_paths": changed,
+                "privileged": info.posture.get("privileged", False),
+            }
+        )
+    return rows

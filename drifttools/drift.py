@@ -20,6 +20,7 @@ from __future__ import annotations
 import bisect
 import posixpath
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import replace
 
 from drifttools.entries import compared_xattrs, iter_facts, join_mount
 from drifttools.merge import is_opaque_marker, whiteout_target
@@ -36,6 +37,7 @@ from drifttools.models import (
     Severity,
     Snapshot,
 )
+from drifttools.procs import tag_processes
 
 #: Left out of every diff, and listed as such in the report.
 DEFAULT_EXCLUSIONS: tuple[Exclusion, ...] = (
@@ -132,11 +134,11 @@ class _Collector:
         self.changes: dict[str, Change] = {}
         self.errors: list[ErrorRecord] = []
 
-    def observe(self, path: str, after: FileFacts, mount: str = "/") -> None:
-        base = self.baseline.entries.get(path) if mount == "/" else None
+    def observe(self, path: str, after: FileFacts, state: FilesystemState) -> None:
+        base = self.baseline.entries.get(path) if state.has_baseline else None
         kind = compare(base.facts if base else None, after)
         if kind is not None:
-            self.add(join_mount(mount, path), kind, base, after, mount)
+            self.add(path, kind, base, after, state.mount)
 
     def delete(self, path: str, subtree: bool = True) -> None:
         """``path`` (and, with ``subtree``, every image path below it) is gone."""
@@ -164,11 +166,12 @@ class _Collector:
         )
 
     def read(self, state: FilesystemState) -> Iterable[tuple[str, FileFacts]]:
-        """The entries of ``state`` outside the exclusions; read errors recorded."""
-        for path, facts, error in iter_facts(state.tree):
+        """``(container path, facts)`` of ``state`` outside the exclusions; errors recorded."""
+        for relative, facts, error in iter_facts(state.tree):
+            path = join_mount(state.prefix, relative)
             if error is not None:
-                self.errors.append(ErrorRecord(join_mount(state.mount, path), error))
-            if state.mount == "/" and path in self.excluded:
+                self.errors.append(ErrorRecord(path, error))
+            if state.has_baseline and path in self.excluded:
                 continue
             yield path, facts
 
@@ -177,7 +180,7 @@ def _diff_merged(state: FilesystemState, out: _Collector) -> None:
     seen: set[str] = set()
     for path, facts in out.read(state):
         seen.add(path)
-        out.observe(path, facts)
+        out.observe(path, facts, state)
     for path in out.baseline.entries:
         if path not in seen and path not in out.excluded:
             out.delete(path, subtree=False)
@@ -198,16 +201,17 @@ def _diff_upper(state: FilesystemState, out: _Collector) -> None:
             present.add(path)
             if is_opaque_dir(facts):
                 opaque.append(path)
-            out.observe(path, facts)
+            out.observe(path, facts, state)
     for directory in opaque:
         for path in out.baseline.below(directory):
             if path not in present:
                 out.delete(path)
 
 
-def _diff_unbaselined(state: FilesystemState, out: _Collector) -> None:
+def _diff_present(state: FilesystemState, out: _Collector) -> None:
+    """Compare what is there; judge nothing absent (mounts without baseline, partial views)."""
     for path, facts in out.read(state):
-        out.observe(path, facts, mount=state.mount)
+        out.observe(path, facts, state)
 
 
 def diff_snapshot(
@@ -223,18 +227,25 @@ def diff_snapshot(
     """
     out = _Collector(_Baseline(baseline.entries), _Exclusions(exclusions))
     for state in snapshot.filesystems:
-        if not state.has_baseline:
-            _diff_unbaselined(state, out)
+        if not state.has_baseline or state.view == "partial":
+            _diff_present(state, out)
         elif state.view == "upper":
             _diff_upper(state, out)
         else:
             _diff_merged(state, out)
+    target = snapshot.target
+    if target.image is None:
+        target = replace(target, image=baseline.image)
     return DriftReport(
-        target=snapshot.target,
+        target=target,
         acquired_at=snapshot.acquired_at,
         baseline=baseline.layers,
         baseline_problems=baseline.problems,
         changes=tuple(out.changes[path] for path in sorted(out.changes)),
-        errors=(*baseline.errors, *out.errors),
+        errors=(*baseline.errors, *snapshot.errors, *out.errors),
         exclusions=tuple(exclusions),
+        processes=tag_processes(snapshot.processes, baseline.entries),
+        sockets=snapshot.sockets,
+        mounts=snapshot.mounts,
+        notes=snapshot.notes,
     )

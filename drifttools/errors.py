@@ -35,3 +35,19 @@ class RootfsError(DriftError):
 
 class CacheError(DriftError):
     """The layer cache directory cannot be used."""
+
+
+class ContainerRuntimeError(DriftError):
+    """Base of the errors a container runtime gives."""
+
+
+class ContainerNotFound(ContainerRuntimeError, LookupError):
+    """No container answers to the name or id given."""
+
+
+class RuntimeUnavailable(ContainerRuntimeError, ConnectionError):
+    """The container engine cannot be reached (no socket, daemon down)."""
+
+
+class PermissionDenied(ContainerRuntimeError, PermissionError):
+    """The engine or the host files refused us (not root, socket permissions)."""

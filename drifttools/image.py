@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import platform as host_platform
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -40,6 +40,7 @@ class BlobSource(Protocol):
     """Where the image's files are: named members of an archive or files of a layout."""
 
     location: str
+    source_kind: str  # how the Layer records say its layers were read: archive | stream
 
     def exists(self, name: str) -> bool: ...
     def read_bytes(self, name: str, limit: int = ...) -> bytes: ...
@@ -94,7 +95,20 @@ def load_image(
     default. With a ``cache``, a layer already indexed and verified on this
     machine is not read again.
     """
-    blobs = open_blobs(Path(path))
+    return index_image(
+        open_blobs(Path(path)), ref=ref, platform=platform, cache=cache, progress=progress
+    )
+
+
+def index_image(
+    blobs: BlobSource,
+    *,
+    ref: str | None = None,
+    platform: str | None = None,
+    cache: LayerCache | None = None,
+    progress: Progress = no_progress,
+) -> ImageIndex:
+    """Verify and merge the image whose blobs ``blobs`` holds (see :func:`load_image`)."""
     wanted_platform = platform or host_platform_name()
     if blobs.exists("index.json"):
         found = _read_oci(blobs, ref, wanted_platform)
@@ -102,38 +116,96 @@ def load_image(
         found = _read_legacy(blobs, ref)
     else:
         raise ImageError(f"{blobs.location}: neither index.json nor manifest.json: not an image")
-
-    problems = list(found.problems)
-    actual_config = "sha256:" + hashlib.sha256(found.config_bytes).hexdigest()
-    if found.config_digest is not None and found.config_digest != actual_config:
-        problems.append(f"config hashes to {actual_config}, manifest says {found.config_digest}")
-    config = _json(found.config_bytes, "image config", blobs.location)
-    diff_ids = list(config.get("rootfs", {}).get("diff_ids", []))
-    if len(diff_ids) != len(found.layers):
+    config = ImageConfig.parse(found.config_bytes, found.config_digest, blobs.location)
+    if len(config.diff_ids) != len(found.layers):
         raise ImageError(
-            f"{blobs.location}: config lists {len(diff_ids)} diff_ids"
+            f"{blobs.location}: config lists {len(config.diff_ids)} diff_ids"
             f" for {len(found.layers)} layers"
         )
-    steps = [h.get("created_by") for h in config.get("history", []) if not h.get("empty_layer")]
-    if len(steps) != len(found.layers):
-        steps = [None] * len(found.layers)
-
-    layers: list[Layer] = []
-    trees: list[_native.Tree] = []
+    loaded = []
     total = len(found.layers)
-    for position, (blob, diff_id, step) in enumerate(
-        zip(found.layers, diff_ids, steps, strict=True)
-    ):
+    for position, (blob, diff_id) in enumerate(zip(found.layers, config.diff_ids, strict=True)):
         progress(f"layer {position + 1}/{total}", position, total)
-        layer, index = _load_layer(blobs, blob, diff_id, step, cache)
-        layers.append(layer)
-        trees.append(index.entries)
+        loaded.append(_load_layer(blobs, blob, diff_id, config.steps[position], cache))
     progress("merge", total, total)
-    entries, errors = merge_layers(trees)
-    image = ImageRef(ref=found.name, id=actual_config, platform=wanted_platform, config=config)
+    return assemble(found.name, config, wanted_platform, loaded, found.problems)
+
+
+@dataclass(frozen=True)
+class ImageConfig:
+    """An image config blob, its digest checked, with what the baseline needs from it."""
+
+    digest: str  # sha256:<hex> of the bytes: the image id
+    data: dict[str, Any]
+    diff_ids: list[str]
+    steps: list[str | None]  # created_by of each layer, None when history does not say
+    problems: list[str]
+
+    @classmethod
+    def parse(cls, raw: bytes, expected_digest: str | None, location: str) -> ImageConfig:
+        digest = "sha256:" + hashlib.sha256(raw).hexdigest()
+        problems = []
+        if expected_digest is not None and expected_digest != digest:
+            problems.append(f"config hashes to {digest}, its reference says {expected_digest}")
+        data = _json(raw, "image config", location)
+        diff_ids = list(data.get("rootfs", {}).get("diff_ids", []))
+        history = [h for h in data.get("history", []) if not h.get("empty_layer")]
+        steps = [h.get("created_by") for h in history]
+        if len(steps) != len(diff_ids):
+            steps = [None] * len(diff_ids)
+        return cls(digest, data, diff_ids, steps, problems)
+
+
+def assemble(
+    name: str | None,
+    config: ImageConfig,
+    platform: str,
+    loaded: list[tuple[Layer, _native.LayerIndex]],
+    problems: Sequence[str] = (),
+) -> ImageIndex:
+    """Merge verified layers (bottom first) into the image's baseline."""
+    merged = merge_layers([index.entries for _, index in loaded])
+    image = ImageRef(ref=name, id=config.digest, platform=platform, config=config.data)
     return ImageIndex(
-        image=image, layers=tuple(layers), entries=entries, errors=errors, problems=tuple(problems)
+        image=image,
+        layers=tuple(layer for layer, _ in loaded),
+        entries=merged.entries,
+        links=merged.links,
+        errors=merged.errors,
+        problems=(*problems, *config.problems),
     )
+
+
+def verified_layer(
+    index: _native.LayerIndex,
+    *,
+    diff_id: str,
+    digest: str | None,
+    media_type: str,
+    size: int | None,
+    step: str | None,
+    source: str,
+) -> Layer:
+    """The layer record for ``index``, every digest it can be checked against compared."""
+    problems = []
+    if digest is not None and digest != f"sha256:{index.compressed_sha256}":
+        problems.append(f"blob digest sha256:{index.compressed_sha256} != manifest {digest}")
+    if size is not None and size != index.compressed_size:
+        problems.append(f"blob size {index.compressed_size} != manifest {size}")
+    if diff_id != f"sha256:{index.uncompressed_sha256}":
+        problems.append(f"diff_id sha256:{index.uncompressed_sha256} != config {diff_id}")
+    stored = index.compressed_size if size is None else size
+    return Layer(diff_id, digest, media_type, stored, step, not problems, source, tuple(problems))
+
+
+def cached_layer(
+    cache: LayerCache | None, diff_id: str, media_type: str, size: int, step: str | None
+) -> tuple[Layer, _native.LayerIndex] | None:
+    """The layer from the cache, if a verified index of ``diff_id`` is there."""
+    index = cache.get(diff_id) if cache is not None else None
+    if index is None:
+        return None
+    return Layer(diff_id, None, media_type, size, step, True, "cache"), index
 
 
 def require_verified(index: ImageIndex) -> None:
@@ -147,25 +219,23 @@ def _load_layer(
     blobs: BlobSource, blob: _LayerBlob, diff_id: str, step: str | None, cache: LayerCache | None
 ) -> tuple[Layer, _native.LayerIndex]:
     size = blob.size if blob.size is not None else blobs.size(blob.name)
-    cached = cache.get(diff_id) if cache is not None else None
-    if cached is not None:
-        layer = Layer(diff_id, blob.digest, blob.media_type, size, step, True, "cache")
-        return layer, cached
+    hit = cached_layer(cache, diff_id, blob.media_type, size, step)
+    if hit is not None:
+        return hit
     try:
         index = blobs.read_layer(blob.name)
     except ValueError as exc:
         raise LayerCorrupt(f"{blobs.location}: layer {diff_id}: {exc}") from exc
-    problems = []
-    if blob.digest is not None and blob.digest != f"sha256:{index.compressed_sha256}":
-        problems.append(f"blob digest sha256:{index.compressed_sha256} != manifest {blob.digest}")
-    if blob.size is not None and blob.size != index.compressed_size:
-        problems.append(f"blob size {index.compressed_size} != manifest {blob.size}")
-    if diff_id != f"sha256:{index.uncompressed_sha256}":
-        problems.append(f"diff_id sha256:{index.uncompressed_sha256} != config {diff_id}")
-    layer = Layer(
-        diff_id, blob.digest, blob.media_type, size, step, not problems, "archive", tuple(problems)
+    layer = verified_layer(
+        index,
+        diff_id=diff_id,
+        digest=blob.digest,
+        media_type=blob.media_type,
+        size=blob.size,
+        step=step,
+        source=blobs.source_kind,
     )
-    if cache is not None and not problems:
+    if cache is not None and layer.verified:
         cache.put(diff_id, index)
     return layer, index
 

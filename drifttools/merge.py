@@ -16,7 +16,8 @@ OCI rules applied here (image-spec, "Applying Changesets"):
 from __future__ import annotations
 
 import posixpath
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 from drifttools import _native
 from drifttools.entries import facts_from_entry
@@ -45,7 +46,23 @@ class MergedTree:
 
     def __init__(self) -> None:
         self.entries: dict[str, BaselineEntry] = {}
+        self.links: dict[str, set[str]] = {}  # path -> every path of its inode (one shared set)
         self._children: dict[str, set[str]] = {"/": set()}
+
+    def link(self, path: str, target: str) -> None:
+        """Record that ``path`` is a hardlink of ``target``."""
+        group = self.links.setdefault(target, {target})
+        group.add(path)
+        self.links[path] = group
+
+    def link_groups(self) -> dict[str, frozenset[str]]:
+        """For each hardlinked path still in the tree, every path that shares its inode."""
+        groups = {}
+        for path, group in self.links.items():
+            alive = frozenset(p for p in group if p in self.entries)
+            if path in self.entries and len(alive) > 1:
+                groups[path] = alive
+        return groups
 
     def get(self, path: str) -> BaselineEntry | None:
         return self.entries.get(path)
@@ -108,22 +125,24 @@ def apply_layer(
                 )
                 continue
             tree.put(entry.path, BaselineEntry(linked.facts, index))  # one inode, one set of facts
+            tree.link(entry.path, entry.target or "")
         else:
             tree.put(entry.path, BaselineEntry(facts_from_entry(entry), index))
 
 
-def merge_layers(
-    layers: Sequence[_native.Tree],
-) -> tuple[dict[str, BaselineEntry], tuple[ErrorRecord, ...]]:
-    """Apply ``layers`` bottom first; return the merged entries and what went wrong."""
+@dataclass(frozen=True)
+class Merged:
+    """The merged view of an image's layers."""
+
+    entries: dict[str, BaselineEntry]
+    links: dict[str, frozenset[str]]  # hardlinked path -> all paths of that inode
+    errors: tuple[ErrorRecord, ...]
+
+
+def merge_layers(layers: Sequence[_native.Tree]) -> Merged:
+    """Apply ``layers`` bottom first; return the merged entries, hardlinks and what went wrong."""
     tree = MergedTree()
     errors: list[ErrorRecord] = []
     for index, layer in enumerate(layers):
         apply_layer(tree, layer, index, errors)
-    return tree.entries, tuple(errors)
-
-
-def paths_below(paths: Iterable[str], directory: str) -> list[str]:
-    """Every path strictly below ``directory`` (for opaque directories in an upper dir)."""
-    prefix = directory.rstrip("/") + "/"
-    return [path for path in paths if path.startswith(prefix)]
+    return Merged(tree.entries, tree.link_groups(), tuple(errors))

@@ -4,7 +4,7 @@ Frozen dataclasses: runtimes and image readers produce them, the diff engine
 compares them, renderers and bundles serialise them. Nothing here does I/O.
 
 Paths are text. Linux paths are bytes; bytes that are not UTF-8 are written
-``\\xNN`` and a literal backslash ``\\\\`` (see :func:`drifttools.paths.path_bytes`),
+``\\xNN`` and a literal backslash ``\\\\`` (see :func:`drifttools._native.escape_path`),
 a rule that round-trips exactly.
 """
 
@@ -112,6 +112,7 @@ class ImageIndex:
     image: ImageRef
     layers: tuple[Layer, ...]
     entries: Mapping[str, BaselineEntry]
+    links: Mapping[str, frozenset[str]] = field(default_factory=dict)  # hardlink groups
     errors: tuple[ErrorRecord, ...] = ()  # entries of the layers that could not be read
     problems: tuple[str, ...] = ()  # image-level digest mismatches (manifest, config)
 
@@ -139,6 +140,46 @@ class Exclusion:
 
 
 @dataclass(frozen=True, slots=True)
+class MountPoint:
+    """One mount of the container, from /proc/<pid>/mountinfo (or the engine's record)."""
+
+    mountpoint: str  # where the container sees it
+    fstype: str  # tmpfs, ext4, overlay, proc ...
+    source: str  # the mount source field (device, "shm", "tmpfs" ...)
+    root: str  # the path within the source filesystem that is mounted (bind mounts)
+    options: str
+    kind: str  # rootfs | tmpfs | volume | bind | engine | pseudo
+
+
+@dataclass(frozen=True)
+class ContainerInfo:
+    """What a runtime knows of a container: ids, image, state, storage, posture.
+
+    Runtime-neutral: no engine client escapes ``runtimes/``; the engine's own
+    JSON is kept verbatim in ``raw`` because it is evidence.
+    """
+
+    runtime: str  # docker | containerd
+    id: str
+    name: str
+    image_id: str  # sha256:<hex> of the image config
+    image_ref: str | None
+    diff_ids: tuple[str, ...]
+    status: str  # running | paused | exited | created ...
+    pid: int | None  # host pid of the container's init process when running
+    storage_driver: str
+    upper_dir: str | None  # the overlay upper dir on the host, when the driver has one
+    mounts: tuple[MountPoint, ...] = ()  # from the engine's record (volumes, binds, tmpfs)
+    posture: Mapping[str, Any] = field(default_factory=dict)
+    engine: Mapping[str, Any] = field(default_factory=dict)  # versions, socket used
+    raw: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def running(self) -> bool:
+        return self.pid is not None
+
+
+@dataclass(frozen=True, slots=True)
 class Target:
     """The container (or offline acquisition) a snapshot was taken of."""
 
@@ -157,7 +198,9 @@ class FilesystemState:
     ``view`` says how to read them: ``merged`` is the whole filesystem as the
     container sees it (absent paths are deleted); ``upper`` is an overlay upper
     directory (absent paths are unchanged, char 0/0 and ``.wh.`` names are
-    deletions, opaque directories hide what is below).
+    deletions, opaque directories hide what is below); ``partial`` is a part of
+    the merged view read for a purpose (present paths are compared, absent ones
+    are not judged).
     """
 
     mount: str  # where it is mounted in the container, "/" for the rootfs
@@ -166,6 +209,12 @@ class FilesystemState:
     method: str  # how: walk | archive
     tree: Tree  # the entries, held compactly by the native core
     has_baseline: bool = True  # False for tmpfs, volumes and bind mounts: all is added
+    top: str | None = None  # the container path of the tree's root when not the mount's
+
+    @property
+    def prefix(self) -> str:
+        """The container path the tree's entries are relative to."""
+        return self.top or self.mount
 
 
 @dataclass(frozen=True)
@@ -175,6 +224,68 @@ class Snapshot:
     target: Target
     acquired_at: str  # RFC 3339 UTC
     filesystems: tuple[FilesystemState, ...]
+    processes: tuple[ProcessRecord, ...] = ()
+    sockets: tuple[SocketRecord, ...] = ()
+    mounts: tuple[MountPoint, ...] = ()
+    notes: tuple[str, ...] = ()  # how it was acquired: freeze, export fallback, ...
+    errors: tuple[ErrorRecord, ...] = ()  # what could not be read beyond the trees' own entries
+    finished_at: str | None = None
+    container: ContainerInfo | None = None  # the runtime's record, raw JSON included
+
+
+@dataclass(frozen=True, slots=True)
+class OpenFile:
+    """One open file descriptor of a process."""
+
+    fd: int
+    kind: str  # file | socket | pipe | memfd | anon | other
+    target: str  # what /proc/<pid>/fd/<fd> points at, as the kernel writes it (escaped)
+
+
+@dataclass(frozen=True, slots=True)
+class SocketRecord:
+    """A socket of the container's network namespace."""
+
+    protocol: str  # tcp | tcp6 | udp | udp6 | unix
+    state: str  # LISTEN, ESTABLISHED, ... (kernel names)
+    local: str  # "10.0.0.2:8080", "[::]:22", or the unix path
+    remote: str  # "" when not connected
+    inode: int
+    pids: tuple[int, ...] = ()  # host pids of the container processes holding it
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessRecord:
+    """One process of the container, read from the host's /proc (never by exec).
+
+    Text the process controls (``comm``, ``cmdline``, paths) is kept verbatim
+    here, non-UTF-8 bytes escaped by the path rule; renderers escape it again.
+    """
+
+    pid: int  # host pid
+    ns_pid: int | None  # pid inside the container's pid namespace
+    ppid: int
+    uid: int  # real
+    euid: int
+    gid: int
+    egid: int
+    started_at: str  # RFC 3339 UTC, from the start time in /proc/<pid>/stat
+    start_ticks: int  # clock ticks after boot: with the pid, identifies the process
+    comm: str
+    cmdline: tuple[str, ...]
+    state: str  # R, S, D, Z, T ... from /proc/<pid>/stat
+    exe: str | None  # the executable's path in the container ("(deleted)" removed)
+    exe_state: str  # present | deleted | memfd | unreadable
+    exe_sha256: str | None  # read through /proc/<pid>/exe: works for deleted and memfd
+    exe_size: int | None
+    cwd: str | None
+    fds: tuple[OpenFile, ...] = ()
+    sockets: tuple[SocketRecord, ...] = ()
+    libraries: tuple[str, ...] = ()  # files mapped executable, from /proc/<pid>/maps
+    env_names: tuple[str, ...] = ()
+    env: Mapping[str, str] | None = None  # values only when asked for (they can be secrets)
+    tags: tuple[str, ...] = ()  # exe-not-in-image, exe-modified, exe-deleted, memfd, ...
+    errors: tuple[str, ...] = ()  # what could not be read, and why
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,8 +323,11 @@ class DriftReport:
     baseline_problems: tuple[str, ...] = ()  # image-level digest mismatches
     errors: tuple[ErrorRecord, ...] = ()
     exclusions: tuple[Exclusion, ...] = ()
-    processes: tuple[Mapping[str, Any], ...] = ()
+    processes: tuple[ProcessRecord, ...] = ()
+    sockets: tuple[SocketRecord, ...] = ()
+    mounts: tuple[MountPoint, ...] = ()
     packages: tuple[Mapping[str, Any], ...] = ()
+    notes: tuple[str, ...] = ()
 
     @property
     def has_drift(self) -> bool:
@@ -244,3 +358,14 @@ class DriftReport:
         from drifttools.report import report_to_json
 
         return report_to_json(self, indent=indent)
+
+    def to_pandas(self) -> Any:
+        """The changes as a pandas DataFrame, one row per change (needs ``drifttools[pandas]``)."""
+        from drifttools.notebook import changes_frame
+
+        return changes_frame(self)
+
+    def _repr_html_(self) -> str:
+        from drifttools.notebook import report_html
+
+        return report_html(self)

@@ -8,7 +8,8 @@ validated against it.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from dataclasses import fields, is_dataclass
 from datetime import UTC, datetime
 from functools import cache
 from importlib import resources
@@ -107,6 +108,17 @@ def layer_to_dict(layer: Layer) -> dict[str, Any]:
     }
 
 
+def plain(value: Any) -> Any:
+    """A dataclass (or container of them) as JSON-native data: dicts, lists, scalars."""
+    if is_dataclass(value) and not isinstance(value, type):
+        return {f.name: plain(getattr(value, f.name)) for f in fields(value)}
+    if isinstance(value, Mapping):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    return value
+
+
 def report_to_dict(report: DriftReport) -> dict[str, Any]:
     """The whole report as JSON-ready data."""
     return {
@@ -121,12 +133,15 @@ def report_to_dict(report: DriftReport) -> dict[str, Any]:
         },
         "summary": report.summary(),
         "changes": [change_to_dict(change, report.baseline) for change in report.changes],
-        "processes": [dict(process) for process in report.processes],
+        "processes": [plain(process) for process in report.processes],
+        "sockets": [plain(socket) for socket in report.sockets],
+        "mounts": [plain(mount) for mount in report.mounts],
         "packages": [dict(package) for package in report.packages],
         "exclusions": [
             {"path": e.path, "reason": e.reason, "subtree": e.subtree} for e in report.exclusions
         ],
         "errors": [{"path": e.path, "reason": e.reason} for e in report.errors],
+        "notes": list(report.notes),
     }
 
 

@@ -109,8 +109,9 @@ def _read_back(root: Path) -> dict[str, tuple]:
 
 def merged_tree(layers: list[bytes]) -> dict[str, tuple]:
     trees = [_native.read_layer(io.BytesIO(layer)).entries for layer in layers]
-    entries, errors = merge_layers(trees)
-    assert not errors
+    merged = merge_layers(trees)
+    assert not merged.errors
+    entries = merged.entries
     result = {}
     for path, entry in entries.items():
         facts = entry.facts
@@ -197,8 +198,10 @@ def test_hardlink_to_a_lower_layer_takes_its_content() -> None:
     lower = layer_tar([directory("bin"), file("bin/tool", b"\x7fELF tool", 0o755)])
     upper = layer_tar([directory("usr"), hardlink("usr/tool", "bin/tool")])
     trees = [_native.read_layer(io.BytesIO(layer)).entries for layer in (lower, upper)]
-    entries, errors = merge_layers(trees)
-    assert not errors
+    merged = merge_layers(trees)
+    assert not merged.errors
+    entries = merged.entries
+    assert merged.links["/usr/tool"] == merged.links["/bin/tool"] == {"/usr/tool", "/bin/tool"}
     assert entries["/usr/tool"].facts.sha256 == hashlib.sha256(b"\x7fELF tool").hexdigest()
     assert entries["/usr/tool"].layer == 1
     assert entries["/bin/tool"].layer == 0
@@ -206,5 +209,5 @@ def test_hardlink_to_a_lower_layer_takes_its_content() -> None:
 
 def test_hardlink_to_a_missing_target_is_recorded_not_dropped_silently() -> None:
     layer = layer_tar([hardlink("orphan", "nowhere")])
-    _, errors = merge_layers([_native.read_layer(io.BytesIO(layer)).entries])
+    errors = merge_layers([_native.read_layer(io.BytesIO(layer)).entries]).errors
     assert [(e.path, "hardlink target missing" in e.reason) for e in errors] == [("/orphan", True)]

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +17,17 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 import drifttools
 from drifttools.atomic import atomic_output
+from drifttools.progress import Progress as ProgressCallback
+from drifttools.progress import no_progress
+from drifttools.runtime import runtime_for
 from drifttools.text import printable
-from drifttools_cli.render import OutputFormat, draw_table, machine_lines
+from drifttools_cli.render import (
+    OutputFormat,
+    draw_containers,
+    draw_processes,
+    draw_table,
+    machine_lines,
+)
 
 EXIT_NO_DRIFT, EXIT_DRIFT, EXIT_TROUBLE = 0, 1, 2
 
@@ -42,11 +53,11 @@ def troubles() -> Iterator[None]:
 
 
 @contextmanager
-def progress_bar(enabled: bool) -> Iterator[drifttools.progress.Progress]:
+def progress_bar(enabled: bool) -> Iterator[ProgressCallback]:
     """A rich progress bar on stderr when it is a terminal; otherwise nothing drawn."""
     stderr = Console(stderr=True)
     if not enabled or not stderr.is_terminal:
-        yield drifttools.progress.no_progress
+        yield no_progress
         return
     columns = (TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn())
     with Progress(*columns, console=stderr, transient=True) as bar:
@@ -106,23 +117,43 @@ def cli() -> None:
 
 
 @cli.command()
+@click.argument("container", required=False)
 @click.option(
     "--image",
     "image",
-    required=True,
     type=click.Path(path_type=Path),
-    help="The image: a `docker save` tar or an OCI layout directory.",
+    help="Offline: the image, a `docker save` tar or an OCI layout directory.",
 )
 @click.option(
     "--rootfs",
     "rootfs",
-    required=True,
     type=click.Path(path_type=Path),
-    help="The container's filesystem: a directory or a `docker export` tar.",
+    help="Offline: the container's filesystem, a directory or a `docker export` tar.",
 )
-@click.option("--upper", is_flag=True, help="--rootfs is an overlay upper dir (changes only).")
-@click.option("--ref", help="Which image of an archive that holds several (its tag).")
-@click.option("--platform", help="Platform of a multi-platform image, e.g. linux/arm64.")
+@click.option("--upper", is_flag=True, help="Offline: --rootfs is an overlay upper dir.")
+@click.option("--ref", help="Offline: which image of an archive that holds several (its tag).")
+@click.option("--platform", help="Offline: platform of a multi-platform image (linux/arm64).")
+@click.option(
+    "--method",
+    type=click.Choice(["auto", "upper", "merged", "export"]),
+    default="auto",
+    show_default=True,
+    help="Live: how to read the container's filesystem.",
+)
+@click.option(
+    "--verify-all",
+    is_flag=True,
+    help="Live: hash every file of the merged view against the image (--method merged).",
+)
+@click.option("--freeze", is_flag=True, help="Live: pause the container while it is read.")
+@click.option(
+    "--env-values",
+    is_flag=True,
+    help="Live: include environment values of processes (they can be secrets).",
+)
+@click.option(
+    "--host", "endpoint", help="Docker Engine endpoint (default: DOCKER_HOST or the socket)."
+)
 @click.option(
     "--cache-dir",
     type=click.Path(file_okay=False, path_type=Path),
@@ -136,11 +167,17 @@ def cli() -> None:
 )
 @common_output_options
 def diff(
-    image: Path,
-    rootfs: Path,
+    container: str | None,
+    image: Path | None,
+    rootfs: Path | None,
     upper: bool,
     ref: str | None,
     platform: str | None,
+    method: str,
+    verify_all: bool,
+    freeze: bool,
+    env_values: bool,
+    endpoint: str | None,
     cache_dir: Path | None,
     no_cache: bool,
     allow_unverified: bool,
@@ -148,20 +185,71 @@ def diff(
     out_file: Path | None,
     progress: bool,
 ) -> None:
-    """Diff an acquired container filesystem against its image (exit 0 same, 1 drift, 2 trouble)."""
+    """What drifted in CONTAINER (live, from the host) or in an acquired filesystem
+    (--image and --rootfs). Exit 0 no drift, 1 drift, 2 trouble."""
+    offline = image is not None or rootfs is not None
+    if offline == (container is not None) or (offline and (image is None or rootfs is None)):
+        raise click.UsageError("give a CONTAINER, or both --image and --rootfs")
+    cache = None if no_cache else drifttools.LayerCache(cache_dir)
     with troubles(), progress_bar(progress) as update:
-        report = drifttools.diff_offline(
-            image=image,
-            rootfs=rootfs,
-            upper=upper,
-            ref=ref,
-            platform=platform,
-            cache=None if no_cache else drifttools.LayerCache(cache_dir),
-            verify=not allow_unverified,
-            progress=update,
-        )
+        if container is not None:
+            report = drifttools.diff(
+                container,
+                runtime=runtime_for(container, endpoint=endpoint),
+                method="merged" if verify_all else method,
+                freeze=freeze,
+                env_values=env_values,
+                cache=cache,
+                verify=not allow_unverified,
+                progress=update,
+            )
+        else:
+            report = drifttools.diff_offline(
+                image=image,
+                rootfs=rootfs,
+                upper=upper,
+                ref=ref,
+                platform=platform,
+                cache=cache,
+                verify=not allow_unverified,
+                progress=update,
+            )
         emit(report, OutputFormat(output), out_file)
     sys.exit(exit_status(report))
+
+
+@cli.command()
+@click.argument("container")
+@click.option("--env-values", is_flag=True, help="Include environment values (can be secrets).")
+@click.option("--host", "endpoint", help="Docker Engine endpoint.")
+@click.option(
+    "--format", "output", type=click.Choice(["table", "json"]), default="table", show_default=True
+)
+def ps(container: str, env_values: bool, endpoint: str | None, output: str) -> None:
+    """The processes of CONTAINER, read from the host's /proc, tagged against the image."""
+    with troubles():
+        records = drifttools.processes(
+            container, runtime=runtime_for(container, endpoint=endpoint), env_values=env_values
+        )
+    if output == "json":
+        click.echo(json.dumps([asdict(r) for r in records], indent=2, ensure_ascii=False))
+    else:
+        draw_processes(records, Console(highlight=False))
+
+
+@cli.command(name="ls")
+@click.option("--host", "endpoint", help="Docker Engine endpoint.")
+@click.option(
+    "--format", "output", type=click.Choice(["table", "json"]), default="table", show_default=True
+)
+def list_containers(endpoint: str | None, output: str) -> None:
+    """Running containers, each with a quick count of the paths it changed (its upper dir)."""
+    with troubles():
+        rows = drifttools.running_containers(runtime_for(None, endpoint=endpoint))
+    if output == "json":
+        click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
+    else:
+        draw_containers(rows, Console(highlight=False))
 
 
 def main() -> None:
@@ -171,3 +259,7 @@ def main() -> None:
     except KeyboardInterrupt:
         click.echo("drifttools: interrupted", err=True)
         sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

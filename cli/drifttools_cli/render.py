@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from enum import StrEnum
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from drifttools import DriftReport, Severity
+from drifttools import DriftReport, ProcessRecord, Severity
 from drifttools.report import report_to_json, report_to_jsonl
 from drifttools.text import printable
 
@@ -86,3 +87,41 @@ def draw_table(report: DriftReport, console: Console) -> None:
 
 def _link_suffix(target: str | None) -> str:
     return f" -> {printable(target)}" if target else ""
+
+
+def draw_processes(processes: Sequence[ProcessRecord], console: Console) -> None:
+    """Processes with their exe state and tags; attacker-controlled text escaped."""
+    table = Table(show_edge=False, pad_edge=False, box=None)
+    for column in ("pid", "ppid", "uid", "exe", "state", "sha256", "tags", "cmdline"):
+        table.add_column(column, no_wrap=column not in ("cmdline", "exe"))
+    for process in processes:
+        alarming = {"exe-deleted", "memfd", "exe-not-in-image", "exe-modified"} & set(process.tags)
+        table.add_row(
+            str(process.pid),
+            str(process.ppid),
+            str(process.uid),
+            Text(printable(process.exe or "?")),
+            Text(process.exe_state, style="bold red" if alarming else ""),
+            (process.exe_sha256 or "")[:12],
+            Text(",".join(process.tags), style="bold red" if alarming else ""),
+            Text(printable(" ".join(process.cmdline))),
+        )
+    console.print(table)
+
+
+def draw_containers(rows: Sequence[Mapping[str, Any]], console: Console) -> None:
+    table = Table(show_edge=False, pad_edge=False, box=None)
+    for column in ("id", "name", "image", "status", "pid", "upper paths", "privileged"):
+        table.add_column(column)
+    for row in rows:
+        changed = row["upper_paths"]
+        table.add_row(
+            row["id"],
+            Text(printable(row["name"])),
+            Text(printable(str(row["image"]))),
+            row["status"],
+            str(row["pid"] or ""),
+            Text("?" if changed is None else str(changed), style="yellow" if changed else ""),
+            Text("yes", style="bold red") if row["privileged"] else "",
+        )
+    console.print(table)

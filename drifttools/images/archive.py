@@ -18,6 +18,7 @@ class ArchiveBlobs:
 
     def __init__(self, path: Path) -> None:
         self.location = str(path)
+        self.source_kind = "archive"
         self._path = path
         try:
             with tarfile.open(path, mode="r:") as archive:

@@ -13,6 +13,7 @@ class DirectoryBlobs:
 
     def __init__(self, path: Path) -> None:
         self.location = str(path)
+        self.source_kind = "archive"
         self._root = path.resolve()
 
     def exists(self, name: str) -> bool:

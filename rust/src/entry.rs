@@ -258,6 +258,31 @@ impl Tree {
         self.recs.iter().map(move |r| self.view(r))
     }
 
+    /// Add `msg` to the error of entry `i` (joined with "; " to one already
+    /// there); with `clear_sha` its digest is dropped as well. Out of range:
+    /// nothing happens.
+    pub fn add_error(&mut self, i: usize, msg: &str, clear_sha: bool) {
+        let Some(rec) = self.recs.get_mut(i) else {
+            return;
+        };
+        if clear_sha {
+            rec.flags &= !F_SHA;
+            rec.sha256 = [0; 32];
+        }
+        if rec.extra == NO_EXTRA {
+            rec.extra = u32::try_from(self.extras.len()).expect("too many extras");
+            self.extras.push(Extra::default());
+        }
+        let x = &mut self.extras[rec.extra as usize];
+        x.error = Some(match x.error.take() {
+            Some(old) => format!("{old}; {msg}").into(),
+            None => {
+                self.error_count += 1;
+                msg.into()
+            }
+        });
+    }
+
     /// Sort entries by path bytes (stable, in place on the records only).
     pub fn sort_by_path(&mut self) {
         let arena = &self.arena;

@@ -8,7 +8,7 @@
 use crate::entry::{seal, unseal, Reader, Tree, FORMAT_VERSION, LAYER_MAGIC};
 use crate::hash::AlignedBuf;
 pub use crate::tar::LayerError;
-use crate::tar::{parse, TarInput, TarLimits};
+use crate::tar::{parse_recording, TarInput, TarLimits};
 use sha2::{Digest, Sha256};
 use std::io::{self, BufRead, Read};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -237,9 +237,33 @@ impl<R: Read> BufRead for RawSource<R> {
     }
 }
 
-struct Chunk {
-    buf: AlignedBuf,
-    len: usize,
+/// One piece of the uncompressed stream.
+pub(crate) struct Chunk {
+    pub(crate) buf: AlignedBuf,
+    pub(crate) len: usize,
+}
+
+/// Producer side of the chunk pipeline.
+pub(crate) struct ChunkSink {
+    tx: SyncSender<Chunk>,
+    recycle: Receiver<Chunk>,
+}
+
+impl ChunkSink {
+    /// An empty chunk of 1 MiB (recycled when possible).
+    pub(crate) fn fresh(&self) -> Chunk {
+        let mut c = self.recycle.try_recv().unwrap_or_else(|_| Chunk {
+            buf: AlignedBuf::new(CHUNK),
+            len: 0,
+        });
+        c.len = 0;
+        c
+    }
+
+    /// Hand a chunk to the parser; false when the parser has stopped.
+    pub(crate) fn send(&self, c: Chunk) -> bool {
+        self.tx.send(c).is_ok()
+    }
 }
 
 struct ProducerResult {
@@ -267,8 +291,7 @@ fn produce<R: Read>(
     src: R,
     opts: &LayerOptions,
     cancel: &AtomicBool,
-    tx: SyncSender<Chunk>,
-    recycle: Receiver<Chunk>,
+    sink: ChunkSink,
     detected: &Mutex<Option<Compression>>,
 ) -> Result<ProducerResult, LayerError> {
     let mut raw = RawSource::new(src);
@@ -286,10 +309,7 @@ fn produce<R: Read>(
             if cancel.load(Ordering::Relaxed) {
                 return Err(LayerError::Cancelled);
             }
-            let mut chunk = recycle.try_recv().unwrap_or_else(|_| Chunk {
-                buf: AlignedBuf::new(CHUNK),
-                len: 0,
-            });
+            let mut chunk = sink.fresh();
             let (n, err) = fill_chunk(&mut *dec, chunk.buf.as_mut_slice());
             chunk.len = n;
             if let Some(e) = err {
@@ -318,7 +338,7 @@ fn produce<R: Read>(
                     opts.max_bytes
                 )));
             }
-            if tx.send(chunk).is_err() {
+            if !sink.send(chunk) {
                 receiver_gone = true;
                 break;
             }
@@ -424,23 +444,25 @@ impl TarInput for ChunkReader {
     }
 }
 
-/// Index a layer stream. `src` yields the raw (possibly compressed) bytes.
-pub fn read_layer<R: Read + Send>(
-    src: R,
-    opts: &LayerOptions,
+/// Run a producer (on its own thread) that sends the uncompressed stream
+/// in chunks, and parse it on the calling thread. `hash_stream` is asked
+/// once the first chunk arrived (the producer may have decided by then)
+/// whether the parser side must hash the whole stream; that digest is
+/// returned. With `offsets`, the data offset of every parsed entry is
+/// recorded (see [`crate::tar::parse_recording`]).
+pub(crate) fn run_pipeline<T: Send>(
+    produce: impl FnOnce(ChunkSink) -> Result<T, LayerError> + Send,
+    limits: &TarLimits,
     cancel: &AtomicBool,
-) -> Result<LayerIndex, LayerError> {
+    hash_stream: &(dyn Fn() -> bool + Sync),
+    offsets: Option<&mut Vec<u64>>,
+) -> Result<(T, Tree, Option<[u8; 32]>), LayerError> {
     let (tx, rx) = sync_channel::<Chunk>(DEPTH);
     let (rtx, rrx) = sync_channel::<Chunk>(DEPTH + 2);
-    let detected = Mutex::new(None);
-    let limits = TarLimits {
-        max_entries: opts.max_entries,
-        max_path_len: opts.max_path_len,
-    };
     std::thread::scope(|s| {
         let producer = std::thread::Builder::new()
             .name("drift-layer-read".into())
-            .spawn_scoped(s, || produce(src, opts, cancel, tx, rrx, &detected))
+            .spawn_scoped(s, move || produce(ChunkSink { tx, recycle: rrx }))
             .map_err(LayerError::Io)?;
         let mut reader = ChunkReader {
             rx,
@@ -450,50 +472,68 @@ pub fn read_layer<R: Read + Send>(
             offset: 0,
             hasher: None,
         };
-        // Wait for the first chunk so the compression is known: the stream
-        // hash is only needed here when the data was compressed.
+        // Wait for the first chunk so the producer's decision is known.
         let _ = reader.avail();
-        let compression = detected
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .unwrap_or(Compression::None);
-        if compression != Compression::None {
+        if hash_stream() {
             let mut h = Sha256::new();
             if let Some(c) = &reader.cur {
                 h.update(&c.buf.as_slice()[..c.len]);
             }
             reader.hasher = Some(h);
         }
-        let parsed = parse(&mut reader, &limits, cancel);
+        let parsed = parse_recording(&mut reader, limits, cancel, offsets);
         if parsed.is_ok() {
             reader.drain();
         }
-        let stream_hash = reader.hasher.take();
+        let stream_hash = reader.hasher.take().map(|h| h.finalize().into());
         drop(reader); // unblocks a producer waiting to send
         let produced = producer
             .join()
             .unwrap_or_else(|p| std::panic::resume_unwind(p));
-        let prod = match (produced, parsed) {
+        match (produced, parsed) {
             (Err(LayerError::Cancelled), _) | (_, Err(LayerError::Cancelled)) => {
-                return Err(LayerError::Cancelled)
+                Err(LayerError::Cancelled)
             }
-            (Err(e), _) => return Err(e),
-            (Ok(_), Err(e)) => return Err(e),
-            (Ok(p), Ok(tree)) => (p, tree),
-        };
-        let (p, tree) = prod;
-        let uncompressed_sha256 = match stream_hash {
-            Some(h) => h.finalize().into(),
-            None => p.compressed_sha256,
-        };
-        Ok(LayerIndex {
-            entries: tree,
-            compression: p.compression,
-            compressed_sha256: p.compressed_sha256,
-            compressed_size: p.compressed_size,
-            uncompressed_sha256,
-            uncompressed_size: p.uncompressed_size,
-        })
+            (Err(e), _) => Err(e),
+            (Ok(_), Err(e)) => Err(e),
+            (Ok(p), Ok(tree)) => Ok((p, tree, stream_hash)),
+        }
+    })
+}
+
+/// Index a layer stream. `src` yields the raw (possibly compressed) bytes.
+pub fn read_layer<R: Read + Send>(
+    src: R,
+    opts: &LayerOptions,
+    cancel: &AtomicBool,
+) -> Result<LayerIndex, LayerError> {
+    let detected = Mutex::new(None);
+    let limits = TarLimits {
+        max_entries: opts.max_entries,
+        max_path_len: opts.max_path_len,
+    };
+    // The stream hash is only needed on the parser side when the data was
+    // compressed; otherwise it equals the raw hash.
+    let compressed = || {
+        detected
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some_and(|c| c != Compression::None)
+    };
+    let (p, tree, stream_hash) = run_pipeline(
+        |sink| produce(src, opts, cancel, sink, &detected),
+        &limits,
+        cancel,
+        &compressed,
+        None,
+    )?;
+    Ok(LayerIndex {
+        entries: tree,
+        compression: p.compression,
+        compressed_sha256: p.compressed_sha256,
+        compressed_size: p.compressed_size,
+        uncompressed_sha256: stream_hash.unwrap_or(p.compressed_sha256),
+        uncompressed_size: p.uncompressed_size,
     })
 }
 

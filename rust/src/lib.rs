@@ -2,10 +2,13 @@
 //! compact entry storage. This file is only the Python glue; the logic lives
 //! in the pure modules below (tested with `cargo test`).
 
+pub mod confine;
+pub mod crc64;
 pub mod entry;
 pub mod hash;
 pub mod layer;
 pub mod tar;
+pub mod tarsplit;
 pub mod text;
 pub mod walk;
 
@@ -369,12 +372,14 @@ impl PyLayerIndex {
 #[pyfunction]
 #[pyo3(
     name = "walk",
-    signature = (root, *, exclude = Vec::new(), one_filesystem = false, hash_max_size = None, threads = 0, progress = None),
-    text_signature = "(root, *, exclude=(), one_filesystem=False, hash_max_size=None, threads=0, progress=None)"
+    signature = (root, *, subpath = None, exclude = Vec::new(), one_filesystem = false, hash_max_size = None, threads = 0, progress = None),
+    text_signature = "(root, *, subpath=None, exclude=(), one_filesystem=False, hash_max_size=None, threads=0, progress=None)"
 )]
+#[allow(clippy::too_many_arguments)]
 fn py_walk(
     py: Python<'_>,
     root: PathBuf,
+    subpath: Option<String>,
     exclude: Vec<String>,
     one_filesystem: bool,
     hash_max_size: Option<u64>,
@@ -387,7 +392,15 @@ fn py_walk(
             .map_err(|err| PyValueError::new_err(format!("bad exclude path {e:?}: {err}")))?;
         ex.push(raw);
     }
+    let sub_raw = match &subpath {
+        Some(sp) => Some(
+            text::unescape_path(sp)
+                .map_err(|err| PyValueError::new_err(format!("bad subpath {sp:?}: {err}")))?,
+        ),
+        None => None,
+    };
     let opts = walk::WalkOptions {
+        subpath: sub_raw,
         exclude: ex,
         one_filesystem,
         hash_max_size,
@@ -420,6 +433,26 @@ fn py_walk(
             })
         }
         Err(walk::WalkError::Io(e)) => Err(os_error(&e, &root.to_string_lossy())),
+        Err(walk::WalkError::Subpath(e)) => {
+            let sp = subpath.unwrap_or_default();
+            let shown = format!(
+                "{}/{}",
+                root.to_string_lossy().trim_end_matches('/'),
+                sp.trim_start_matches('/')
+            );
+            let msg = match e.raw_os_error() {
+                Some(libc::ELOOP) => {
+                    "subpath is a symbolic link or goes through one (never followed)".to_string()
+                }
+                Some(libc::ENOTDIR) => "subpath is not a directory".to_string(),
+                Some(libc::ENOENT) => "subpath does not exist".to_string(),
+                _ => format!("cannot open subpath: {}", walk::describe(&e)),
+            };
+            Err(match e.raw_os_error() {
+                Some(code) => PyOSError::new_err((code, msg, shown)),
+                None => PyOSError::new_err(format!("{msg}: {shown}")),
+            })
+        }
         Err(walk::WalkError::Cancelled) => {
             py.check_signals()?;
             Err(PyOSError::new_err("walk cancelled"))
@@ -563,6 +596,59 @@ fn py_read_layer(
     }
 }
 
+// ------------------------------------------------------------------ read_tar_split
+
+/// Reassemble and index a layer from the engine's store (tar-split + layer
+/// directory); see the stub for the contract.
+#[pyfunction]
+#[pyo3(name = "read_tar_split", signature = (tar_split, layer_dir, *, max_entries = 10_000_000, max_path_len = 4096, max_bytes = 1u64 << 40))]
+fn py_read_tar_split(
+    py: Python<'_>,
+    tar_split: PathBuf,
+    layer_dir: PathBuf,
+    max_entries: u64,
+    max_path_len: usize,
+    max_bytes: u64,
+) -> PyResult<PyLayerIndex> {
+    let opts = layer::LayerOptions {
+        max_entries,
+        max_path_len,
+        max_bytes,
+    };
+    let ts_name = tar_split.to_string_lossy().into_owned();
+    let file = tarsplit::open_tar_split(&tar_split).map_err(|e| match e.raw_os_error() {
+        Some(libc::EINVAL) => PyOSError::new_err((
+            libc::EINVAL,
+            "tar-split is not a regular file".to_string(),
+            ts_name.clone(),
+        )),
+        Some(libc::ELOOP) => PyOSError::new_err((
+            libc::ELOOP,
+            "tar-split is a symbolic link (not followed)".to_string(),
+            ts_name.clone(),
+        )),
+        _ => os_error(&e, &ts_name),
+    })?;
+    let dir = tarsplit::open_layer_dir(&layer_dir)
+        .map_err(|e| os_error(&e, &layer_dir.to_string_lossy()))?;
+    let cancel = AtomicBool::new(false);
+    let result = run_detached(
+        py,
+        &cancel,
+        |py| py.check_signals(),
+        || tarsplit::read_tar_split(file, &dir, &opts, &cancel),
+    )?;
+    match result {
+        Ok(li) => PyLayerIndex::new(py, li),
+        Err(layer::LayerError::Io(e)) => Err(os_error(&e, &ts_name)),
+        Err(layer::LayerError::Cancelled) => {
+            py.check_signals()?;
+            Err(PyOSError::new_err("read_tar_split cancelled"))
+        }
+        Err(e) => Err(PyValueError::new_err(e.to_string())),
+    }
+}
+
 // ------------------------------------------------------------------ text
 
 /// Escape raw path bytes to text (see the stub for the rule).
@@ -588,6 +674,7 @@ fn native_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyLayerIndex>()?;
     m.add_function(wrap_pyfunction!(py_walk, m)?)?;
     m.add_function(wrap_pyfunction!(py_read_layer, m)?)?;
+    m.add_function(wrap_pyfunction!(py_read_tar_split, m)?)?;
     m.add_function(wrap_pyfunction!(py_escape_path, m)?)?;
     m.add_function(wrap_pyfunction!(py_unescape_path, m)?)?;
     Ok(())

@@ -324,6 +324,18 @@ pub fn parse(
     lim: &TarLimits,
     cancel: &AtomicBool,
 ) -> Result<Tree, LayerError> {
+    parse_recording(inp, lim, cancel, None)
+}
+
+/// [`parse`], also pushing to `offsets` (when given) the stream offset of
+/// each returned entry's data, i.e. just after its header(s): one value per
+/// entry, strictly increasing.
+pub fn parse_recording(
+    inp: &mut dyn TarInput,
+    lim: &TarLimits,
+    cancel: &AtomicBool,
+    mut offsets: Option<&mut Vec<u64>>,
+) -> Result<Tree, LayerError> {
     let mut tree = Tree::new();
     let mut h = [0u8; 512];
     let mut local = Pax::default();
@@ -564,6 +576,9 @@ pub fn parse(
                 "more than max_entries {} entries",
                 lim.max_entries
             )));
+        }
+        if let Some(o) = offsets.as_deref_mut() {
+            o.push(data_off);
         }
         tree.push(&path, rec, Some(x));
     }

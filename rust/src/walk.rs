@@ -8,6 +8,7 @@
 //! FIFOs, sockets and devices are never opened; files and directories are
 //! opened with `O_NOATIME`.
 
+use crate::confine::{cvt, errno, fstat, open_in_root, openat, openat_noatime, Fd};
 use crate::entry::{EntryKind, Extra, Rec, Tree, Xattr, F_ATIME, F_BTIME, F_CTIME, F_WALK};
 use crate::hash::{hash_fd, AlignedBuf};
 use rayon::prelude::*;
@@ -25,6 +26,10 @@ use std::sync::Mutex;
 /// Options of [`walk`].
 #[derive(Clone, Debug, Default)]
 pub struct WalkOptions {
+    /// Directory inside the root to walk instead of the root itself
+    /// ("/dev/shm"); resolved inside the root fd without following any
+    /// symlink. Entry paths are then relative to it.
+    pub subpath: Option<Vec<u8>>,
     /// Paths relative to the root ("/proc") that are recorded but not descended into.
     pub exclude: Vec<Vec<u8>>,
     /// Do not descend into directories on another filesystem than the root.
@@ -54,6 +59,9 @@ pub struct Progress {
 pub enum WalkError {
     /// The root could not be opened or listed.
     Io(io::Error),
+    /// The subpath could not be opened inside the root (ELOOP: it is or
+    /// goes through a symlink; ENOTDIR: not a directory; ENOENT: missing).
+    Subpath(io::Error),
     /// [`Progress::cancel`] was set.
     Cancelled,
 }
@@ -84,28 +92,6 @@ fn wanted_xattr(name: &[u8]) -> bool {
 
 // ---------------------------------------------------------------- fd utils
 
-/// An owned file descriptor closed on drop.
-struct Fd(RawFd);
-
-impl Drop for Fd {
-    fn drop(&mut self) {
-        // SAFETY: we own the descriptor.
-        unsafe { libc::close(self.0) };
-    }
-}
-
-fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
-    if r < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(r)
-    }
-}
-
-fn errno(e: &io::Error) -> i32 {
-    e.raw_os_error().unwrap_or(0)
-}
-
 /// Short lowercase description of an OS error.
 pub fn describe(e: &io::Error) -> String {
     match errno(e) {
@@ -126,29 +112,6 @@ pub fn describe(e: &io::Error) -> String {
     }
 }
 
-fn openat(dirfd: RawFd, name: &CStr, flags: libc::c_int) -> io::Result<Fd> {
-    loop {
-        // SAFETY: name is NUL-terminated.
-        let r = unsafe { libc::openat(dirfd, name.as_ptr(), flags, 0) };
-        if r >= 0 {
-            return Ok(Fd(r));
-        }
-        let e = io::Error::last_os_error();
-        if errno(&e) == libc::EINTR {
-            continue;
-        }
-        return Err(e);
-    }
-}
-
-/// openat() with O_NOATIME, retried without it on EPERM (not the owner).
-fn openat_noatime(dirfd: RawFd, name: &CStr, flags: libc::c_int) -> io::Result<Fd> {
-    match openat(dirfd, name, flags | libc::O_NOATIME) {
-        Err(e) if errno(&e) == libc::EPERM => openat(dirfd, name, flags),
-        r => r,
-    }
-}
-
 fn statx_at(dirfd: RawFd, name: &CStr, flags: libc::c_int) -> io::Result<libc::statx> {
     let mut st = MaybeUninit::<libc::statx>::uninit();
     // SAFETY: valid pointers; statx fills the struct on success.
@@ -162,14 +125,6 @@ fn statx_at(dirfd: RawFd, name: &CStr, flags: libc::c_int) -> io::Result<libc::s
         )
     };
     cvt(r)?;
-    // SAFETY: initialised by the successful call.
-    Ok(unsafe { st.assume_init() })
-}
-
-fn fstat(fd: RawFd) -> io::Result<libc::stat> {
-    let mut st = MaybeUninit::<libc::stat>::uninit();
-    // SAFETY: valid pointer.
-    cvt(unsafe { libc::fstat(fd, st.as_mut_ptr()) })?;
     // SAFETY: initialised by the successful call.
     Ok(unsafe { st.assume_init() })
 }
@@ -440,90 +395,13 @@ impl Ctx<'_> {
         self.progress.cancel.load(Ordering::Relaxed)
     }
 
-    fn openat2_dir(&self, rel: &CStr) -> io::Result<Fd> {
-        let mut flags = libc::O_RDONLY
-            | libc::O_DIRECTORY
-            | libc::O_NOFOLLOW
-            | libc::O_CLOEXEC
-            | libc::O_NOATIME;
-        let mut tries = 0;
-        loop {
-            // SAFETY: open_how is plain data; zeroed is a valid value.
-            let mut how: libc::open_how = unsafe { std::mem::zeroed() };
-            how.flags = flags as u64;
-            how.resolve =
-                libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS | libc::RESOLVE_NO_SYMLINKS;
-            // SAFETY: valid pointers and size.
-            let r = unsafe {
-                libc::syscall(
-                    libc::SYS_openat2,
-                    self.rootfd,
-                    rel.as_ptr(),
-                    &how as *const libc::open_how,
-                    std::mem::size_of::<libc::open_how>(),
-                )
-            };
-            if r >= 0 {
-                return Ok(Fd(r as RawFd));
-            }
-            let e = io::Error::last_os_error();
-            match errno(&e) {
-                libc::EINTR => continue,
-                libc::EAGAIN if tries < 16 => tries += 1,
-                libc::EPERM if flags & libc::O_NOATIME != 0 => flags &= !libc::O_NOATIME,
-                _ => return Err(e),
-            }
-        }
-    }
-
-    /// Fallback without openat2: walk components with O_PATH|O_NOFOLLOW,
-    /// checking every step is a directory.
-    fn component_walk_dir(&self, path: &[u8]) -> io::Result<Fd> {
-        let mut cur: Option<Fd> = None;
-        for comp in path.split(|&b| b == b'/').filter(|c| !c.is_empty()) {
-            if comp == b"." || comp == b".." {
-                return Err(io::Error::from_raw_os_error(libc::EINVAL));
-            }
-            let c = CString::new(comp).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
-            let base = cur.as_ref().map_or(self.rootfd, |f| f.0);
-            let fd = openat(
-                base,
-                &c,
-                libc::O_PATH | libc::O_NOFOLLOW | libc::O_DIRECTORY | libc::O_CLOEXEC,
-            )?;
-            let st = fstat(fd.0)?;
-            if st.st_mode & libc::S_IFMT != libc::S_IFDIR {
-                return Err(io::Error::from_raw_os_error(libc::ENOTDIR));
-            }
-            cur = Some(fd);
-        }
-        let base = cur.as_ref().map_or(self.rootfd, |f| f.0);
-        openat_noatime(
-            base,
-            c".",
-            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
-        )
-    }
-
     fn open_dir(&self, path: &[u8]) -> io::Result<Fd> {
-        if path.is_empty() {
-            return openat_noatime(
-                self.rootfd,
-                c".",
-                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
-            );
-        }
-        if self.have_openat2.load(Ordering::Relaxed) {
-            let rel =
-                CString::new(&path[1..]).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
-            match self.openat2_dir(&rel) {
-                Err(e) if errno(&e) == libc::ENOSYS => {
-                    self.have_openat2.store(false, Ordering::Relaxed)
-                }
-                r => return r,
-            }
-        }
-        self.component_walk_dir(path)
+        open_in_root(
+            self.rootfd,
+            path,
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOATIME,
+            &self.have_openat2,
+        )
     }
 
     fn emit(&self, t: Tree, bytes: u64) {
@@ -824,7 +702,23 @@ pub fn walk(root: &Path, opts: &WalkOptions, progress: &Progress) -> Result<Tree
         &croot,
         libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
     )?;
+    let have_openat2 = AtomicBool::new(!opts.force_no_openat2);
+    let rootfd = match &opts.subpath {
+        None => rootfd,
+        Some(sub) => open_in_root(
+            rootfd.0,
+            sub,
+            libc::O_PATH | libc::O_DIRECTORY,
+            &have_openat2,
+        )
+        .map_err(WalkError::Subpath)?,
+    };
     let root_st = statx_at(rootfd.0, c"", libc::AT_EMPTY_PATH)?;
+    if root_st.stx_mode as u32 & libc::S_IFMT != libc::S_IFDIR {
+        return Err(WalkError::Subpath(io::Error::from_raw_os_error(
+            libc::ENOTDIR,
+        )));
+    }
     let ctx = Ctx {
         rootfd: rootfd.0,
         root_dev: libc::makedev(root_st.stx_dev_major, root_st.stx_dev_minor),
@@ -832,7 +726,7 @@ pub fn walk(root: &Path, opts: &WalkOptions, progress: &Progress) -> Result<Tree
         exclude: opts.exclude.iter().map(|p| normalize_exclude(p)).collect(),
         progress,
         out: Mutex::new(Tree::new()),
-        have_openat2: AtomicBool::new(!opts.force_no_openat2),
+        have_openat2,
         root_error: Mutex::new(None),
     };
     let mut builder = rayon::ThreadPoolBuilder::new()
@@ -1006,6 +900,60 @@ mod tests {
             };
             assert!(ctx.open_dir(b"/evil").is_err());
             assert!(ctx.open_dir(b"/evil/ssl").is_err());
+        }
+    }
+
+    #[test]
+    fn subpath_is_resolved_inside_the_root() {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path();
+        fs::create_dir_all(r.join("real/dir")).unwrap();
+        fs::write(r.join("real/dir/file"), b"in").unwrap();
+        fs::write(r.join("real/top"), b"t").unwrap();
+        fs::write(r.join("plain"), b"p").unwrap();
+        symlink("/etc", r.join("sub")).unwrap();
+        symlink("real", r.join("rel")).unwrap();
+        fs::create_dir(r.join("d")).unwrap();
+        symlink("/etc", r.join("d/etc")).unwrap();
+        let sub_err = |sp: &[u8], no2: bool| -> i32 {
+            let opts = WalkOptions {
+                subpath: Some(sp.to_vec()),
+                force_no_openat2: no2,
+                ..Default::default()
+            };
+            match walk(r, &opts, &Progress::default()) {
+                Err(WalkError::Subpath(e)) => errno(&e),
+                Err(e) => panic!("{sp:?}: other error {e:?}"),
+                Ok(t) => panic!("{sp:?}: walked {} entries", t.len()),
+            }
+        };
+        for no2 in [false, true] {
+            assert_eq!(sub_err(b"/sub", no2), libc::ELOOP);
+            assert_eq!(sub_err(b"sub/ssl", no2), libc::ELOOP);
+            assert_eq!(sub_err(b"/rel", no2), libc::ELOOP);
+            assert_eq!(sub_err(b"/d/etc", no2), libc::ELOOP);
+            assert_eq!(sub_err(b"/plain", no2), libc::ENOTDIR);
+            assert_eq!(sub_err(b"/nope", no2), libc::ENOENT);
+            for sp in [&b"/real"[..], b"real/", b"/../../real", b"/d/../real"] {
+                let opts = WalkOptions {
+                    subpath: Some(sp.to_vec()),
+                    force_no_openat2: no2,
+                    ..Default::default()
+                };
+                let t = run(r, &opts);
+                let paths: Vec<&[u8]> = t.iter().map(|e| e.path).collect();
+                assert_eq!(paths, vec![&b"/dir"[..], b"/dir/file", b"/top"]);
+                assert_eq!(
+                    find(&t, b"/dir/file").rec.sha().unwrap().as_slice(),
+                    Sha256::digest(b"in").as_slice()
+                );
+            }
+            // the empty subpath / "/" is the root itself
+            let opts = WalkOptions {
+                subpath: Some(b"/".to_vec()),
+                ..Default::default()
+            };
+            assert_eq!(run(r, &opts).len(), run(r, &WalkOptions::default()).len());
         }
     }
 

@@ -1,0 +1,708 @@
+"""Process evidence of a running container, read from the host's ``/proc``.
+
+Nothing here execs into the container, writes anything, or follows a link out of
+it: every path is read with ``readlink`` and kept as text, and the only file
+opened through a link is ``/proc/<pid>/exe`` itself, which the kernel resolves to
+the very file the process runs (also when it was deleted or lives in a memfd).
+
+Each process is read through a directory file descriptor of ``/proc/<pid>``. The
+kernel binds that descriptor to one process: once the process is reaped, reads
+through it fail instead of reaching a new process that was given the same pid.
+Together with a pidfd and the start time read before and after, this is the pid
+reuse guard (see :func:`read_processes`).
+
+Run as root: reading other users' processes needs CAP_SYS_PTRACE, ``O_NOATIME``
+needs CAP_FOWNER and ``/proc/<pid>/map_files`` CAP_SYS_ADMIN; what is refused
+is recorded as an error of the process, never read another way.
+
+Everything a process controls (its name, arguments, environment, paths, socket
+paths) is attacker text. It is kept as data, bytes that are not UTF-8 written
+``\\xNN`` by the path rule (:func:`drifttools._native.escape_path`); renderers
+make it printable.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import re
+import select
+import socket
+import stat
+import sys
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from drifttools._native import escape_path
+from drifttools.models import BaselineEntry, OpenFile, ProcessRecord, SocketRecord
+
+#: Executables larger than this are not hashed (an error says so).
+EXE_HASH_LIMIT = 512 * 1024 * 1024
+#: A ``/proc`` text (cmdline, environ, maps, socket tables) is read up to this size.
+PROC_TEXT_LIMIT = 64 * 1024 * 1024
+#: The error a process gets when it exited or its pid was reaped while it was read.
+VANISHED = "process exited or pid reused during read"
+
+_CHUNK = 1024 * 1024
+_DELETED = b" (deleted)"
+_MEMFD = b"/memfd:"
+_READ_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW
+_DIR_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_DIRECTORY | os.O_NOFOLLOW
+
+# include/net/tcp_states.h
+_TCP_STATES = {
+    0x01: "ESTABLISHED",
+    0x02: "SYN_SENT",
+    0x03: "SYN_RECV",
+    0x04: "FIN_WAIT1",
+    0x05: "FIN_WAIT2",
+    0x06: "TIME_WAIT",
+    0x07: "CLOSE",
+    0x08: "CLOSE_WAIT",
+    0x09: "LAST_ACK",
+    0x0A: "LISTEN",
+    0x0B: "CLOSING",
+    0x0C: "NEW_SYN_RECV",
+}
+_UDP_STATES = {**_TCP_STATES, 0x07: "UNCONN"}
+# include/uapi/linux/net.h (socket_state); __SO_ACCEPTCON marks a listening socket.
+_UNIX_STATES = {0x01: "UNCONNECTED", 0x02: "CONNECTING", 0x03: "CONNECTED", 0x04: "DISCONNECTING"}
+_SO_ACCEPTCON = 0x00010000
+_UNIX_LINE = re.compile(
+    rb"[0-9a-fA-F]+: [0-9A-F]{8} [0-9A-F]{8} ([0-9A-F]{8}) [0-9A-F]{4} ([0-9A-F]{2}) +(\d+)"
+    rb"(?: (.*))?",
+)
+
+
+def container_pids(container_id: str, *, proc: Path = Path("/proc")) -> list[int]:
+    """Host pids of every process in the container, sorted.
+
+    A process belongs to the container when a line of its ``/proc/<pid>/cgroup``
+    names the full container id as a path component, bare (cgroup v1
+    ``/docker/<id>``, cgroup v2 ``0::/docker/<id>``, kubepods
+    ``.../pod<uid>/<id>``) or as a systemd scope (``docker-<id>.scope``,
+    ``cri-containerd-<id>.scope``, ``crio-<id>.scope``); nested cgroups below it
+    count too. The ``conmon`` scopes of podman and CRI-O are not the container.
+    Pass the full id: a prefix matches nothing.
+    """
+    if not container_id or any(char in container_id for char in "/:\n\0"):
+        raise ValueError(f"not a container id: {container_id!r}")
+    wanted = container_id.encode()
+    pids = []
+    for name in os.listdir(proc):
+        if not (name.isascii() and name.isdigit()):
+            continue
+        try:
+            raw = _read_file(os.fspath(proc / name / "cgroup"))
+        except OSError:
+            continue  # exited while /proc was listed
+        if _cgroup_names(raw, wanted):
+            pids.append(int(name))
+    return sorted(pids)
+
+
+def _cgroup_names(raw: bytes, container_id: bytes) -> bool:
+    for line in raw.split(b"\n"):
+        fields = line.split(b":", 2)
+        if len(fields) != 3:
+            continue
+        for component in fields[2].split(b"/"):
+            name = component.removesuffix(b".scope")
+            if name == container_id:
+                return True
+            prefix = name.removesuffix(b"-" + container_id)
+            if prefix != name and not prefix.endswith(b"conmon"):
+                return True
+    return False
+
+
+def read_processes(
+    pids: Iterable[int], *, env_values: bool = False, proc: Path = Path("/proc")
+) -> tuple[tuple[ProcessRecord, ...], tuple[SocketRecord, ...]]:
+    """Read each process, and the sockets of the container's network namespace(s).
+
+    Order of volatility (RFC 3227) is the caller's job: call this before touching
+    the container's filesystem. ``proc`` must be the procfs of this process's pid
+    namespace (pidfds are opened by number).
+
+    Per process, in this order: a pidfd is opened, then ``/proc/<pid>``, then
+    ``stat`` and ``status`` are read (the identity: pid, ppid, ids, start time),
+    then everything else, then ``stat`` again. Policy when a process goes away:
+
+    * It is **dropped** (no record) when it was gone before its identity could be
+      read: no such pid, or ``stat``/``status`` unreadable, or it had exited when
+      its ``/proc`` directory was opened and started too recently to prove that
+      the directory is still the same process.
+    * It is **kept**, with what was read and the error :data:`VANISHED`, when it
+      exited or was reaped while it was read. Reads go through the ``/proc/<pid>``
+      descriptor, which the kernel ties to that one process, so nothing of a later
+      process with the same pid is attached; should the start time read at the end
+      differ anyway, only the identity is kept.
+    * A zombie (exited before the read, not yet reaped) is a normal record in
+      state ``Z``; what it no longer has (exe, cwd) is listed in its errors.
+
+    Nothing raises for one process: each read that fails adds ``"<what>: <reason>"``
+    to the record's ``errors``.
+
+    ``libraries`` are the files mapped executable, in map order, without the
+    executable itself and without pseudo mappings (``[vdso]``), each path exactly
+    as the kernel links it: a file deleted since it was mapped keeps the kernel's
+    ``" (deleted)"`` suffix and a memfd reads ``/memfd:<name> (deleted)``, so the
+    evidence stays in the path (:func:`tag_processes` strips it to look it up).
+
+    ``env_names`` lists the names of the environment in order (duplicates kept);
+    ``env`` holds the values only with ``env_values=True`` (they can be secrets),
+    the first value of a duplicated name.
+
+    Sockets are read once per distinct network namespace, from the first process
+    in it (``net/tcp``, ``tcp6``, ``udp``, ``udp6``, ``unix``); each carries the
+    pids whose descriptors hold it, and each process the sockets it holds. A
+    container on the host network shows the host's sockets.
+    """
+    scan = _Scan(proc, _Clock.read(proc), env_values)
+    holders: dict[int, set[int]] = {}
+    read: list[tuple[ProcessRecord, set[int]]] = []
+    for pid in dict.fromkeys(pids):
+        got = _read_process(pid, scan)
+        if got is None:
+            continue
+        record, inodes = got
+        for inode in inodes:
+            holders.setdefault(inode, set()).add(record.pid)
+        read.append((record, inodes))
+
+    sockets = tuple(
+        dataclasses.replace(sock, pids=tuple(sorted(holders.get(sock.inode, ()))))
+        if sock.inode
+        else sock
+        for table in scan.tables.values()
+        for sock in table
+    )
+    processes = tuple(
+        dataclasses.replace(record, sockets=tuple(s for s in sockets if s.inode in inodes))
+        if inodes
+        else record
+        for record, inodes in read
+    )
+    return processes, sockets
+
+
+def tag_processes(
+    processes: Sequence[ProcessRecord], baseline: Mapping[str, BaselineEntry]
+) -> tuple[ProcessRecord, ...]:
+    """Add tags that compare each process with the image; return new records.
+
+    * ``memfd``: the process runs from an anonymous memory file (fileless).
+    * ``exe-deleted``: its executable was deleted after it started.
+    * ``exe-not-in-image``: the executable's path is not in the image (also
+      checked for a deleted executable, at the path it had).
+    * ``exe-modified``: the image has that path, but not as a regular file with
+      the same sha256 (not said when the executable could not be hashed).
+    * ``library-not-in-image``: a mapped library's path is not in the image.
+    * ``library-deleted``, ``library-memfd``: a mapped library was deleted, or is
+      a memfd.
+
+    Tags a record already has are kept, first.
+    """
+    return tuple(
+        dataclasses.replace(
+            process, tags=tuple(dict.fromkeys((*process.tags, *_tags(process, baseline))))
+        )
+        for process in processes
+    )
+
+
+def _tags(process: ProcessRecord, baseline: Mapping[str, BaselineEntry]) -> list[str]:
+    tags = []
+    if process.exe_state == "memfd":
+        tags.append("memfd")
+    elif process.exe is not None and process.exe_state in ("present", "deleted"):
+        if process.exe_state == "deleted":
+            tags.append("exe-deleted")
+        entry = baseline.get(process.exe)
+        if entry is None:
+            tags.append("exe-not-in-image")
+        elif process.exe_sha256 is not None and (
+            entry.facts.kind != "file" or entry.facts.sha256 != process.exe_sha256
+        ):
+            tags.append("exe-modified")
+    deleted = _DELETED.decode()
+    for library in process.libraries:
+        if library.startswith(_MEMFD.decode()) and library.endswith(deleted):
+            tags.append("library-memfd")
+            continue
+        if library.endswith(deleted):
+            tags.append("library-deleted")
+            library = library.removesuffix(deleted)
+        if library not in baseline:
+            tags.append("library-not-in-image")
+    return tags
+
+
+@dataclass(frozen=True, slots=True)
+class _Clock:
+    """How to turn start ticks into time: the boot time and the tick rate."""
+
+    boot: datetime
+    hz: int
+
+    @classmethod
+    def read(cls, proc: Path) -> _Clock:
+        btime = 0
+        for line in _read_file(os.fspath(proc / "stat")).split(b"\n"):
+            if line.startswith(b"btime "):
+                btime = int(line.split()[1])
+        return cls(datetime.fromtimestamp(btime, UTC), os.sysconf("SC_CLK_TCK"))
+
+    def started_at(self, ticks: int) -> str:
+        moment = self.boot + timedelta(microseconds=ticks * 1_000_000 // self.hz)
+        return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+    def now_ticks(self) -> int:
+        """Clock ticks since boot now, on the clock the kernel stamps start times with."""
+        return time.clock_gettime_ns(time.CLOCK_BOOTTIME) * self.hz // 1_000_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class _Stat:
+    comm: bytes
+    state: str
+    ppid: int
+    start_ticks: int
+
+
+def _parse_stat(raw: bytes) -> _Stat:
+    """``/proc/<pid>/stat``: the name sits in parentheses and may hold ``)`` and spaces,
+    so the fields are counted from the last ``)``."""
+    close = raw.rindex(b")")
+    fields = raw[close + 2 :].split()  # fields[0] is field 3, the state
+    return _Stat(
+        comm=raw[raw.index(b"(") + 1 : close],
+        state=fields[0].decode("ascii"),
+        ppid=int(fields[1]),
+        start_ticks=int(fields[19]),
+    )
+
+
+def _status_ids(raw: bytes) -> dict[bytes, list[int]]:
+    """The numeric lines of ``/proc/<pid>/status`` that the record needs."""
+    found = {}
+    for line in raw.split(b"\n"):
+        key, _, value = line.partition(b":")
+        if key in (b"Uid", b"Gid", b"NSpid"):
+            found[key] = [int(number) for number in value.split()]
+    return found
+
+
+class _ProcessDir:
+    """Reads of one process through its ``/proc/<pid>`` directory descriptor."""
+
+    def __init__(self, fd: int, errors: list[str]) -> None:
+        self.fd = fd
+        self.errors = errors
+
+    def read(self, name: str, *, quiet: bool = False) -> bytes | None:
+        try:
+            raw = _read_file(name, self.fd)
+        except OSError as exc:
+            if not quiet:
+                self.errors.append(f"{name}: {_reason(exc)}")
+            return None
+        if len(raw) > PROC_TEXT_LIMIT:
+            self.errors.append(f"{name}: truncated at {PROC_TEXT_LIMIT} bytes")
+            raw = raw[:PROC_TEXT_LIMIT]
+        return raw
+
+    def readlink(self, name: str, *, within: tuple[str, int] | None = None) -> bytes | None:
+        """The link ``name``, or in the subdirectory ``within`` (its name and descriptor)."""
+        folder, fd = within or ("", self.fd)
+        try:
+            return os.readlink(name.encode(), dir_fd=fd)
+        except OSError as exc:
+            self.errors.append(f"{folder}{'/' if folder else ''}{name}: {_reason(exc)}")
+            return None
+
+    def stat(self) -> _Stat | None:
+        raw = self.read("stat", quiet=True)
+        try:
+            return None if raw is None else _parse_stat(raw)
+        except (ValueError, IndexError):
+            return None
+
+
+@dataclass
+class _Scan:
+    """What one :func:`read_processes` call shares between its processes."""
+
+    proc: Path
+    clock: _Clock
+    env_values: bool
+    tables: dict[bytes, list[SocketRecord]] = field(default_factory=dict)  # by net namespace
+    # sha256 and size by the file's identity, so that 100 workers of one binary hash it once
+    hashes: dict[tuple[int, ...], tuple[str, int]] = field(default_factory=dict)
+
+
+def _read_process(pid: int, scan: _Scan) -> tuple[ProcessRecord, set[int]] | None:
+    errors: list[str] = []
+    before = scan.clock.now_ticks()
+    try:
+        pidfd: int | None = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return None
+    except OSError as exc:
+        pidfd = None
+        errors.append(f"pidfd_open: {_reason(exc)}")
+    try:
+        try:
+            dirfd = os.open(os.fspath(scan.proc / str(pid)), _DIR_FLAGS)
+        except OSError:
+            return None
+        try:
+            # A pidfd still open on a live process watches for its exit during the read.
+            watch = pidfd if pidfd is not None and not _exited(pidfd) else None
+            directory = _ProcessDir(dirfd, errors)
+            return _read_bound(pid, directory, watch, before, scan)
+        finally:
+            os.close(dirfd)
+    finally:
+        if pidfd is not None:
+            os.close(pidfd)
+
+
+def _exited(pidfd: int) -> bool:
+    """A pidfd polls readable once its process has exited."""
+    poller = select.poll()
+    poller.register(pidfd, select.POLLIN)
+    return bool(poller.poll(0))
+
+
+def _read_bound(
+    pid: int,
+    d: _ProcessDir,
+    watch: int | None,
+    before: int,
+    scan: _Scan,
+) -> tuple[ProcessRecord, set[int]] | None:
+    first = d.stat()
+    status = d.read("status", quiet=True)
+    if first is None or status is None:
+        return None
+    # The directory is this pid's process if that process was alive after the
+    # directory was opened, or started before the pidfd was (a later process
+    # holding the same number cannot have).
+    if watch is None and first.start_ticks >= before:
+        return None
+    try:
+        ids = _status_ids(status)
+    except ValueError:
+        return None
+    uids = ids.get(b"Uid", [])
+    gids = ids.get(b"Gid", [])
+    if len(uids) < 2 or len(gids) < 2:
+        return None
+    nspid = ids.get(b"NSpid")
+    identity = ProcessRecord(
+        pid=pid,
+        ns_pid=nspid[-1] if nspid else None,
+        ppid=first.ppid,
+        uid=uids[0],
+        euid=uids[1],
+        gid=gids[0],
+        egid=gids[1],
+        started_at=scan.clock.started_at(first.start_ticks),
+        start_ticks=first.start_ticks,
+        comm=escape_path(first.comm),
+        cmdline=(),
+        state=first.state,
+        exe=None,
+        exe_state="unreadable",
+        exe_sha256=None,
+        exe_size=None,
+        cwd=None,
+    )
+
+    exe_link = d.readlink("exe")
+    exe, exe_state = _exe_state(exe_link)
+    exe_sha256, exe_size = _hash_exe(d, scan.hashes) if exe_link is not None else (None, None)
+    cwd = d.readlink("cwd")
+    fds = _open_files(d)
+    inodes = {int(f.target[8:-1]) for f in fds if f.kind == "socket"}
+    libraries = _libraries(d, exe_link)
+    env_names, env = _environment(d, scan.env_values)
+    cmdline = d.read("cmdline")
+    _read_sockets(d, scan.tables)
+
+    last = d.stat()
+    if last is not None and last.start_ticks != first.start_ticks:
+        return dataclasses.replace(identity, errors=(*d.errors, VANISHED)), set()
+    if last is None or (watch is not None and _exited(watch)):
+        d.errors.append(VANISHED)
+    record = dataclasses.replace(
+        identity,
+        cmdline=_split_nul(cmdline or b""),
+        exe=exe,
+        exe_state=exe_state,
+        exe_sha256=exe_sha256,
+        exe_size=exe_size,
+        cwd=None if cwd is None else escape_path(cwd),
+        fds=fds,
+        libraries=libraries,
+        env_names=env_names,
+        env=env,
+        errors=tuple(d.errors),
+    )
+    return record, inodes
+
+
+def _exe_state(link: bytes | None) -> tuple[str | None, str]:
+    if link is None:
+        return None, "unreadable"
+    if link.endswith(_DELETED):
+        path = escape_path(link.removesuffix(_DELETED))
+        return path, "memfd" if link.startswith(_MEMFD) else "deleted"
+    return escape_path(link), "present"
+
+
+def _hash_exe(
+    d: _ProcessDir, hashes: dict[tuple[int, ...], tuple[str, int]]
+) -> tuple[str | None, int | None]:
+    """Hash the file the process runs, opened through ``/proc/<pid>/exe`` (never by path).
+
+    A file already hashed in this scan (same device, inode, size, mtime and ctime:
+    any write changes the ctime) is not read again."""
+    try:
+        fd = os.open("exe", os.O_RDONLY | os.O_NOATIME | os.O_CLOEXEC, dir_fd=d.fd)
+    except OSError as exc:
+        d.errors.append(f"exe: open: {_reason(exc)}")
+        return None, None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            d.errors.append("exe: not a regular file")
+            return None, info.st_size
+        identity = (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
+        if identity in hashes:
+            return hashes[identity]
+        if info.st_size > EXE_HASH_LIMIT:
+            d.errors.append(f"exe: {info.st_size} bytes, over the {EXE_HASH_LIMIT} byte limit")
+            return None, info.st_size
+        digest = hashlib.sha256()
+        size = 0
+        while chunk := os.read(fd, _CHUNK):
+            size += len(chunk)
+            if size > EXE_HASH_LIMIT:
+                d.errors.append(f"exe: grew over the {EXE_HASH_LIMIT} byte limit while read")
+                return None, info.st_size
+            digest.update(chunk)
+        hashes[identity] = digest.hexdigest(), size
+        return hashes[identity]
+    except OSError as exc:
+        d.errors.append(f"exe: read: {_reason(exc)}")
+        return None, None
+    finally:
+        os.close(fd)
+
+
+def _open_files(d: _ProcessDir) -> tuple[OpenFile, ...]:
+    try:
+        fd_dir = os.open("fd", _DIR_FLAGS, dir_fd=d.fd)
+    except OSError as exc:
+        d.errors.append(f"fd: {_reason(exc)}")
+        return ()
+    try:
+        names = sorted((n for n in os.listdir(fd_dir) if n.isascii() and n.isdigit()), key=int)
+        found = []
+        for name in names:
+            target = d.readlink(name, within=("fd", fd_dir))
+            if target is not None:
+                found.append(OpenFile(int(name), _fd_kind(target), escape_path(target)))
+        return tuple(found)
+    except OSError as exc:
+        d.errors.append(f"fd: {_reason(exc)}")
+        return ()
+    finally:
+        os.close(fd_dir)
+
+
+def _fd_kind(target: bytes) -> str:
+    if target.startswith(b"socket:["):
+        return "socket"
+    if target.startswith(b"pipe:["):
+        return "pipe"
+    if target.startswith(_MEMFD) and target.endswith(_DELETED):
+        return "memfd"
+    if target.startswith(b"anon_inode:"):
+        return "anon"
+    if target.startswith(b"/"):
+        return "file"
+    return "other"
+
+
+def _libraries(d: _ProcessDir, exe_link: bytes | None) -> tuple[str, ...]:
+    """Files mapped executable, each path as ``map_files/`` links it (exact bytes)."""
+    raw = d.read("maps")
+    if raw is None:
+        return ()
+    exact: dict[tuple[bytes, bytes, bytes], bytes] = {}
+    found: dict[bytes, None] = {}
+    fallback_noted = False
+    for line in raw.split(b"\n"):
+        fields = line.split(None, 5)
+        if len(fields) < 6 or fields[1][2:3] != b"x" or not fields[5].startswith(b"/"):
+            continue  # not executable, anonymous, or a pseudo mapping such as [vdso]
+        span, _perms, _offset, device, inode, text = fields
+        key = (device, inode, text)
+        if key not in exact:
+            start, _, end = span.partition(b"-")
+            name = f"map_files/{int(start, 16):x}-{int(end, 16):x}"
+            try:
+                exact[key] = os.readlink(name.encode(), dir_fd=d.fd)
+            except OSError as exc:
+                # maps writes a newline in a name as \012; keep its text as evidence
+                if not fallback_noted:
+                    d.errors.append(f"{name}: {_reason(exc)}; paths as maps writes them")
+                    fallback_noted = True
+                exact[key] = text
+        if exact[key] != exe_link:
+            found[exact[key]] = None
+    return tuple(escape_path(path) for path in found)
+
+
+def _environment(d: _ProcessDir, values: bool) -> tuple[tuple[str, ...], dict[str, str] | None]:
+    raw = d.read("environ")
+    if raw is None:
+        return (), None
+    names = []
+    env: dict[str, str] = {}
+    for entry in _split_nul(raw):
+        name, _, value = entry.partition("=")
+        names.append(name)
+        env.setdefault(name, value)
+    return tuple(names), env if values else None
+
+
+def _split_nul(raw: bytes) -> tuple[str, ...]:
+    """NUL-separated strings (``cmdline``, ``environ``) as text, the final NUL optional."""
+    if not raw:
+        return ()
+    return tuple(escape_path(part) for part in raw.removesuffix(b"\0").split(b"\0"))
+
+
+def _read_sockets(d: _ProcessDir, tables: dict[bytes, list[SocketRecord]]) -> None:
+    """The socket tables of the process's network namespace, unless already read.
+
+    A namespace counts as read once its ``tcp`` and ``unix`` tables were (they
+    always exist; ``tcp6`` and ``udp6`` do not without IPv6); otherwise the next
+    process in it tries again.
+    """
+    namespace = d.readlink("ns/net")
+    if namespace is None or namespace in tables:
+        return
+    table: list[SocketRecord] = []
+    complete = True
+    for protocol in ("tcp", "tcp6", "udp", "udp6", "unix"):
+        raw = d.read(f"net/{protocol}")
+        if raw is None:
+            complete = complete and protocol not in ("tcp", "unix")
+        elif protocol == "unix":
+            table.extend(_unix_sockets(raw))
+        else:
+            table.extend(_inet_sockets(protocol, raw))
+    if complete:
+        tables[namespace] = table
+
+
+def _inet_sockets(protocol: str, raw: bytes) -> list[SocketRecord]:
+    states = _UDP_STATES if protocol.startswith("udp") else _TCP_STATES
+    found = []
+    for line in raw.split(b"\n")[1:]:
+        fields = line.split()
+        if len(fields) < 10:
+            continue
+        try:
+            local, _ = _endpoint(fields[1])
+            remote, unset = _endpoint(fields[2])
+            code = int(fields[3], 16)
+            inode = int(fields[9])
+        except ValueError:
+            continue  # the kernel writes these lines; a malformed one is not a socket
+        found.append(
+            SocketRecord(
+                protocol=protocol,
+                state=states.get(code, f"UNKNOWN({code:02X})"),
+                local=local,
+                remote="" if unset else remote,
+                inode=inode,
+            )
+        )
+    return found
+
+
+def _endpoint(text: bytes) -> tuple[str, bool]:
+    """``0100007F:1F90`` to ``127.0.0.1:8080`` (``[::1]:8080`` for IPv6), and whether it
+    is unset (all zero). The kernel writes each 32-bit word of the address in host
+    byte order and the port as a number."""
+    host, port = text.split(b":")
+    if len(host) not in (8, 32):
+        raise ValueError(f"address of {len(host)} hex digits")
+    packed = b"".join(
+        int(host[i : i + 8], 16).to_bytes(4, sys.byteorder) for i in range(0, len(host), 8)
+    )
+    number = int(port, 16)
+    unset = number == 0 and not any(packed)
+    if len(packed) == 4:
+        return f"{socket.inet_ntop(socket.AF_INET, packed)}:{number}", unset
+    return f"[{socket.inet_ntop(socket.AF_INET6, packed)}]:{number}", unset
+
+
+def _unix_sockets(raw: bytes) -> list[SocketRecord]:
+    """``/proc/<pid>/net/unix``. Paths are written raw, so one may hold a newline: a
+    line that is not a socket line continues the previous path. (A path crafted to
+    look like a whole socket line would still read as one.)"""
+    lines = raw.split(b"\n")[1:]
+    if lines and not lines[-1]:
+        lines.pop()
+    parsed: list[tuple[int, int, int, list[bytes]]] = []
+    for line in lines:
+        match = _UNIX_LINE.fullmatch(line)
+        if match is None:
+            if parsed:
+                parsed[-1][3].append(line)
+            continue
+        flags, state, inode, path = match.groups()
+        parsed.append((int(flags, 16), int(state, 16), int(inode), [path or b""]))
+    return [
+        SocketRecord(
+            protocol="unix",
+            state="LISTEN" if flags & _SO_ACCEPTCON else _unix_state(state),
+            local=escape_path(b"\n".join(path)),
+            remote="",
+            inode=inode,
+        )
+        for flags, state, inode, path in parsed
+    ]
+
+
+def _unix_state(code: int) -> str:
+    return _UNIX_STATES.get(code, f"UNKNOWN({code:02X})")
+
+
+def _read_file(name: str, dir_fd: int | None = None) -> bytes:
+    fd = os.open(name, _READ_FLAGS, dir_fd=dir_fd)
+    try:
+        parts = []
+        size = 0
+        while size <= PROC_TEXT_LIMIT and (chunk := os.read(fd, _CHUNK)):
+            parts.append(chunk)
+            size += len(chunk)
+        return b"".join(parts)
+    finally:
+        os.close(fd)
+
+
+def _reason(exc: OSError) -> str:
+    return exc.strerror or type(exc).__name__

@@ -1,0 +1,1 @@
+"""Container runtimes: one module per engine; each returns data, never clients."""

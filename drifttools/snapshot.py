@@ -1,0 +1,212 @@
+"""Take a Snapshot of a live container from the host: processes first, then filesystems.
+
+Never ``exec`` into the container, never write into it. Order of volatility
+(RFC 3227): processes, sockets and mounts are read before any file.
+
+Filesystem methods:
+
+* ``upper`` (the default when the engine's overlay upper dir is readable):
+  walk only what the container changed; cost grows with the changes, not the image.
+* ``merged``: walk the whole filesystem through ``/proc/<pid>/root`` (hashes
+  every file: ``--verify-all``); needs a running container.
+* ``export``: stream ``docker export`` through the layer reader (remote engines;
+  the engine reads every file, which can change atimes: recorded in the notes).
+
+Mounts the container writes to (tmpfs such as ``/dev/shm``, volumes, binds)
+are walked through ``/proc/<pid>/root`` with each mount point resolved safely
+inside the container's root; they have no baseline, so all they hold is added.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
+
+from drifttools import _native
+from drifttools.entries import join_mount
+from drifttools.errors import RootfsError
+from drifttools.models import (
+    ContainerInfo,
+    ErrorRecord,
+    FilesystemState,
+    MountPoint,
+    Snapshot,
+    Target,
+)
+from drifttools.mounts import data_mounts, parse_mountinfo
+from drifttools.procs import container_pids, read_processes
+from drifttools.progress import Progress, no_progress
+from drifttools.report import now_rfc3339
+from drifttools.rootfs import DEFAULT_HASH_CAP, PSEUDO_FILESYSTEMS
+from drifttools.runtime import Runtime, runtime_for
+
+METHODS = ("auto", "upper", "merged", "export")
+
+
+@contextmanager
+def frozen(runtime: Runtime, info: ContainerInfo, freeze: bool, notes: list[str]) -> Iterator[None]:
+    """Pause the container for a consistent snapshot; always unpause, even on Ctrl-C."""
+    if not freeze or not info.running or info.status == "paused":
+        yield
+        return
+    runtime.pause(info.id)
+    notes.append(f"container paused for the snapshot at {now_rfc3339()}")
+    try:
+        yield
+    finally:
+        runtime.unpause(info.id)
+        notes.append(f"container unpaused at {now_rfc3339()}")
+
+
+def take_snapshot(
+    reference: str,
+    *,
+    runtime: Runtime | None = None,
+    method: str = "auto",
+    freeze: bool = False,
+    env_values: bool = False,
+    hash_max_size: int | None = DEFAULT_HASH_CAP,
+    progress: Progress = no_progress,
+) -> Snapshot:
+    """Snapshot the container ``reference`` (name, id or id prefix) without touching it."""
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, not {method!r}")
+    runtime = runtime or runtime_for(reference)
+    info = runtime.resolve(reference)
+    acquired_at = now_rfc3339()
+    notes: list[str] = []
+    errors: list[ErrorRecord] = []
+    processes, sockets, mounts = (), (), list(info.mounts)
+    with frozen(runtime, info, freeze, notes):
+        if info.running:
+            progress("processes", 0, None)
+            pids = container_pids(info.id) or [info.pid]
+            processes, sockets = read_processes(pids, env_values=env_values)
+            mounts = _live_mounts(info)
+        progress("filesystem", 0, None)
+        filesystems = [_rootfs(info, runtime, method, hash_max_size, notes)]
+        filesystems += _mount_states(info, mounts, hash_max_size, errors)
+    target = Target(
+        runtime=info.runtime,
+        id=info.id,
+        name=info.name,
+        image=None,
+        pid=info.pid,
+        details={"status": info.status, "posture": dict(info.posture), "engine": dict(info.engine)},
+    )
+    return Snapshot(
+        target=target,
+        acquired_at=acquired_at,
+        filesystems=tuple(filesystems),
+        processes=processes,
+        sockets=sockets,
+        mounts=tuple(mounts),
+        notes=tuple(notes),
+        errors=tuple(errors),
+        finished_at=now_rfc3339(),
+        container=info,
+    )
+
+
+def _live_mounts(info: ContainerInfo) -> list[MountPoint]:
+    text = Path(f"/proc/{info.pid}/mountinfo").read_text(errors="surrogateescape")
+    return parse_mountinfo(text, info.mounts)
+
+
+def _rootfs(
+    info: ContainerInfo, runtime: Runtime, method: str, cap: int | None, notes: list[str]
+) -> FilesystemState:
+    if method == "auto":
+        method = "upper" if info.upper_dir and os.path.isdir(info.upper_dir) else "export"
+        if method == "export":
+            notes.append("overlay upper dir not readable here: filesystem read by export")
+    if method == "upper":
+        if not info.upper_dir:
+            raise RootfsError(f"{info.name}: storage driver {info.storage_driver} has no upper dir")
+        tree = _native.walk(info.upper_dir, hash_max_size=cap)
+        return FilesystemState("/", "upper", info.upper_dir, "walk", tree)
+    if method == "merged":
+        if not info.running:
+            raise RootfsError(f"{info.name} is not running: its merged view cannot be walked")
+        root = f"/proc/{info.pid}/root"
+        tree = _native.walk(
+            root, exclude=list(PSEUDO_FILESYSTEMS), one_filesystem=True, hash_max_size=cap
+        )
+        return FilesystemState("/", "merged", root, "walk", tree)
+    notes.append("docker export streamed: the engine read every file (this can change atimes)")
+    tree = _native.read_layer(runtime.export_stream(info.id)).entries
+    return FilesystemState("/", "merged", f"{runtime.name} export {info.id}", "export", tree)
+
+
+def _mount_states(
+    info: ContainerInfo, mounts: list[MountPoint], cap: int | None, errors: list[ErrorRecord]
+) -> list[FilesystemState]:
+    states = []
+    for mount in data_mounts(mounts):
+        try:
+            if info.running:
+                root = f"/proc/{info.pid}/root"
+                tree = _native.walk(
+                    root, subpath=mount.mountpoint, one_filesystem=True, hash_max_size=cap
+                )
+                source = f"{root}{mount.mountpoint}"
+            elif mount.kind in ("volume", "bind") and mount.source:
+                tree = _native.walk(mount.source, one_filesystem=True, hash_max_size=cap)
+                source = mount.source
+            else:
+                continue  # a stopped container's tmpfs is gone
+        except NotADirectoryError:
+            errors.append(ErrorRecord(mount.mountpoint, "single-file mount: not walked"))
+            continue
+        except OSError as exc:
+            errors.append(
+                ErrorRecord(mount.mountpoint, f"mount not readable: {exc.strerror or exc}")
+            )
+            continue
+        states.append(
+            FilesystemState(mount.mountpoint, "merged", source, "walk", tree, has_baseline=False)
+        )
+    return states
+
+
+def add_hardlink_siblings(
+    snapshot: Snapshot, links: Mapping[str, frozenset[str]], cap: int | None = DEFAULT_HASH_CAP
+) -> Snapshot:
+    """Read, in the merged view, the image's other links of each inode the upper dir changed.
+
+    An upper dir holds the copied-up path only; whether its image hardlinks now
+    show the new content depends on the overlay implementation (fuse-overlayfs
+    keeps the link, kernel overlayfs breaks it). The merged view says what the
+    container really sees, so those paths are read there.
+    """
+    info = snapshot.container
+    if info is None or not info.running or not links:
+        return snapshot
+    wanted: set[str] = set()
+    for state in snapshot.filesystems:
+        if state.view != "upper":
+            continue
+        present = {join_mount(state.prefix, entry.path) for entry in state.tree}
+        for path in present & links.keys():
+            wanted |= links[path] - present
+    if not wanted:
+        return snapshot
+    root = f"/proc/{info.pid}/root"
+    parts = []
+    for parent in _outermost({posixpath.dirname(path) for path in wanted}):
+        tree = _native.walk(root, subpath=parent, one_filesystem=True, hash_max_size=cap)
+        parts.append(FilesystemState("/", "partial", f"{root}{parent}", "walk", tree, top=parent))
+    return replace(snapshot, filesystems=(*snapshot.filesystems, *parts))
+
+
+def _outermost(directories: set[str]) -> list[str]:
+    """The directories not below another one of the set."""
+    chosen: list[str] = []
+    for directory in sorted(directories):
+        if not any(directory == c or directory.startswith(c.rstrip("/") + "/") for c in chosen):
+            chosen.append(directory)
+    return chosen

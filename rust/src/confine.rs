@@ -1,0 +1,295 @@
+//! Opening paths confined to a root directory fd.
+//!
+//! [`open_in_root`] resolves a path inside a directory fd and never leaves
+//! it: `openat2(RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS)`
+//! where the kernel has it, otherwise a component-by-component walk with
+//! `O_PATH | O_NOFOLLOW` that checks every step is a real directory. In both
+//! cases no symlink is ever followed, in any component: a symlink anywhere
+//! in the path fails with `ELOOP`.
+
+use std::ffi::{CStr, CString};
+use std::io;
+use std::mem::MaybeUninit;
+use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// An owned file descriptor closed on drop.
+#[derive(Debug)]
+pub struct Fd(pub RawFd);
+
+impl Drop for Fd {
+    fn drop(&mut self) {
+        // SAFETY: we own the descriptor.
+        unsafe { libc::close(self.0) };
+    }
+}
+
+pub fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r)
+    }
+}
+
+pub fn errno(e: &io::Error) -> i32 {
+    e.raw_os_error().unwrap_or(0)
+}
+
+fn err(code: i32) -> io::Error {
+    io::Error::from_raw_os_error(code)
+}
+
+/// openat(2) retrying on EINTR.
+pub fn openat(dirfd: RawFd, name: &CStr, flags: libc::c_int) -> io::Result<Fd> {
+    loop {
+        // SAFETY: name is NUL-terminated.
+        let r = unsafe { libc::openat(dirfd, name.as_ptr(), flags, 0) };
+        if r >= 0 {
+            return Ok(Fd(r));
+        }
+        let e = io::Error::last_os_error();
+        if errno(&e) == libc::EINTR {
+            continue;
+        }
+        return Err(e);
+    }
+}
+
+/// openat() with O_NOATIME, retried without it on EPERM (not the owner).
+pub fn openat_noatime(dirfd: RawFd, name: &CStr, flags: libc::c_int) -> io::Result<Fd> {
+    match openat(dirfd, name, flags | libc::O_NOATIME) {
+        Err(e) if errno(&e) == libc::EPERM => openat(dirfd, name, flags),
+        r => r,
+    }
+}
+
+pub fn fstat(fd: RawFd) -> io::Result<libc::stat> {
+    let mut st = MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: valid pointer.
+    cvt(unsafe { libc::fstat(fd, st.as_mut_ptr()) })?;
+    // SAFETY: initialised by the successful call.
+    Ok(unsafe { st.assume_init() })
+}
+
+/// Components of `path` after lexical normalisation: empty and "."
+/// components dropped, ".." removes the previous component and is clamped
+/// at the root (as RESOLVE_IN_ROOT does).
+pub fn components(path: &[u8]) -> Vec<&[u8]> {
+    let mut out: Vec<&[u8]> = Vec::new();
+    for c in path.split(|&b| b == b'/') {
+        match c {
+            b"" | b"." => {}
+            b".." => {
+                out.pop();
+            }
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+fn cstring(b: &[u8]) -> io::Result<CString> {
+    CString::new(b).map_err(|_| err(libc::EINVAL))
+}
+
+/// Raw openat2(2); `Err(ENOSYS)` when the kernel lacks it.
+fn openat2(dirfd: RawFd, rel: &CStr, flags: libc::c_int, resolve: u64) -> io::Result<Fd> {
+    // SAFETY: open_how is plain data; zeroed is a valid value.
+    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+    how.flags = flags as u64;
+    how.resolve = resolve;
+    // SAFETY: valid pointers and size.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            dirfd,
+            rel.as_ptr(),
+            &how as *const libc::open_how,
+            std::mem::size_of::<libc::open_how>(),
+        )
+    };
+    if r >= 0 {
+        Ok(Fd(r as RawFd))
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+const RESOLVE: u64 =
+    libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS;
+
+/// Open `path` (any "/a/b" or "a/b" form; it is normalised with
+/// [`components`]) inside `rootfd` with `flags`, never leaving the root and
+/// never following a symlink in any component (`ELOOP`). `O_NOATIME` in
+/// `flags` is dropped on EPERM. An empty path opens the root itself.
+///
+/// `use_openat2` is cleared (and the fallback used) when the kernel has no
+/// openat2; pass a fresh `AtomicBool::new(true)` when no state is shared.
+pub fn open_in_root(
+    rootfd: RawFd,
+    path: &[u8],
+    flags: libc::c_int,
+    use_openat2: &AtomicBool,
+) -> io::Result<Fd> {
+    let comps = components(path);
+    let flags = flags | libc::O_CLOEXEC;
+    if comps.is_empty() {
+        return open_final(rootfd, c".", flags & !libc::O_NOFOLLOW);
+    }
+    if use_openat2.load(Ordering::Relaxed) {
+        let rel = cstring(&comps.join(&b'/'))?;
+        // With O_PATH|O_NOFOLLOW openat2 would return a trailing symlink
+        // itself; without O_NOFOLLOW RESOLVE_NO_SYMLINKS refuses it (ELOOP).
+        let mut f = if flags & libc::O_PATH != 0 {
+            flags & !libc::O_NOFOLLOW
+        } else {
+            flags | libc::O_NOFOLLOW
+        };
+        let mut tries = 0;
+        loop {
+            match openat2(rootfd, &rel, f, RESOLVE) {
+                Ok(fd) => return Ok(fd),
+                Err(e) => match errno(&e) {
+                    libc::EINTR => {}
+                    libc::EAGAIN if tries < 16 => tries += 1,
+                    libc::EPERM if f & libc::O_NOATIME != 0 => f &= !libc::O_NOATIME,
+                    libc::ENOSYS => {
+                        use_openat2.store(false, Ordering::Relaxed);
+                        break;
+                    }
+                    _ => return Err(e),
+                },
+            }
+        }
+    }
+    component_walk(rootfd, &comps, flags)
+}
+
+/// Final open with O_NOATIME retry; O_PATH opens are checked not to be a
+/// symlink.
+fn open_final(dirfd: RawFd, name: &CStr, flags: libc::c_int) -> io::Result<Fd> {
+    let fd = if flags & libc::O_NOATIME != 0 {
+        openat_noatime(dirfd, name, flags & !libc::O_NOATIME)?
+    } else {
+        openat(dirfd, name, flags)?
+    };
+    if flags & libc::O_PATH != 0 {
+        let st = fstat(fd.0)?;
+        let fmt = st.st_mode & libc::S_IFMT;
+        if fmt == libc::S_IFLNK {
+            return Err(err(libc::ELOOP));
+        }
+        if flags & libc::O_DIRECTORY != 0 && fmt != libc::S_IFDIR {
+            return Err(err(libc::ENOTDIR));
+        }
+    }
+    Ok(fd)
+}
+
+/// Fallback without openat2: every intermediate component is opened with
+/// O_PATH|O_NOFOLLOW relative to the previous one and must be a directory
+/// (a symlink gives ELOOP, anything else ENOTDIR).
+fn component_walk(rootfd: RawFd, comps: &[&[u8]], flags: libc::c_int) -> io::Result<Fd> {
+    let mut cur: Option<Fd> = None;
+    let (last, dirs) = comps.split_last().expect("non-empty");
+    for comp in dirs {
+        let c = cstring(comp)?;
+        let base = cur.as_ref().map_or(rootfd, |f| f.0);
+        let fd = openat(base, &c, libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC)?;
+        let st = fstat(fd.0)?;
+        match st.st_mode & libc::S_IFMT {
+            libc::S_IFDIR => {}
+            libc::S_IFLNK => return Err(err(libc::ELOOP)),
+            _ => return Err(err(libc::ENOTDIR)),
+        }
+        cur = Some(fd);
+    }
+    let base = cur.as_ref().map_or(rootfd, |f| f.0);
+    let name = cstring(last)?;
+    match open_final(base, &name, flags | libc::O_NOFOLLOW) {
+        // O_DIRECTORY|O_NOFOLLOW on a symlink says ENOTDIR; report it as
+        // openat2 does (only the error code depends on this lstat).
+        Err(e) if errno(&e) == libc::ENOTDIR => {
+            let mut st = MaybeUninit::<libc::stat>::uninit();
+            // SAFETY: valid pointers.
+            let r = unsafe {
+                libc::fstatat(
+                    base,
+                    name.as_ptr(),
+                    st.as_mut_ptr(),
+                    libc::AT_SYMLINK_NOFOLLOW,
+                )
+            };
+            // SAFETY: initialised when r == 0.
+            if r == 0 && unsafe { st.assume_init() }.st_mode & libc::S_IFMT == libc::S_IFLNK {
+                Err(err(libc::ELOOP))
+            } else {
+                Err(e)
+            }
+        }
+        r => r,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::symlink;
+
+    fn root(p: &std::path::Path) -> Fd {
+        let c = CString::new(p.as_os_str().as_bytes()).unwrap();
+        openat(libc::AT_FDCWD, &c, libc::O_PATH | libc::O_DIRECTORY).unwrap()
+    }
+
+    #[test]
+    fn normalises() {
+        assert_eq!(components(b"/a//./b/"), vec![&b"a"[..], b"b"]);
+        assert_eq!(components(b"../../x/../y"), vec![&b"y"[..]]);
+        assert!(components(b"/").is_empty());
+    }
+
+    #[test]
+    fn confined_both_ways() {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path();
+        fs::create_dir_all(r.join("a/b")).unwrap();
+        fs::write(r.join("a/b/f"), b"x").unwrap();
+        symlink("/etc", r.join("a/etc")).unwrap();
+        symlink("b", r.join("a/rel")).unwrap();
+        symlink("/etc/passwd", r.join("pw")).unwrap();
+        let rf = root(r);
+        for use2 in [true, false] {
+            let flag = AtomicBool::new(use2);
+            let dir = libc::O_PATH | libc::O_DIRECTORY;
+            let reg = libc::O_RDONLY | libc::O_NOATIME | libc::O_NONBLOCK;
+            assert!(open_in_root(rf.0, b"/a/b", dir, &flag).is_ok());
+            assert!(open_in_root(rf.0, b"../../a/b/f", reg, &flag).is_ok());
+            assert!(open_in_root(rf.0, b"", dir, &flag).is_ok());
+            for (p, fl) in [
+                (&b"/a/etc"[..], dir),
+                (b"/a/etc/passwd", reg),
+                (b"/a/rel", dir),
+                (b"/a/rel/f", reg),
+                (b"/pw", reg),
+                (b"/pw", libc::O_PATH),
+            ] {
+                let e = open_in_root(rf.0, p, fl, &flag).unwrap_err();
+                assert_eq!(
+                    errno(&e),
+                    libc::ELOOP,
+                    "{use2} {:?}",
+                    std::str::from_utf8(p)
+                );
+            }
+            let e = open_in_root(rf.0, b"/a/b/f", dir, &flag).unwrap_err();
+            assert_eq!(errno(&e), libc::ENOTDIR);
+            let e = open_in_root(rf.0, b"/a/b/f/g", reg, &flag).unwrap_err();
+            assert_eq!(errno(&e), libc::ENOTDIR);
+            let e = open_in_root(rf.0, b"/nope", reg, &flag).unwrap_err();
+            assert_eq!(errno(&e), libc::ENOENT);
+        }
+    }
+}
