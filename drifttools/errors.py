@@ -29,6 +29,14 @@ class DigestMismatch(ImageError):
     """Content does not hash to the digest its manifest or config claims."""
 
 
+class LayerStoreError(ImageError, ValueError):
+    """The engine's layer store cannot serve this image (driver, malformed record)."""
+
+
+class LayerStoreMismatch(LayerStoreError, DigestMismatch):
+    """The layer database holds another layer than the one expected at a chain id."""
+
+
 class RootfsError(DriftError):
     """The container filesystem given could not be read."""
 

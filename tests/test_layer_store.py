@@ -18,10 +18,8 @@ from pathlib import Path
 import pytest
 
 from drifttools import _native
-from drifttools.errors import DigestMismatch, ImageNotFound
+from drifttools.errors import DigestMismatch, ImageNotFound, LayerStoreError, LayerStoreMismatch
 from drifttools.images.layer_store import (
-    LayerStoreError,
-    LayerStoreMismatch,
     StoredLayer,
     chain_ids,
     engine_layers,

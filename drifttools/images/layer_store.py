@@ -25,21 +25,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from drifttools import _native
-from drifttools.errors import DigestMismatch, ImageError, ImageNotFound, LayerCorrupt
+from drifttools.errors import ImageNotFound, LayerCorrupt, LayerStoreError, LayerStoreMismatch
 
 #: Drivers whose layers live in ``<data_root>/<driver>/<cache-id>/diff`` with a tar-split record.
 SUPPORTED_DRIVERS = ("overlay2", "fuse-overlayfs")
 
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 _CACHE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,254}")
-
-
-class LayerStoreError(ImageError, ValueError):
-    """The engine's layer store cannot serve this image (driver, malformed record)."""
-
-
-class LayerStoreMismatch(LayerStoreError, DigestMismatch):
-    """The layer database holds another layer than the one expected at a chain id."""
 
 
 @dataclass(frozen=True)

@@ -383,9 +383,16 @@ impl Reassembler<'_> {
                 true,
             );
         }
+        if size >= 1 << 20 {
+            // SAFETY: plain syscall on an fd we own; advice only.
+            unsafe { libc::posix_fadvise(fd.0, 0, 0, libc::POSIX_FADV_SEQUENTIAL) };
+        }
         let mut want = size;
         let mut c = Crc64::new();
         while want > 0 {
+            if self.cancel.load(Ordering::Relaxed) {
+                return Err(LayerError::Cancelled);
+            }
             let sp = self.out.space();
             let k = (sp.len() as u64).min(want) as usize;
             match read_fd(fd.0, &mut sp[..k]) {
