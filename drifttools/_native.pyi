@@ -286,6 +286,17 @@ def read_tar_split(
     (``max_bytes`` counts reassembled bytes).
     """
 
+def read_file(root: str, path: str, *, limit: int | None = None) -> tuple[bytes, int]:
+    """Read one regular file inside ``root`` without ever leaving it.
+
+    ``path`` (escaped text, as entries give it) is opened ``O_PATH`` confined to
+    ``root`` (no symlink followed in any component), checked to be a regular
+    file, and only then reopened for reading (``O_NOATIME|O_NONBLOCK``): FIFOs
+    and devices are never opened. Returns at most ``limit`` bytes and the
+    file's size. OSError when it cannot be opened (ELOOP for a symlink),
+    ValueError when it is not a regular file.
+    """
+
 def escape_path(raw: bytes) -> str:
     """Text form of raw path bytes (see the module docstring)."""
 
@@ -298,6 +309,7 @@ __all__ = [
     "LayerIndex",
     "Tree",
     "escape_path",
+    "read_file",
     "read_layer",
     "read_tar_split",
     "unescape_path",

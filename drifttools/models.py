@@ -210,6 +210,8 @@ class FilesystemState:
     tree: Tree  # the entries, held compactly by the native core
     has_baseline: bool = True  # False for tmpfs, volumes and bind mounts: all is added
     top: str | None = None  # the container path of the tree's root when not the mount's
+    host_root: str | None = None  # host directory the tree was walked under (content reads)
+    host_subpath: str = "/"  # the tree's root inside host_root
 
     @property
     def prefix(self) -> str:

@@ -52,4 +52,11 @@ def read_rootfs(
         raise RootfsError(f"container filesystem archive unreadable: {location}: {exc}") from exc
     except OSError as exc:
         raise RootfsError(f"cannot read container filesystem {location}: {exc}") from exc
-    return FilesystemState(mount=mount, view=view, source=str(location), method=method, tree=tree)
+    return FilesystemState(
+        mount=mount,
+        view=view,
+        source=str(location),
+        method=method,
+        tree=tree,
+        host_root=str(location) if method == "walk" else None,
+    )

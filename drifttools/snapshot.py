@@ -128,7 +128,7 @@ def _rootfs(
         if not info.upper_dir:
             raise RootfsError(f"{info.name}: storage driver {info.storage_driver} has no upper dir")
         tree = _native.walk(info.upper_dir, hash_max_size=cap)
-        return FilesystemState("/", "upper", info.upper_dir, "walk", tree)
+        return FilesystemState("/", "upper", info.upper_dir, "walk", tree, host_root=info.upper_dir)
     if method == "merged":
         if not info.running:
             raise RootfsError(f"{info.name} is not running: its merged view cannot be walked")
@@ -136,7 +136,7 @@ def _rootfs(
         tree = _native.walk(
             root, exclude=list(PSEUDO_FILESYSTEMS), one_filesystem=True, hash_max_size=cap
         )
-        return FilesystemState("/", "merged", root, "walk", tree)
+        return FilesystemState("/", "merged", root, "walk", tree, host_root=root)
     notes.append("docker export streamed: the engine read every file (this can change atimes)")
     tree = _native.read_layer(runtime.export_stream(info.id)).entries
     return FilesystemState("/", "merged", f"{runtime.name} export {info.id}", "export", tree)
@@ -149,13 +149,12 @@ def _mount_states(
     for mount in data_mounts(mounts):
         try:
             if info.running:
-                root = f"/proc/{info.pid}/root"
-                tree = _native.walk(
-                    root, subpath=mount.mountpoint, one_filesystem=True, hash_max_size=cap
-                )
+                root, subpath = f"/proc/{info.pid}/root", mount.mountpoint
+                tree = _native.walk(root, subpath=subpath, one_filesystem=True, hash_max_size=cap)
                 source = f"{root}{mount.mountpoint}"
             elif mount.kind in ("volume", "bind") and mount.source:
-                tree = _native.walk(mount.source, one_filesystem=True, hash_max_size=cap)
+                root, subpath = mount.source, "/"
+                tree = _native.walk(root, one_filesystem=True, hash_max_size=cap)
                 source = mount.source
             else:
                 continue  # a stopped container's tmpfs is gone
@@ -168,7 +167,16 @@ def _mount_states(
             )
             continue
         states.append(
-            FilesystemState(mount.mountpoint, "merged", source, "walk", tree, has_baseline=False)
+            FilesystemState(
+                mount.mountpoint,
+                "merged",
+                source,
+                "walk",
+                tree,
+                has_baseline=False,
+                host_root=root,
+                host_subpath=subpath,
+            )
         )
     return states
 
@@ -199,7 +207,18 @@ def add_hardlink_siblings(
     parts = []
     for parent in _outermost({posixpath.dirname(path) for path in wanted}):
         tree = _native.walk(root, subpath=parent, one_filesystem=True, hash_max_size=cap)
-        parts.append(FilesystemState("/", "partial", f"{root}{parent}", "walk", tree, top=parent))
+        parts.append(
+            FilesystemState(
+                "/",
+                "partial",
+                f"{root}{parent}",
+                "walk",
+                tree,
+                top=parent,
+                host_root=root,
+                host_subpath=parent,
+            )
+        )
     return replace(snapshot, filesystems=(*snapshot.filesystems, *parts))
 
 

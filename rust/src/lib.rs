@@ -649,6 +649,31 @@ fn py_read_tar_split(
     }
 }
 
+// ------------------------------------------------------------------ read_file
+
+/// Read (at most `limit` bytes of) one regular file confined to `root`.
+#[pyfunction]
+#[pyo3(name = "read_file", signature = (root, path, *, limit = None))]
+fn py_read_file<'py>(
+    py: Python<'py>,
+    root: &str,
+    path: &str,
+    limit: Option<usize>,
+) -> PyResult<(Bound<'py, PyBytes>, u64)> {
+    let raw = text::unescape_path(path).map_err(|e| PyValueError::new_err(e.to_string()))?;
+    let shown = format!("{}/{}", root.trim_end_matches('/'), path.trim_start_matches('/'));
+    let result = py.detach(|| {
+        confine::read_regular(root.as_bytes(), &raw, limit.unwrap_or(usize::MAX))
+    });
+    match result {
+        Ok((data, size)) => Ok((PyBytes::new(py, &data), size)),
+        Err(e) if e.kind() == io::ErrorKind::InvalidInput => {
+            Err(PyValueError::new_err(format!("{e}: {shown}")))
+        }
+        Err(e) => Err(os_error(&e, &shown)),
+    }
+}
+
 // ------------------------------------------------------------------ text
 
 /// Escape raw path bytes to text (see the stub for the rule).
@@ -675,6 +700,7 @@ fn native_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(py_walk, m)?)?;
     m.add_function(wrap_pyfunction!(py_read_layer, m)?)?;
     m.add_function(wrap_pyfunction!(py_read_tar_split, m)?)?;
+    m.add_function(wrap_pyfunction!(py_read_file, m)?)?;
     m.add_function(wrap_pyfunction!(py_escape_path, m)?)?;
     m.add_function(wrap_pyfunction!(py_unescape_path, m)?)?;
     Ok(())
