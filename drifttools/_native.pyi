@@ -121,6 +121,10 @@ class Tree:
     @property
     def error_count(self) -> int:
         """Number of entries whose :attr:`Entry.error` is not ``None``."""
+    def paths(self) -> list[str]:
+        """Every entry's path, in order, in one call (no Entry objects made)."""
+    def kinds(self) -> list[str]:
+        """Every entry's kind, in order, in one call."""
     def to_bytes(self) -> bytes:
         """Versioned binary form: magic ``b"DTTREE\\r\\n"``, format version, payload and a
         trailing SHA-256 of everything before it."""

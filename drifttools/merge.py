@@ -20,7 +20,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from drifttools import _native
-from drifttools.entries import facts_from_entry
 from drifttools.models import BaselineEntry, ErrorRecord, FileFacts
 
 WHITEOUT_PREFIX = ".wh."
@@ -46,6 +45,7 @@ class MergedTree:
 
     def __init__(self) -> None:
         self.entries: dict[str, BaselineEntry] = {}
+        self.kinds: dict[str, str] = {}
         self.links: dict[str, set[str]] = {}  # path -> every path of its inode (one shared set)
         self._children: dict[str, set[str]] = {"/": set()}
 
@@ -64,15 +64,13 @@ class MergedTree:
                 groups[path] = alive
         return groups
 
-    def get(self, path: str) -> BaselineEntry | None:
-        return self.entries.get(path)
-
     def remove(self, path: str) -> None:
         """Delete ``path`` and everything below it."""
         if path not in self.entries:
             return
         self.clear(path)
         del self.entries[path]
+        del self.kinds[path]
         self._children.pop(path, None)
         self._children[posixpath.dirname(path)].discard(path)
 
@@ -81,20 +79,18 @@ class MergedTree:
         for child in list(self._children.get(path, ())):
             self.remove(child)
 
-    def put(self, path: str, entry: BaselineEntry) -> None:
+    def put(self, path: str, kind: str, entry: BaselineEntry) -> None:
         """Set ``path``; parents that no layer named are created as plain directories."""
-        old = self.entries.get(path)
-        if old is not None and not (old.facts.kind == "dir" and entry.facts.kind == "dir"):
+        old = self.kinds.get(path)
+        if old is not None and not (old == "dir" and kind == "dir"):
             self.remove(path)
-        parent = posixpath.dirname(path)
-        if parent != "/" and parent not in self.entries:
-            self.put(parent, BaselineEntry(_IMPLICIT_DIR, entry.layer))
-        existing = self.entries.get(parent)
-        if existing is not None and existing.facts.kind != "dir":
-            self.put(parent, BaselineEntry(_IMPLICIT_DIR, entry.layer))
+        parent = path[: path.rfind("/")] or "/"
+        if parent != "/" and self.kinds.get(parent) != "dir":
+            self.put(parent, "dir", BaselineEntry(entry.layer, _IMPLICIT_DIR))
         self.entries[path] = entry
+        self.kinds[path] = kind
         self._children[parent].add(path)
-        if entry.facts.kind == "dir":
+        if kind == "dir":
             self._children.setdefault(path, set())
 
 
@@ -102,32 +98,35 @@ def apply_layer(
     tree: MergedTree, layer: _native.Tree, index: int, errors: list[ErrorRecord]
 ) -> None:
     """Apply one layer's entries on top of ``tree``; problems go to ``errors``."""
-    members = list(layer)
-    for entry in members:
-        if is_opaque_marker(entry.path):
-            tree.clear(posixpath.dirname(entry.path))
-    for entry in members:
-        target = whiteout_target(entry.path)
+    paths, kinds = layer.paths(), layer.kinds()
+    special = [i for i, path in enumerate(paths) if WHITEOUT_PREFIX in path]
+    for i in special:
+        if is_opaque_marker(paths[i]):
+            tree.clear(posixpath.dirname(paths[i]))
+    for i in special:
+        target = whiteout_target(paths[i])
         if target is not None:
             tree.remove(target)
-    for entry in members:
-        if is_opaque_marker(entry.path) or whiteout_target(entry.path) is not None:
+    skip = set(special)
+    flagged = {i for i, entry in enumerate(layer) if entry.error} if layer.error_count else set()
+    for i, (path, kind) in enumerate(zip(paths, kinds, strict=True)):
+        if i in skip:
             continue
-        if entry.error is not None:
-            errors.append(ErrorRecord(entry.path, f"layer {index}: {entry.error}"))
-        if entry.kind == "hardlink":
-            linked = tree.get(entry.target or "")
+        if i in flagged:
+            errors.append(ErrorRecord(path, f"layer {index}: {layer[i].error}"))
+        if kind == "hardlink":
+            target = layer[i].target or ""
+            linked = tree.entries.get(target)
             if linked is None:
                 errors.append(
-                    ErrorRecord(
-                        entry.path, f"layer {index}: hardlink target missing: {entry.target}"
-                    )
+                    ErrorRecord(path, f"layer {index}: hardlink target missing: {target}")
                 )
                 continue
-            tree.put(entry.path, BaselineEntry(linked.facts, index))  # one inode, one set of facts
-            tree.link(entry.path, entry.target or "")
+            # one inode, one set of facts
+            tree.put(path, tree.kinds[target], BaselineEntry(index, linked.facts))
+            tree.link(path, target)
         else:
-            tree.put(entry.path, BaselineEntry(facts_from_entry(entry), index))
+            tree.put(path, kind, BaselineEntry(index, source=layer, index=i))
 
 
 @dataclass(frozen=True)

@@ -97,12 +97,40 @@ class ImageRef:
     config: Mapping[str, Any] = field(default_factory=dict)  # the raw config JSON: evidence
 
 
-@dataclass(frozen=True, slots=True)
 class BaselineEntry:
-    """A path of the image's merged view and the layer that gave it."""
+    """A path of the image's merged view and the layer that gave it.
 
-    facts: FileFacts
-    layer: int  # index into ImageIndex.layers
+    Its facts are made from the layer's native entry on first use: an image of
+    200,000 files is merged without 200,000 Python fact objects, and a diff
+    then only pays for the paths it looks at.
+    """
+
+    __slots__ = ("_facts", "_index", "_source", "layer")
+
+    def __init__(
+        self,
+        layer: int,
+        facts: FileFacts | None = None,
+        *,
+        source: Tree | None = None,
+        index: int = 0,
+    ) -> None:
+        self.layer = layer  # index into ImageIndex.layers
+        self._facts = facts
+        self._source = source
+        self._index = index
+
+    @property
+    def facts(self) -> FileFacts:
+        if self._facts is None:
+            from drifttools.entries import facts_from_entry
+
+            assert self._source is not None
+            self._facts = facts_from_entry(self._source[self._index])
+        return self._facts
+
+    def __repr__(self) -> str:
+        return f"BaselineEntry(layer={self.layer}, facts={self.facts!r})"
 
 
 @dataclass(frozen=True)

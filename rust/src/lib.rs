@@ -251,6 +251,16 @@ impl PyTree {
         self.inner.error_count()
     }
 
+    /// Every entry's path (escaped text), in order, in one call.
+    fn paths(&self) -> Vec<String> {
+        self.inner.iter().map(|e| text::escape_path(e.path)).collect()
+    }
+
+    /// Every entry's kind, in order, in one call.
+    fn kinds(&self) -> Vec<&'static str> {
+        self.inner.iter().map(|e| e.rec.kind.as_str()).collect()
+    }
+
     fn to_bytes<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
         let t = self.inner.clone();
         let data = py.detach(move || t.to_bytes());
