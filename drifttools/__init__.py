@@ -18,9 +18,22 @@ from drifttools.api import (
     running_containers,
     snapshot,
 )
+from drifttools.bundle import (
+    Bundle,
+    BundleResult,
+    Verification,
+    bundle,
+    open_bundle,
+    verify_bundle,
+)
 from drifttools.cache import LayerCache
+from drifttools.classifiers.allowlist import AllowlistError
+from drifttools.classifiers.yara import RulesError, RuleSet, compile_rules
+from drifttools.classify import ClassifyOptions, classify
 from drifttools.drift import DEFAULT_EXCLUSIONS, diff_snapshot
 from drifttools.errors import (
+    BundleCorrupt,
+    BundleError,
     CacheError,
     ContainerNotFound,
     DigestMismatch,
@@ -43,6 +56,7 @@ from drifttools.models import (
     Exclusion,
     FileFacts,
     FilesystemState,
+    Finding,
     ImageIndex,
     ImageRef,
     Layer,
@@ -58,10 +72,16 @@ from drifttools.rootfs import read_rootfs
 
 __all__ = [
     "DEFAULT_EXCLUSIONS",
+    "AllowlistError",
     "BaselineEntry",
+    "Bundle",
+    "BundleCorrupt",
+    "BundleError",
+    "BundleResult",
     "CacheError",
     "Change",
     "ChangeKind",
+    "ClassifyOptions",
     "ContainerInfo",
     "ContainerNotFound",
     "DigestMismatch",
@@ -71,6 +91,7 @@ __all__ = [
     "Exclusion",
     "FileFacts",
     "FilesystemState",
+    "Finding",
     "ImageError",
     "ImageIndex",
     "ImageNotFound",
@@ -82,20 +103,28 @@ __all__ = [
     "PermissionDenied",
     "ProcessRecord",
     "RootfsError",
+    "RuleSet",
+    "RulesError",
     "RuntimeUnavailable",
     "Severity",
     "Snapshot",
     "SocketRecord",
     "Target",
+    "Verification",
     "__version__",
+    "bundle",
+    "classify",
+    "compile_rules",
     "diff",
     "diff_offline",
     "diff_snapshot",
     "load_image",
     "offline_snapshot",
+    "open_bundle",
     "processes",
     "read_rootfs",
     "report_schema",
     "running_containers",
     "snapshot",
+    "verify_bundle",
 ]

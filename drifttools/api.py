@@ -9,6 +9,12 @@ from typing import Any
 from drifttools import _native
 from drifttools.baseline import container_baseline
 from drifttools.cache import LayerCache
+from drifttools.classify import (
+    DEFAULT_CLASSIFICATION,
+    ClassifyOptions,
+    classify,
+    image_files_from_layers,
+)
 from drifttools.drift import DEFAULT_EXCLUSIONS, diff_snapshot
 from drifttools.image import load_image, require_verified
 from drifttools.models import DriftReport, Exclusion, ImageIndex, ProcessRecord, Snapshot, Target
@@ -57,6 +63,7 @@ def diff_offline(
     verify: bool = True,
     exclusions: Sequence[Exclusion] = DEFAULT_EXCLUSIONS,
     hash_max_size: int | None = DEFAULT_HASH_CAP,
+    classification: ClassifyOptions | None = DEFAULT_CLASSIFICATION,
     progress: Progress = no_progress,
 ) -> DriftReport:
     """Diff an acquired container filesystem against its image archive or layout.
@@ -67,6 +74,9 @@ def diff_offline(
     ``LayerCache()`` for the default location). With ``verify`` (the default)
     a digest mismatch raises :class:`DigestMismatch`; without, it is recorded
     in the report's baseline and the diff goes on.
+
+    ``classification`` says how changes are classified (YARA rules, allowlists; see
+    :class:`ClassifyOptions`); None leaves every change at its base severity.
     """
     baseline = load_image(image, ref=ref, platform=platform, cache=cache, progress=progress)
     if verify:
@@ -74,7 +84,10 @@ def diff_offline(
     snapshot = offline_snapshot(
         rootfs, image=baseline, upper=upper, hash_max_size=hash_max_size, progress=progress
     )
-    return diff_snapshot(snapshot, baseline, exclusions=exclusions)
+    report = diff_snapshot(snapshot, baseline, exclusions=exclusions)
+    if classification is None:
+        return report
+    return classify(report, snapshot, baseline, classification, progress=progress)
 
 
 def snapshot(
@@ -115,12 +128,15 @@ def diff(
     verify: bool = True,
     exclusions: Sequence[Exclusion] = DEFAULT_EXCLUSIONS,
     hash_max_size: int | None = DEFAULT_HASH_CAP,
+    classification: ClassifyOptions | None = DEFAULT_CLASSIFICATION,
     progress: Progress = no_progress,
 ) -> DriftReport:
     """Everything that drifted in a live container, against its verified image.
 
     The snapshot is taken first (processes, then files), the baseline after.
     ``cache`` defaults to :class:`LayerCache` in the user's cache directory.
+    ``classification`` says how changes and processes are classified (see
+    :class:`ClassifyOptions`); None leaves every change at its base severity.
     """
     runtime = runtime or runtime_for(reference)
     taken = take_snapshot(
@@ -139,7 +155,17 @@ def diff(
     if verify:
         require_verified(baseline)
     taken = add_hardlink_siblings(taken, baseline.links, hash_max_size)
-    return diff_snapshot(taken, baseline, exclusions=exclusions)
+    report = diff_snapshot(taken, baseline, exclusions=exclusions)
+    if classification is None:
+        return report
+    assert taken.container is not None
+    layers = runtime.stored_layers(taken.container)
+    image_files = None
+    if layers is not None and len(layers) == len(baseline.layers):
+        image_files = image_files_from_layers(baseline, layers)
+    return classify(
+        report, taken, baseline, classification, image_files=image_files, progress=progress
+    )
 
 
 def processes(

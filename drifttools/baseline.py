@@ -1,16 +1,30 @@
-"""The verified baseline of a running container's image, by the fastest honest path.
+"""The verified baseline of a container's image, by the fastest honest path.
 
 In order: layers already in the cache (verified earlier on this machine); the
-engine's own layer store, where each layer's exact tar stream is rebuilt from
-its tar-split record and the layer's files and hashed against its diff_id (a
-lower layer tampered on the host fails here); and, when the store cannot be
-read (remote engine, other driver), ``docker save`` streamed through the layer
-reader, never written to disk.
+engine's own store, whatever form the runtime gives (:data:`~drifttools.runtime.LayerSource`):
+
+* Docker's layer store, where each layer's exact tar stream is rebuilt from its
+  tar-split record and the layer's files and hashed against its diff_id (a lower
+  layer tampered on the host fails here);
+* a content store blob (containerd, a dead host's content store), read and checked
+  against the manifest digest and its uncompressed stream against the diff_id;
+* a snapshot's unpacked lower dir, when the blobs were garbage-collected: walked,
+  overlay whiteouts applied, recorded as an unverified layer that says why;
+
+and, when the store cannot be read at all (remote engine, other driver), the
+engine's image export (``docker save``) streamed through the layer reader, never
+written to disk.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+from drifttools import _native
 from drifttools.cache import LayerCache
+from drifttools.drift import is_opaque_dir, is_overlay_deletion
+from drifttools.entries import facts_from_entry
+from drifttools.errors import ImageNotFound, LayerCorrupt
 from drifttools.image import (
     ImageConfig,
     assemble,
@@ -19,11 +33,12 @@ from drifttools.image import (
     index_image,
     verified_layer,
 )
-from drifttools.images.layer_store import read_stored_layer
+from drifttools.images.layer_store import StoredLayer, read_stored_layer
 from drifttools.images.stream import StreamedBlobs
-from drifttools.models import ContainerInfo, ImageIndex
+from drifttools.merge import MergedTree
+from drifttools.models import BaselineEntry, ContainerInfo, ErrorRecord, ImageIndex, ImageRef, Layer
 from drifttools.progress import Progress, no_progress
-from drifttools.runtime import Runtime
+from drifttools.runtime import BlobLayer, LayerSource, Runtime, UnpackedLayer
 
 _LAYER_TYPE = "application/vnd.oci.image.layer.v1.tar"
 
@@ -44,31 +59,120 @@ def container_baseline(
             for diff_id, step in zip(config.diff_ids, config.steps, strict=True)
         ]
         stored = runtime.stored_layers(info) if None in hits else []
+        if stored and any(isinstance(layer, UnpackedLayer) for layer in stored):
+            progress("snapshot lower dirs", 0, len(stored))
+            return unpacked_baseline(info.image_ref, config, stored)
         if stored is not None:
             loaded = []
             total = len(hits)
             for position, hit in enumerate(hits):
                 progress(f"layer {position + 1}/{total}", position, total)
                 if hit is None:
-                    layer = stored[position]
-                    index = read_stored_layer(layer)
-                    record = verified_layer(
-                        index,
-                        diff_id=layer.diff_id,
-                        digest=None,
-                        media_type=_LAYER_TYPE,
-                        size=None,
-                        step=config.steps[position],
-                        source="engine-store",
-                    )
-                    if cache is not None and record.verified:
-                        cache.put(layer.diff_id, index)
-                    hit = (record, index)
+                    hit = _read_source(stored[position], config.steps[position], cache)
                 loaded.append(hit)
             progress("merge", total, total)
             return assemble(info.image_ref, config, host_platform_name(), loaded)
-    progress("docker save (stream)", 0, None)
+    progress(f"{runtime.name} image export (stream)", 0, None)
     blobs = StreamedBlobs(
         runtime.save_stream(info.image_id), f"{runtime.name} image {info.image_id}"
     )
     return index_image(blobs, cache=cache, progress=progress)
+
+
+def _read_source(
+    source: LayerSource, step: str | None, cache: LayerCache | None
+) -> tuple[Layer, _native.LayerIndex]:
+    if isinstance(source, StoredLayer):
+        index = read_stored_layer(source)
+        record = verified_layer(
+            index,
+            diff_id=source.diff_id,
+            digest=None,
+            media_type=_LAYER_TYPE,
+            size=None,
+            step=step,
+            source="engine-store",
+        )
+    elif isinstance(source, BlobLayer):
+        try:
+            index = _native.read_layer(source.open())
+        except FileNotFoundError as exc:
+            raise ImageNotFound(f"{source.location}: layer blob {source.digest} gone") from exc
+        except ValueError as exc:
+            raise LayerCorrupt(f"{source.location}: layer {source.diff_id}: {exc}") from exc
+        record = verified_layer(
+            index,
+            diff_id=source.diff_id,
+            digest=source.digest,
+            media_type=source.media_type,
+            size=source.size,
+            step=step,
+            source=source.source,
+        )
+        if source.problems:
+            problems = (*record.problems, *source.problems)
+            record = Layer(
+                record.diff_id,
+                record.digest,
+                record.media_type,
+                record.size,
+                record.created_by,
+                False,
+                record.source,
+                problems,
+            )
+    else:
+        raise TypeError(f"not a readable layer source: {source!r}")
+    if cache is not None and record.verified:
+        cache.put(source.diff_id, index)
+    return record, index
+
+
+def unpacked_baseline(
+    name: str | None, config: ImageConfig, sources: Sequence[LayerSource]
+) -> ImageIndex:
+    """The image from unpacked layer directories (overlay lower dirs), bottom first.
+
+    Overlay semantics apply: a char 0/0 device is a whiteout, a directory marked
+    opaque hides what is below it. Nothing can be checked against the diff_ids
+    (the tar streams are gone), so every layer is unverified and says why.
+    """
+    tree = MergedTree()
+    errors: list[ErrorRecord] = []
+    layers = []
+    for position, source in enumerate(sources):
+        if not isinstance(source, UnpackedLayer):
+            raise TypeError("a baseline from lower dirs needs every layer unpacked")
+        walked = _native.walk(str(source.directory), hash_max_size=None)
+        for i, entry in enumerate(walked):
+            path = entry.path
+            if entry.error:
+                errors.append(ErrorRecord(path, f"layer {position}: {entry.error}"))
+            facts = facts_from_entry(entry)
+            if is_overlay_deletion(facts):
+                tree.remove(path)
+                continue
+            if is_opaque_dir(facts):
+                tree.clear(path)
+            tree.put(path, entry.kind, BaselineEntry(position, source=walked, index=i))
+        layers.append(
+            Layer(
+                diff_id=source.diff_id,
+                digest=None,
+                media_type="application/vnd.containerd.snapshot.unpacked",
+                size=0,
+                created_by=config.steps[position],
+                verified=False,
+                source="snapshot-lowerdir",
+                problems=(f"{source.reason}: {source.directory}",),
+            )
+        )
+    image = ImageRef(ref=name, id=config.digest, platform=host_platform_name(), config=config.data)
+    return ImageIndex(
+        image=image,
+        layers=tuple(layers),
+        entries=tree.entries,
+        links=tree.link_groups(),
+        errors=tuple(errors),
+        problems=tuple(config.problems),
+    )

@@ -59,3 +59,11 @@ class RuntimeUnavailable(ContainerRuntimeError, ConnectionError):
 
 class PermissionDenied(ContainerRuntimeError, PermissionError):
     """The engine or the host files refused us (not root, socket permissions)."""
+
+
+class BundleError(DriftError):
+    """A bundle cannot be written or read (bad key, output exists, not a bundle path)."""
+
+
+class BundleCorrupt(BundleError, ValueError):
+    """A bundle failed verification: what failed is in the message."""

@@ -285,6 +285,17 @@ class SocketRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class Finding:
+    """One reason a change or a process matters: a classifier's verdict with its evidence."""
+
+    rule: str  # the heuristic or YARA rule that fired, e.g. "persistence.cron", "yara:miners/xmrig"
+    severity: Severity
+    attack: tuple[str, ...] = ()  # MITRE ATT&CK technique ids
+    tags: tuple[str, ...] = ()
+    detail: str = ""  # what was seen, in words
+
+
+@dataclass(frozen=True, slots=True)
 class ProcessRecord:
     """One process of the container, read from the host's /proc (never by exec).
 
@@ -316,6 +327,12 @@ class ProcessRecord:
     env: Mapping[str, str] | None = None  # values only when asked for (they can be secrets)
     tags: tuple[str, ...] = ()  # exe-not-in-image, exe-modified, exe-deleted, memfd, ...
     errors: tuple[str, ...] = ()  # what could not be read, and why
+    severity: Severity = Severity.INFO  # set by classification (docs/severity.md)
+    attack: tuple[str, ...] = ()  # MITRE ATT&CK technique ids
+    findings: tuple[Finding, ...] = ()  # why it has its severity
+    magic: str | None = None  # libmagic's description of the executable
+    content: Mapping[str, Any] = field(default_factory=dict)  # ELF facts of the executable
+    yara: tuple[Mapping[str, Any], ...] = ()  # YARA matches on the executable's bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -333,6 +350,8 @@ class Change:
     attack: tuple[str, ...] = ()
     magic: str | None = None
     yara: tuple[Mapping[str, Any], ...] = ()
+    findings: tuple[Finding, ...] = ()  # why it has its severity (classification)
+    content: Mapping[str, Any] = field(default_factory=dict)  # ELF/script facts, errors
 
     @property
     def facts(self) -> FileFacts:
@@ -358,6 +377,7 @@ class DriftReport:
     mounts: tuple[MountPoint, ...] = ()
     packages: tuple[Mapping[str, Any], ...] = ()
     notes: tuple[str, ...] = ()
+    classification: Mapping[str, Any] | None = None  # engine, rule set, rule problems
 
     @property
     def has_drift(self) -> bool:
@@ -376,6 +396,13 @@ class DriftReport:
             counts[change.change.value] += 1
             by_severity[change.severity.value] += 1
         return {**counts, "unreadable": len(self.errors), "by_severity": by_severity}
+
+    @property
+    def highest_severity(self) -> Severity:
+        """The highest severity of any change, process or package entry (INFO when none)."""
+        levels = [c.severity for c in self.changes] + [p.severity for p in self.processes]
+        levels += [Severity(p["severity"]) for p in self.packages if "severity" in p]
+        return max(levels, key=lambda level: level.rank, default=Severity.INFO)
 
     def to_dict(self) -> dict[str, Any]:
         """The report as JSON-ready data (schema ``drifttools.report/v1``)."""

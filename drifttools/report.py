@@ -16,7 +16,7 @@ from importlib import resources
 from typing import Any
 
 from drifttools import __version__
-from drifttools.models import Change, DriftReport, FileFacts, ImageRef, Layer, Target
+from drifttools.models import Change, DriftReport, FileFacts, Finding, ImageRef, Layer, Target
 
 SCHEMA_ID = "drifttools.report/v1"
 
@@ -75,6 +75,18 @@ def change_to_dict(change: Change, layers: tuple[Layer, ...]) -> dict[str, Any]:
         "yara": [dict(match) for match in change.yara],
         "magic": change.magic,
         "attack": list(change.attack),
+        "findings": [finding_to_dict(finding) for finding in change.findings],
+        "content": plain(change.content),
+    }
+
+
+def finding_to_dict(finding: Finding) -> dict[str, Any]:
+    return {
+        "rule": finding.rule,
+        "severity": finding.severity.value,
+        "attack": list(finding.attack),
+        "tags": list(finding.tags),
+        "detail": finding.detail,
     }
 
 
@@ -133,7 +145,10 @@ def report_to_dict(report: DriftReport) -> dict[str, Any]:
         },
         "summary": report.summary(),
         "changes": [change_to_dict(change, report.baseline) for change in report.changes],
-        "processes": [plain(process) for process in report.processes],
+        "processes": [
+            {**plain(process), "findings": [finding_to_dict(f) for f in process.findings]}
+            for process in report.processes
+        ],
         "sockets": [plain(socket) for socket in report.sockets],
         "mounts": [plain(mount) for mount in report.mounts],
         "packages": [dict(package) for package in report.packages],
@@ -142,6 +157,11 @@ def report_to_dict(report: DriftReport) -> dict[str, Any]:
         ],
         "errors": [{"path": e.path, "reason": e.reason} for e in report.errors],
         "notes": list(report.notes),
+        **(
+            {"classification": plain(report.classification)}
+            if report.classification is not None
+            else {}
+        ),
     }
 
 

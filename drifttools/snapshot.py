@@ -21,19 +21,20 @@ from __future__ import annotations
 
 import os
 import posixpath
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
 from drifttools import _native
 from drifttools.entries import join_mount
-from drifttools.errors import RootfsError
+from drifttools.errors import DriftError, RootfsError
 from drifttools.models import (
     ContainerInfo,
     ErrorRecord,
     FilesystemState,
     MountPoint,
+    ProcessRecord,
     Snapshot,
     Target,
 )
@@ -45,6 +46,10 @@ from drifttools.rootfs import DEFAULT_HASH_CAP, PSEUDO_FILESYSTEMS
 from drifttools.runtime import Runtime, runtime_for
 
 METHODS = ("auto", "upper", "merged", "export")
+
+#: Called right after the processes were read, before any file: the moment to take what is
+#: most volatile next (the executables behind ``/proc/<pid>/exe``, for evidence bundles).
+ProcessHook = Callable[[ContainerInfo, tuple[ProcessRecord, ...]], None]
 
 
 @contextmanager
@@ -71,8 +76,14 @@ def take_snapshot(
     env_values: bool = False,
     hash_max_size: int | None = DEFAULT_HASH_CAP,
     progress: Progress = no_progress,
+    after_processes: ProcessHook | None = None,
 ) -> Snapshot:
-    """Snapshot the container ``reference`` (name, id or id prefix) without touching it."""
+    """Snapshot the container ``reference`` (name, id or id prefix) without touching it.
+
+    Order of volatility (RFC 3227): processes and sockets, then ``after_processes``
+    (when given), mounts, the mounts the container writes to (tmpfs first: memory),
+    then the root filesystem.
+    """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, not {method!r}")
     runtime = runtime or runtime_for(reference)
@@ -84,12 +95,15 @@ def take_snapshot(
     with frozen(runtime, info, freeze, notes):
         if info.running:
             progress("processes", 0, None)
-            pids = container_pids(info.id) or [info.pid]
+            pids = _pids(runtime, info, notes)
             processes, sockets = read_processes(pids, env_values=env_values)
+            if after_processes is not None:
+                after_processes(info, processes)
             mounts = _live_mounts(info)
+        progress("mounts", 0, None)
+        mount_states = _mount_states(info, mounts, hash_max_size, errors)
         progress("filesystem", 0, None)
-        filesystems = [_rootfs(info, runtime, method, hash_max_size, notes)]
-        filesystems += _mount_states(info, mounts, hash_max_size, errors)
+        filesystems = [_rootfs(info, runtime, method, hash_max_size, notes), *mount_states]
     target = Target(
         runtime=info.runtime,
         id=info.id,
@@ -112,6 +126,21 @@ def take_snapshot(
     )
 
 
+def _pids(runtime: Runtime, info: ContainerInfo, notes: list[str]) -> list[int]:
+    """The container's processes: the host's cgroup membership, joined with the runtime's
+    own list where it keeps one (containerd's Tasks.ListPids)."""
+    pids = set(container_pids(info.id))
+    listed = getattr(runtime, "pids", None)
+    if listed is not None:
+        try:
+            pids.update(listed(info.id))
+        except (DriftError, OSError) as exc:
+            notes.append(f"{runtime.name} did not list the task's pids: {exc}")
+    if not pids and info.pid is not None:
+        pids.add(info.pid)
+    return sorted(pids)
+
+
 def _live_mounts(info: ContainerInfo) -> list[MountPoint]:
     text = Path(f"/proc/{info.pid}/mountinfo").read_text(errors="surrogateescape")
     return parse_mountinfo(text, info.mounts)
@@ -121,8 +150,13 @@ def _rootfs(
     info: ContainerInfo, runtime: Runtime, method: str, cap: int | None, notes: list[str]
 ) -> FilesystemState:
     if method == "auto":
-        method = "upper" if info.upper_dir and os.path.isdir(info.upper_dir) else "export"
-        if method == "export":
+        if info.upper_dir and os.path.isdir(info.upper_dir):
+            method = "upper"
+        elif info.running:
+            method = "merged"
+            notes.append("no readable overlay upper dir: the whole merged view was walked")
+        else:
+            method = "export"
             notes.append("overlay upper dir not readable here: filesystem read by export")
     if method == "upper":
         if not info.upper_dir:
@@ -137,7 +171,9 @@ def _rootfs(
             root, exclude=list(PSEUDO_FILESYSTEMS), one_filesystem=True, hash_max_size=cap
         )
         return FilesystemState("/", "merged", root, "walk", tree, host_root=root)
-    notes.append("docker export streamed: the engine read every file (this can change atimes)")
+    notes.append(
+        f"{runtime.name} export streamed: the engine read every file (this can change atimes)"
+    )
     tree = _native.read_layer(runtime.export_stream(info.id)).entries
     return FilesystemState("/", "merged", f"{runtime.name} export {info.id}", "export", tree)
 

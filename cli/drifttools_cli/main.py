@@ -17,10 +17,13 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 import drifttools
 from drifttools.atomic import atomic_output
+from drifttools.cache import default_cache_dir
 from drifttools.progress import Progress as ProgressCallback
 from drifttools.progress import no_progress
 from drifttools.runtime import runtime_for
+from drifttools.runtimes.checkpoint import diff_checkpoint
 from drifttools.text import printable
+from drifttools_cli.evidence import bundle, export, verify
 from drifttools_cli.render import (
     OutputFormat,
     draw_containers,
@@ -83,7 +86,10 @@ def emit(report: drifttools.DriftReport, output: OutputFormat, out_file: Path | 
             sys.stdout.write(line + "\n")
 
 
-def exit_status(report: drifttools.DriftReport) -> int:
+def exit_status(report: drifttools.DriftReport, fail_on: drifttools.Severity | None = None) -> int:
+    """diff(1) codes; with ``fail_on``, 1 means "something reached that severity"."""
+    if fail_on is not None:
+        return EXIT_DRIFT if report.highest_severity.rank >= fail_on.rank else EXIT_NO_DRIFT
     return EXIT_DRIFT if report.has_drift else EXIT_NO_DRIFT
 
 
@@ -165,6 +171,33 @@ def cli() -> None:
     is_flag=True,
     help="Go on when a digest does not match; the report says so.",
 )
+@click.option(
+    "--rules",
+    "rules",
+    multiple=True,
+    type=click.Path(exists=True, path_type=Path),
+    help="YARA rules file or directory, added to the bundled rules (repeatable).",
+)
+@click.option(
+    "--yara-engine",
+    type=click.Choice(["yara-x", "yara-python"]),
+    default="yara-x",
+    show_default=True,
+    help="YARA engine: yara-x (per-scan timeout) or yara-python (libyara).",
+)
+@click.option("--no-yara", is_flag=True, help="Do not scan with YARA.")
+@click.option(
+    "--allow",
+    "allow",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Allowlist of expected drift: '[IMAGE-GLOB] PATH-GLOB' a line (repeatable).",
+)
+@click.option(
+    "--fail-on",
+    type=click.Choice([level.value for level in drifttools.Severity]),
+    help="Exit 1 only when a change, process or package reaches this severity (CI gate).",
+)
 @common_output_options
 def diff(
     container: str | None,
@@ -181,18 +214,40 @@ def diff(
     cache_dir: Path | None,
     no_cache: bool,
     allow_unverified: bool,
+    rules: tuple[Path, ...],
+    yara_engine: str,
+    no_yara: bool,
+    allow: tuple[Path, ...],
+    fail_on: str | None,
     output: str,
     out_file: Path | None,
     progress: bool,
 ) -> None:
     """What drifted in CONTAINER (live, from the host) or in an acquired filesystem
-    (--image and --rootfs). Exit 0 no drift, 1 drift, 2 trouble."""
+    (--image and --rootfs). Exit 0 no drift, 1 drift, 2 trouble; with --fail-on LEVEL,
+    1 only when something reaches LEVEL (0 otherwise, drift or not)."""
+    checkpoint = container is not None and container.startswith("checkpoint://")
     offline = image is not None or rootfs is not None
-    if offline == (container is not None) or (offline and (image is None or rootfs is None)):
+    if checkpoint and (image is None or rootfs is not None):
+        raise click.UsageError("a checkpoint:// archive is diffed against --image (no --rootfs)")
+    if not checkpoint and (
+        offline == (container is not None) or (offline and (image is None or rootfs is None))
+    ):
         raise click.UsageError("give a CONTAINER, or both --image and --rootfs")
     cache = None if no_cache else drifttools.LayerCache(cache_dir)
+    classification = drifttools.ClassifyOptions(
+        rules=rules,
+        yara=not no_yara,
+        yara_engine=yara_engine,
+        allow=allow,
+        cache_dir=(cache_dir or default_cache_dir()) if not no_cache else None,
+    )
     with troubles(), progress_bar(progress) as update:
-        if container is not None:
+        if checkpoint:
+            report = diff_checkpoint(
+                container, image=image, verify=not allow_unverified, cache=cache
+            )
+        elif container is not None:
             report = drifttools.diff(
                 container,
                 runtime=runtime_for(container, endpoint=endpoint),
@@ -201,6 +256,7 @@ def diff(
                 env_values=env_values,
                 cache=cache,
                 verify=not allow_unverified,
+                classification=classification,
                 progress=update,
             )
         else:
@@ -212,10 +268,18 @@ def diff(
                 platform=platform,
                 cache=cache,
                 verify=not allow_unverified,
+                classification=classification,
                 progress=update,
             )
         emit(report, OutputFormat(output), out_file)
-    sys.exit(exit_status(report))
+    for problem in (report.classification or {}).get("yara", {}).get("problems", []):
+        click.echo(
+            f"drifttools: warning: YARA rule {printable(problem['rule'])} "
+            f"({printable(problem['origin'])}) skipped: {printable(problem['message'])}",
+            err=True,
+        )
+    threshold = drifttools.Severity(fail_on) if fail_on else None
+    sys.exit(exit_status(report, threshold))
 
 
 @cli.command()
@@ -238,18 +302,37 @@ def ps(container: str, env_values: bool, endpoint: str | None, output: str) -> N
 
 
 @cli.command(name="ls")
-@click.option("--host", "endpoint", help="Docker Engine endpoint.")
+@click.option(
+    "--runtime",
+    "runtime_name",
+    type=click.Choice(["docker", "containerd"]),
+    default="docker",
+    show_default=True,
+    help="Which engine to list.",
+)
+@click.option(
+    "--host",
+    "--address",
+    "endpoint",
+    help="Engine endpoint: Docker's DOCKER_HOST, or containerd's socket.",
+)
 @click.option(
     "--format", "output", type=click.Choice(["table", "json"]), default="table", show_default=True
 )
-def list_containers(endpoint: str | None, output: str) -> None:
-    """Running containers, each with a quick count of the paths it changed (its upper dir)."""
+def list_containers(runtime_name: str, endpoint: str | None, output: str) -> None:
+    """Running containers (all namespaces for containerd), each with a quick count of the
+    paths it changed (its upper dir)."""
     with troubles():
-        rows = drifttools.running_containers(runtime_for(None, endpoint=endpoint))
+        runtime = runtime_for(None, endpoint=endpoint, runtime=runtime_name)
+        rows = drifttools.running_containers(runtime)
     if output == "json":
         click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
     else:
         draw_containers(rows, Console(highlight=False))
+
+
+for command in (bundle, verify, export):
+    cli.add_command(command)
 
 
 def main() -> None:

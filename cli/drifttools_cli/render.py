@@ -55,8 +55,20 @@ def draw_table(report: DriftReport, console: Console) -> None:
     )
     if report.changes:
         table = Table(show_edge=False, pad_edge=False, box=None)
-        for column in ("severity", "", "path", "type", "mode", "owner", "size", "layer"):
-            table.add_column(column, no_wrap=column != "path")
+        columns = (
+            "severity",
+            "",
+            "path",
+            "type",
+            "mode",
+            "owner",
+            "size",
+            "layer",
+            "tags",
+            "att&ck",
+        )
+        for column in columns:
+            table.add_column(column, no_wrap=column not in ("path", "tags"))
         ordered = sorted(report.changes, key=lambda c: (-c.severity.rank, c.path))
         for change in ordered:
             facts = change.facts
@@ -70,13 +82,38 @@ def draw_table(report: DriftReport, console: Console) -> None:
                 f"{facts.uid}:{facts.gid}",
                 str(facts.size) if facts.kind == "file" else "",
                 layer,
+                Text(printable(",".join(change.tags))),
+                ",".join(change.attack),
             )
         console.print(table)
+    flagged = sorted(
+        (p for p in report.processes if p.severity.rank > Severity.INFO.rank),
+        key=lambda p: (-p.severity.rank, p.pid),
+    )
+    for process in flagged:
+        console.print(
+            Text.assemble(
+                (process.severity.value, _STYLE[process.severity]),
+                f" process {process.pid} ",
+                printable(process.exe or process.comm),
+                f" [{printable(','.join(process.tags))}] {','.join(process.attack)}",
+            )
+        )
+    for package in report.packages:
+        console.print(
+            Text(
+                f"package {package['manager']} {printable(package['name'])} {package['change']}"
+                f" {package.get('before') or '-'} -> {package.get('after') or '-'}"
+            )
+        )
     summary = report.summary()
     counts = ", ".join(
         f"{summary[k]} {k}" for k in ("added", "modified", "metadata", "type", "deleted")
     )
+    levels = ", ".join(f"{n} {k}" for k, n in reversed(summary["by_severity"].items()) if n)
     console.print(Text(f"{counts}; {summary['unreadable']} unreadable", style="bold"))
+    if levels:
+        console.print(Text(f"by severity: {levels}", style="bold"))
     for error in report.errors[:20]:
         console.print(Text(f"unreadable: {printable(error.path)}: {printable(error.reason)}"))
     if len(report.errors) > 20:

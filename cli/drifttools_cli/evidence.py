@@ -1,0 +1,200 @@
+"""``drifttools bundle``, ``verify`` and ``export``: evidence bundles and timelines.
+
+Exit status like diff(1): ``verify`` gives 0 when every byte checked out, 1 when
+verification failed (what failed on stderr), 2 on trouble (no such bundle, bad
+key). ``bundle`` and ``export`` give 0 or 2.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+import drifttools
+from drifttools.atomic import atomic_output
+from drifttools.bundle import (
+    DEFAULT_MAX_FILE_SIZE,
+    DEFAULT_MAX_TOTAL_SIZE,
+    is_bundle,
+    open_bundle,
+    verify_bundle,
+)
+from drifttools.bundle import bundle as write_bundle
+from drifttools.exports import FORMATS, export_lines
+from drifttools.runtime import runtime_for
+from drifttools.text import printable
+
+EXIT_VERIFIED, EXIT_FAILED, EXIT_TROUBLE = 0, 1, 2
+
+
+def _troubles():  # type: ignore[no-untyped-def]
+    # imported here: main registers these commands, so it imports this module
+    from drifttools_cli.main import troubles
+
+    return troubles()
+
+
+def _progress_bar(enabled: bool):  # type: ignore[no-untyped-def]
+    from drifttools_cli.main import progress_bar
+
+    return progress_bar(enabled)
+
+
+@click.command()
+@click.argument("container")
+@click.option(
+    "-o",
+    "--output",
+    "output",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Where to write the bundle (must not exist); <output>.sha256 is written beside it.",
+)
+@click.option("--dir", "as_directory", is_flag=True, help="Write a directory, not one tar file.")
+@click.option(
+    "--sign",
+    "sign_key",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Sign the manifest with this Ed25519 private key (PEM, unencrypted).",
+)
+@click.option("--operator", help="Who acquired the evidence (recorded).")
+@click.option("--case-id", help="The case this acquisition belongs to (recorded).")
+@click.option("--freeze", is_flag=True, help="Pause the container while it is read.")
+@click.option(
+    "--method",
+    type=click.Choice(["auto", "upper", "merged", "export"]),
+    default="auto",
+    show_default=True,
+    help="How to read the container's filesystem.",
+)
+@click.option("--env-values", is_flag=True, help="Include environment values (can be secrets).")
+@click.option(
+    "--max-file-size",
+    type=click.IntRange(min=0),
+    default=DEFAULT_MAX_FILE_SIZE,
+    show_default=True,
+    help="Bytes: larger files and executables are listed as skipped, not stored.",
+)
+@click.option(
+    "--max-total-size",
+    type=click.IntRange(min=0),
+    default=DEFAULT_MAX_TOTAL_SIZE,
+    show_default=True,
+    help="Bytes: stop storing blobs past this total (the rest is listed as skipped).",
+)
+@click.option("--host", "endpoint", help="Docker Engine endpoint.")
+@click.option(
+    "--cache-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Layer cache directory (default: $XDG_CACHE_HOME/drifttools).",
+)
+@click.option("--allow-unverified", is_flag=True, help="Go on when an image digest does not match.")
+@click.option("--progress/--no-progress", default=True, help="Progress bar on a terminal.")
+def bundle(
+    container: str,
+    output: Path,
+    as_directory: bool,
+    sign_key: Path | None,
+    operator: str | None,
+    case_id: str | None,
+    freeze: bool,
+    method: str,
+    env_values: bool,
+    max_file_size: int,
+    max_total_size: int,
+    endpoint: str | None,
+    cache_dir: Path | None,
+    allow_unverified: bool,
+    progress: bool,
+) -> None:
+    """Collect CONTAINER's evidence into one sealed bundle; print its SHA-256 at the end."""
+    with _troubles(), _progress_bar(progress) as update:
+        result = write_bundle(
+            container,
+            output,
+            directory=as_directory,
+            runtime=runtime_for(container, endpoint=endpoint),
+            method=method,
+            freeze=freeze,
+            env_values=env_values,
+            cache=drifttools.LayerCache(cache_dir),
+            verify=not allow_unverified,
+            max_file_size=max_file_size,
+            max_total_size=max_total_size,
+            operator=operator,
+            case_id=case_id,
+            sign_key=sign_key,
+            progress=update,
+        )
+    for item in result.skipped:
+        where = item["path"] if item["path"] is not None else f"pid {item['pid']}"
+        click.echo(f"skipped: {printable(str(where))}: {printable(str(item['reason']))}", err=True)
+    click.echo(f"sha256:{result.sha256}  {printable(str(result.path))}")
+
+
+@click.command()
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option(
+    "--key",
+    "public_key",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Require a signature by this Ed25519 public key (PEM).",
+)
+def verify(path: Path, public_key: Path | None) -> None:
+    """Check every byte of the bundle at PATH. Exit 0 verified, 1 failed, 2 trouble."""
+    with _troubles():
+        result = verify_bundle(path, public_key=public_key)
+    name = printable(str(path))
+    if not result.ok:
+        for problem in result.problems:
+            click.echo(f"drifttools: verify: {name}: {printable(problem)}", err=True)
+        click.echo(f"FAILED {name}")
+        sys.exit(EXIT_FAILED)
+    signed = (
+        "signed, key checked" if result.key_given else "signed" if result.signed else "unsigned"
+    )
+    click.echo(f"verified {name}: {result.members} members, {signed}, sha256:{result.sha256}")
+    sys.exit(EXIT_VERIFIED)
+
+
+@click.command()
+@click.argument("source")
+@click.option("--to", "fmt", type=click.Choice(FORMATS), required=True, help="Export format.")
+@click.option(
+    "-o",
+    "--output-file",
+    "out_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write here (atomically) instead of stdout.",
+)
+@click.option("--host", "endpoint", help="Docker Engine endpoint (SOURCE a container).")
+@click.option(
+    "--cache-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Layer cache directory (SOURCE a container).",
+)
+def export(
+    source: str, fmt: str, out_file: Path | None, endpoint: str | None, cache_dir: Path | None
+) -> None:
+    """Export SOURCE (a bundle, or a live container) as a bodyfile, Timesketch JSONL or CASE."""
+    with _troubles():
+        if is_bundle(source):
+            with open_bundle(source) as opened:
+                report, acquisition = opened.report, opened.acquisition
+        else:
+            report = drifttools.diff(
+                source,
+                runtime=runtime_for(source, endpoint=endpoint),
+                cache=drifttools.LayerCache(cache_dir),
+            )
+            acquisition = None
+        lines = export_lines(report, fmt, acquisition)
+        if out_file is None:
+            for line in lines:
+                sys.stdout.write(line + "\n")
+        else:
+            with atomic_output(out_file, "w") as handle:
+                for line in lines:
+                    handle.write(line + "\n")

@@ -1,0 +1,339 @@
+"""containerd over our gRPC client: a standalone daemon started here, CRI-style containers.
+
+The daemon has its own root, state and socket in a temporary directory (overlayfs
+snapshotter, CRI plugin off). Containers are made with ``ctr run --label ...`` in the
+``k8s.io`` namespace and drifted with ``ctr task exec`` (the test's tools; drifttools never
+execs). The oracle is drifttools' own Docker path on an equivalent Docker container with
+the same mutations: both engines must report the same changes.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+import drifttools
+from drifttools import ChangeKind, ContainerNotFound, LayerCache
+from drifttools.errors import RuntimeUnavailable
+from drifttools.runtime import runtime_for
+from drifttools.runtimes.containerd import ContainerdRuntime, parse_target
+from tests.conftest import assert_valid_report
+from tests.engine import docker, unique
+from tests.test_cli import EXE, one_clear_line
+
+MUTATIONS = (
+    "echo added > /tmp/new"
+    " && echo overwritten > /opt/app/a"
+    " && chmod 4755 /bin/busybox"
+    " && chown 1000:1000 /opt/app/sub/c"
+    " && rm -f /replaced"
+    " && rm -rf /var/log"
+    " && mkdir -p /srv/d"
+    " && ln -sf /etc/passwd /tmp/link"
+)
+CONFIG = """\
+version = 2
+root = "{root}"
+state = "{state}"
+disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.btrfs",
+  "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper",
+  "io.containerd.snapshotter.v1.aufs", "io.containerd.internal.v1.opt",
+  "io.containerd.tracing.processor.v1.otlp"]
+[grpc]
+  address = "{socket}"
+[ttrpc]
+  address = "{socket}.ttrpc"
+"""
+IMAGE = "docker.io/library/drifttools-ctd:1"
+
+
+@dataclass
+class Daemon:
+    """A containerd of our own, and what the tests made on it (all removed at the end)."""
+
+    base: Path
+    socket: str
+    process: subprocess.Popen
+    containers: list[tuple[str, str]] = field(default_factory=list)  # (namespace, id)
+
+    @property
+    def root(self) -> Path:
+        return self.base / "root"
+
+    def ctr(self, *args: str, namespace: str = "k8s.io", check: bool = True) -> str:
+        result = subprocess.run(
+            ["ctr", "-a", self.socket, "-n", namespace, *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        if check and result.returncode != 0:
+            raise RuntimeError(f"ctr {' '.join(args)}: {result.stderr}")
+        return result.stdout
+
+    def run(
+        self,
+        pod: str,
+        container: str = "app",
+        *,
+        namespace: str = "k8s.io",
+        pod_namespace: str = "default",
+        labels: bool = True,
+        extra: tuple[str, ...] = (),
+    ) -> str:
+        container_id = unique("ctd")
+        label_args: list[str] = []
+        if labels:
+            for key, value in (
+                ("io.kubernetes.pod.name", pod),
+                ("io.kubernetes.pod.namespace", pod_namespace),
+                ("io.kubernetes.container.name", container),
+                ("io.cri-containerd.kind", "container"),
+            ):
+                label_args += ["--label", f"{key}={value}"]
+        self.ctr("run", "-d", *label_args, *extra, IMAGE, container_id, namespace=namespace)
+        self.containers.append((namespace, container_id))
+        return container_id
+
+    def exec(self, container_id: str, script: str, namespace: str = "k8s.io") -> None:
+        self.ctr(
+            "task",
+            "exec",
+            "--exec-id",
+            unique("x"),
+            container_id,
+            "sh",
+            "-c",
+            script,
+            namespace=namespace,
+        )
+
+    def stop(self, container_id: str, namespace: str = "k8s.io") -> None:
+        """Kill and delete the task (the container record and its snapshot stay)."""
+        self.ctr("task", "kill", "-s", "KILL", container_id, namespace=namespace, check=False)
+        for _ in range(50):
+            if "STOPPED" in self.ctr("task", "ls", namespace=namespace) or not self.ctr(
+                "task", "ls", "-q", namespace=namespace
+            ).count(container_id):
+                break
+            time.sleep(0.1)
+        self.ctr("task", "rm", "-f", container_id, namespace=namespace, check=False)
+
+    def shutdown(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def start_daemon(base: Path, image_tar: Path) -> Daemon:
+    base.mkdir(parents=True, exist_ok=True)
+    socket = str(base / "containerd.sock")
+    config = base / "config.toml"
+    config.write_text(CONFIG.format(root=base / "root", state=base / "state", socket=socket))
+    with (base / "containerd.log").open("wb") as log:
+        process = subprocess.Popen(
+            ["containerd", "--config", str(config)], stdout=log, stderr=log, start_new_session=True
+        )
+    daemon = Daemon(base, socket, process)
+    for _ in range(100):
+        if (
+            os.path.exists(socket)
+            and subprocess.run(
+                ["ctr", "-a", socket, "version"], capture_output=True, check=False
+            ).returncode
+            == 0
+        ):
+            break
+        time.sleep(0.1)
+    else:
+        daemon.shutdown()
+        raise AssertionError(f"containerd did not start: {(base / 'containerd.log').read_text()}")
+    for namespace in ("k8s.io", "default"):
+        daemon.ctr("images", "import", str(image_tar), namespace=namespace)
+    return daemon
+
+
+def cleanup_daemon(daemon: Daemon) -> None:
+    """Kill every task we started, stop the daemon, unmount what it left under our dir."""
+    for namespace, container_id in daemon.containers:
+        if daemon.process.poll() is None:
+            daemon.stop(container_id, namespace)
+            daemon.ctr("containers", "rm", container_id, namespace=namespace, check=False)
+    daemon.shutdown()
+    # shims outlive a stopped daemon: kill the ones serving our state dir
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"containerd-shim" in cmdline and daemon.socket.encode() in cmdline:
+            os.kill(int(pid), signal.SIGKILL)
+    with open("/proc/mounts") as mounts:
+        targets = [line.split()[1] for line in mounts if str(daemon.base) in line]
+    for target in reversed(targets):
+        subprocess.run(["umount", "-l", target], check=False, capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def image_tar(busybox_image: dict, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The busybox test image, re-tagged for containerd, as a ``docker save`` tar."""
+    docker("tag", busybox_image["tag"], IMAGE)
+    saved = tmp_path_factory.mktemp("ctd-image") / "image.tar"
+    docker("save", "-o", str(saved), IMAGE)
+    docker("rmi", IMAGE, check=False)
+    return saved
+
+
+@pytest.fixture(scope="module")
+def ctd(image_tar: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
+    daemon = start_daemon(tmp_path_factory.mktemp("containerd"), image_tar)
+    try:
+        yield daemon
+    finally:
+        cleanup_daemon(daemon)
+
+
+@pytest.fixture(scope="module")
+def runtime(ctd: Daemon) -> Iterator[ContainerdRuntime]:
+    found = ContainerdRuntime(ctd.socket)
+    yield found
+    found.close()
+
+
+def rootfs_changes(report: drifttools.DriftReport) -> dict[str, ChangeKind]:
+    return {c.path: c.change for c in report.changes if c.mount == "/"}
+
+
+def test_diff_matches_the_docker_path(
+    ctd: Daemon, runtime: ContainerdRuntime, busybox_image: dict, container, tmp_path: Path
+) -> None:
+    cache = LayerCache(tmp_path / "cache")
+    # what each engine itself puts into a fresh container (mount points, /etc/hosts ...)
+    fresh_docker = container(busybox_image["tag"])
+    ctd.run("fresh")
+    plumbing = set(rootfs_changes(drifttools.diff(fresh_docker, cache=cache)))
+    plumbing |= set(rootfs_changes(drifttools.diff("k8s://default/fresh", runtime=runtime)))
+
+    drifted_docker = container(busybox_image["tag"])
+    docker("exec", drifted_docker, "sh", "-c", MUTATIONS)
+    drifted_ctd = ctd.run("web-1")
+    ctd.exec(drifted_ctd, MUTATIONS)
+
+    via_docker = drifttools.diff(drifted_docker, cache=cache)
+    via_grpc = drifttools.diff("k8s://default/web-1", runtime=runtime, cache=cache)
+    assert_valid_report(via_grpc.to_dict())
+    expected = {p: k for p, k in rootfs_changes(via_docker).items() if p not in plumbing}
+    found = {p: k for p, k in rootfs_changes(via_grpc).items() if p not in plumbing}
+    # the one true difference: fuse-overlayfs (this Docker) keeps the image's hardlink
+    # /opt/app/hard -> /opt/app/a on copy-up, kernel overlayfs (containerd) breaks it; each
+    # report says what its container really sees
+    info = runtime.resolve("k8s://default/web-1")
+    if expected.get("/opt/app/hard") and "/opt/app/hard" not in found:
+        assert Path(f"/proc/{info.pid}/root/opt/app/hard").read_text() == "hello\n"
+        del expected["/opt/app/hard"]
+    assert found == expected
+    assert found["/tmp/new"] is ChangeKind.ADDED
+    assert found["/opt/app/a"] is ChangeKind.MODIFIED
+    assert found["/bin/busybox"] is ChangeKind.METADATA
+    assert found["/replaced"] is ChangeKind.DELETED
+    assert found["/var/log"] is ChangeKind.DELETED
+    # baseline: from the content store, every digest checked
+    assert via_grpc.verified
+    assert {layer.source for layer in via_grpc.baseline} <= {"engine-store", "cache"}
+    # processes from Tasks.ListPids, read from the host's /proc
+    assert info.raw["task"]["pids"] == [info.pid]
+    assert [p.pid for p in via_grpc.processes] == [info.pid]
+    assert via_grpc.processes[0].cmdline == ("sleep", "100000")  # exec sleep in entrypoint
+    assert info.upper_dir and info.upper_dir.endswith("/fs")
+    assert info.name == "default/web-1/app"
+
+
+def test_baseline_reads_blobs_through_content_read(ctd: Daemon, tmp_path: Path) -> None:
+    """Without host access to the content store, each layer streams through Content.Read."""
+    container_id = ctd.run("streamed")
+    remote = ContainerdRuntime(ctd.socket)
+    remote.content_root = None  # as if the store were not readable here
+    report = drifttools.diff(
+        f"containerd://k8s.io/{container_id}", runtime=remote, cache=LayerCache(tmp_path / "cache")
+    )
+    assert report.verified
+    assert [layer.source for layer in report.baseline] == ["engine-store"] * 4
+    assert_valid_report(report.to_dict())
+    assert all(layer.digest and layer.digest.startswith("sha256:") for layer in report.baseline)
+    remote.close()
+
+
+def test_restarts_prefer_the_running_task_and_keep_history(
+    ctd: Daemon, runtime: ContainerdRuntime
+) -> None:
+    first = ctd.run("restarted")
+    ctd.stop(first)
+    second = ctd.run("restarted")
+    info = runtime.resolve("k8s://default/restarted/app")
+    assert info.id == second and info.running
+    assert {a["id"] for a in info.raw["attempts"]} == {first, second}
+    assert {a["status"] for a in info.raw["attempts"] if a["id"] == first} <= {"stopped", "exited"}
+
+
+def test_targets_and_listing_across_namespaces(ctd: Daemon, runtime: ContainerdRuntime) -> None:
+    sidecar_pod = ctd.run("two", "main")
+    ctd.run("two", "sidecar")
+    plain = ctd.run("x", namespace="default", labels=False)
+    with pytest.raises(ContainerNotFound, match="several containers"):
+        runtime.resolve("k8s://default/two")
+    assert runtime.resolve("k8s://default/two/main").id == sidecar_pod
+    assert runtime.resolve(f"containerd://default/{plain}").raw["namespace"] == "default"
+    assert runtime.resolve(f"containerd://{plain[:12]}").id == plain  # every namespace
+    listed = {(i.raw["namespace"], i.id) for i in runtime.list_running()}
+    assert ("default", plain) in listed and ("k8s.io", sidecar_pod) in listed
+    assert parse_target("k8s://prod/web/nginx").container == "nginx"
+    assert isinstance(runtime_for("k8s://a/b", endpoint=ctd.socket), ContainerdRuntime)
+
+
+def test_errors_are_typed(ctd: Daemon, runtime: ContainerdRuntime, tmp_path: Path) -> None:
+    with pytest.raises(RuntimeUnavailable, match="no containerd socket"):
+        ContainerdRuntime(str(tmp_path / "missing.sock"))
+    with pytest.raises(ContainerNotFound, match="no namespace"):
+        runtime.resolve("containerd://nope/abc")
+    with pytest.raises(ContainerNotFound, match="no pod"):
+        runtime.resolve("k8s://default/absent")
+    with pytest.raises(ContainerNotFound, match="k8s://"):
+        runtime.resolve("k8s://only-one-part")
+
+
+def test_cli_errors_are_one_line_exit_2(ctd: Daemon, tmp_path: Path) -> None:
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / ".cache")}
+    missing = {**env, "CONTAINERD_ADDRESS": str(tmp_path / "gone.sock")}
+    result = subprocess.run(
+        [EXE, "diff", "k8s://default/web-1"],
+        capture_output=True,
+        text=True,
+        env=missing,
+        timeout=120,
+        check=False,
+    )
+    one_clear_line(result, "containerd")
+    ours = {**env, "CONTAINERD_ADDRESS": ctd.socket}
+    result = subprocess.run(
+        [EXE, "diff", "k8s://default/no-such-pod"],
+        capture_output=True,
+        text=True,
+        env=ours,
+        timeout=120,
+        check=False,
+    )
+    one_clear_line(result, "no-such-pod")

@@ -1,0 +1,225 @@
+"""Dead hosts: a copy of a stopped engine's data root, diffed with no daemon at all.
+
+Docker: a container is stopped (never the host's dockerd) and only what it needs is
+copied: its container dir, its image config, the layerdb records of its layers and
+mount, and those layer dirs. containerd: our own test daemon is stopped and its root
+copied. Each offline diff must equal the live diff of the same container, and nothing
+under the copied root may change. Also: a KEP-2008 checkpoint archive.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import shutil
+import subprocess
+import tarfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import drifttools
+from drifttools import ChangeKind, LayerCache
+from drifttools.errors import ContainerNotFound, DigestMismatch, RuntimeUnavailable
+from drifttools.images.layer_store import chain_ids
+from drifttools.runtime import runtime_for
+from drifttools.runtimes.checkpoint import diff_checkpoint
+from drifttools.runtimes.containerd import ContainerdRuntime
+from drifttools.runtimes.containerd_root import ContainerdRootRuntime
+from drifttools.runtimes.docker_root import DockerRootRuntime
+from tests.conftest import assert_valid_report
+from tests.engine import docker
+from tests.test_containerd import MUTATIONS, cleanup_daemon, image_tar, start_daemon
+
+__all__ = ["image_tar"]  # the fixture, shared with test_containerd
+
+
+def rootfs_changes(report: drifttools.DriftReport) -> dict[str, tuple]:
+    return {
+        c.path: (c.change, c.after.sha256 if c.after else None, c.after.mode if c.after else None)
+        for c in report.changes
+        if c.mount == "/"
+    }
+
+
+def fingerprint(root: Path) -> dict[str, tuple]:
+    """Every path under ``root`` with its type, size, mtime and content hash."""
+    found = {}
+    for directory, dirs, files in os.walk(root):
+        for name in dirs + files:
+            path = Path(directory, name)
+            info = path.lstat()
+            digest = None
+            if path.is_file() and not path.is_symlink():
+                digest = hashlib.sha256(path.read_bytes()).hexdigest()
+            found[str(path)] = (info.st_mode, info.st_size, info.st_mtime_ns, digest)
+    return found
+
+
+def copy_docker_container(name: str, target: Path) -> Path:
+    """Copy what one stopped container needs out of /var/lib/docker (``cp -a``)."""
+    inspect = json.loads(docker("inspect", name))[0]
+    image = json.loads(docker("image", "inspect", inspect["Image"]))[0]
+    source = Path(json.loads(docker("info", "--format", "{{json .DockerRootDir}}")))
+    driver = inspect["Driver"]
+    root = target / "var-lib-docker"
+    wanted = [
+        Path("containers") / inspect["Id"],
+        Path("image") / driver / "imagedb" / "content" / "sha256" / inspect["Image"][7:],
+        Path("image") / driver / "layerdb" / "mounts" / inspect["Id"],
+    ]
+    for chain in chain_ids(image["RootFS"]["Layers"]):
+        record = Path("image") / driver / "layerdb" / "sha256" / chain[7:]
+        wanted.append(record)
+        wanted.append(Path(driver) / (source / record / "cache-id").read_text().strip())
+    mount_id = (source / wanted[2] / "mount-id").read_text().strip()
+    wanted.append(Path(driver) / mount_id)
+    for relative in wanted:
+        (root / relative).parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["cp", "-a", str(source / relative), str(root / relative)], check=True)
+    return root
+
+
+def test_docker_data_root_equals_live_diff(busybox_image: dict, container, tmp_path: Path) -> None:
+    name = container(busybox_image["tag"])
+    docker("exec", name, "sh", "-c", MUTATIONS)
+    docker("stop", "-t", "1", name)
+    cache = LayerCache(tmp_path / "cache")
+    live = drifttools.diff(name, cache=cache)
+    root = copy_docker_container(name, tmp_path / "disk")
+    before = fingerprint(root)
+
+    reference = f"docker-root://{root}#{name}"
+    runtime = runtime_for(reference)
+    assert isinstance(runtime, DockerRootRuntime)
+    offline = drifttools.diff(reference, runtime=runtime, cache=LayerCache(tmp_path / "c2"))
+    assert rootfs_changes(offline) == rootfs_changes(live)
+    assert offline.verified and {layer.source for layer in offline.baseline} == {"engine-store"}
+    assert offline.target.runtime == "offline" and offline.processes == ()
+    assert offline.target.details["engine"]["format"] == "docker-root"
+    assert_valid_report(offline.to_dict())
+    assert fingerprint(root) == before  # nothing written under the evidence
+    with pytest.raises(ContainerNotFound):
+        runtime.resolve(f"docker-root://{root}#nope")
+    with pytest.raises(RuntimeUnavailable, match="not a Docker data root"):
+        DockerRootRuntime(tmp_path)
+
+
+@pytest.fixture
+def stopped_containerd(image_tar: Path, tmp_path: Path) -> Iterator[tuple[Path, dict]]:
+    """A drifted CRI-style container, its live report, then the daemon stopped and its
+    root copied; yields (copied root, live changes)."""
+    daemon = start_daemon(tmp_path / "containerd", image_tar)
+    try:
+        container_id = daemon.run("db-0")
+        daemon.exec(container_id, MUTATIONS)
+        runtime = ContainerdRuntime(daemon.socket)
+        live = drifttools.diff(
+            "k8s://default/db-0", runtime=runtime, cache=LayerCache(tmp_path / "cache")
+        )
+        runtime.close()
+        daemon.stop(container_id)
+        daemon.shutdown()
+        copy = tmp_path / "disk" / "var-lib-containerd"
+        copy.parent.mkdir()
+        subprocess.run(["cp", "-a", str(daemon.root), str(copy)], check=True)
+    finally:
+        cleanup_daemon(daemon)
+    yield copy, rootfs_changes(live)
+
+
+def test_containerd_root_equals_live_diff(
+    stopped_containerd: tuple[Path, dict], tmp_path: Path
+) -> None:
+    root, live = stopped_containerd
+    before = fingerprint(root)
+    reference = f"containerd-root://{root}#k8s://default/db-0"
+    runtime = runtime_for(reference)
+    assert isinstance(runtime, ContainerdRootRuntime)
+    offline = drifttools.diff(reference, runtime=runtime, cache=LayerCache(tmp_path / "c2"))
+    assert rootfs_changes(offline) == live
+    assert offline.verified and {layer.source for layer in offline.baseline} == {"engine-store"}
+    assert_valid_report(offline.to_dict())
+    info = runtime.resolve(reference)
+    assert info.name == "default/db-0/app" and info.pid is None
+    assert info.raw["container"]["labels"]["io.kubernetes.pod.name"] == "db-0"
+    assert fingerprint(root) == before
+    with pytest.raises(ContainerNotFound, match="no namespace"):
+        runtime.resolve("nope/abc")
+
+
+def test_garbage_collected_blobs_fall_back_to_lower_dirs(
+    stopped_containerd: tuple[Path, dict], tmp_path: Path
+) -> None:
+    root, live = stopped_containerd
+    blobs = root / "io.containerd.content.v1.content" / "blobs" / "sha256"
+    runtime = ContainerdRootRuntime(root)
+    info = runtime.resolve("k8s://default/db-0")
+    layer_digests = [
+        json.loads((blobs / info.raw["image"]["manifest"][7:]).read_bytes())["layers"]
+    ][0]
+    for layer in layer_digests:  # what discard_unpacked_layers leaves behind
+        (blobs / layer["digest"][7:]).unlink()
+    with pytest.raises(DigestMismatch, match="garbage-collected"):
+        drifttools.diff(
+            "k8s://default/db-0", runtime=ContainerdRootRuntime(root), cache=LayerCache(tmp_path)
+        )
+    report = drifttools.diff(
+        "k8s://default/db-0",
+        runtime=ContainerdRootRuntime(root),
+        verify=False,
+        cache=LayerCache(tmp_path),
+    )
+    assert {layer.source for layer in report.baseline} == {"snapshot-lowerdir"}
+    assert not report.verified
+    assert all("lower dir" in layer.problems[0] for layer in report.baseline)
+    changed = {path: value[0] for path, value in rootfs_changes(report).items()}
+    assert changed == {path: value[0] for path, value in live.items()}
+
+
+def checkpoint_archive(path: Path) -> None:
+    """A KEP-2008 archive: the container changed /opt/app/a, added /tmp/new, deleted /replaced."""
+    diff = io.BytesIO()
+    with tarfile.open(fileobj=diff, mode="w") as archive:
+        for name, data, mode in (("opt/app/a", b"changed\n", 0o644), ("tmp/new", b"n\n", 0o600)):
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(data), mode
+            archive.addfile(info, io.BytesIO(data))
+    pstree = b"\x00" * 4 + (0x50273030).to_bytes(4, "little")
+    entry = bytes([0x08, 1, 0x10, 0, 0x18, 1, 0x20, 1])  # pid 1, ppid 0, pgid 1, sid 1
+    pstree += len(entry).to_bytes(4, "little") + entry
+    members = {
+        "config.dump": json.dumps(
+            {"id": "abc123", "name": "web", "rootfsImageName": "busybox:test"}
+        ).encode(),
+        "spec.dump": json.dumps({"mounts": [], "process": {"user": {"uid": 0}}}).encode(),
+        "rootfs-diff.tar": diff.getvalue(),
+        "deleted.files": json.dumps(["/replaced"]).encode(),
+        "checkpoint/pstree.img": pstree,
+    }
+    with tarfile.open(path, "w") as archive:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+
+
+def test_checkpoint_archive(busybox_image: dict, tmp_path: Path) -> None:
+    archive = tmp_path / "checkpoint.tar"
+    checkpoint_archive(archive)
+    report = diff_checkpoint(f"checkpoint://{archive}", image=busybox_image["save"])
+    found = {c.path: c.change for c in report.changes}
+    assert found == {
+        "/opt/app/a": ChangeKind.MODIFIED,
+        "/tmp/new": ChangeKind.ADDED,
+        "/replaced": ChangeKind.DELETED,
+    }
+    assert report.target.runtime == "offline" and report.target.name == "web"
+    assert_valid_report(report.to_dict())
+    assert any("pid 1 (parent 0)" in note for note in report.notes)
+    assert runtime_for(f"checkpoint://{archive}").resolve("").id == "abc123"
+    copy = shutil.copy(archive, tmp_path / "copy.tar")
+    assert Path(copy).read_bytes() == archive.read_bytes()
