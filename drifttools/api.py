@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from drifttools import _native
 from drifttools.baseline import container_baseline
@@ -148,24 +148,59 @@ def diff(
         hash_max_size=hash_max_size,
         progress=progress,
     )
-    assert taken.container is not None
-    baseline = container_baseline(
-        taken.container, runtime, cache=cache or LayerCache(), progress=progress
-    )
+    return diff_taken(
+        taken,
+        runtime,
+        cache=cache,
+        verify=verify,
+        exclusions=exclusions,
+        hash_max_size=hash_max_size,
+        classification=classification,
+        progress=progress,
+    ).report
+
+
+class Diffed(NamedTuple):
+    """A diff with what it was made from."""
+
+    report: DriftReport
+    snapshot: Snapshot  # completed with what the baseline asked to read
+    baseline: ImageIndex
+
+
+def diff_taken(
+    taken: Snapshot,
+    runtime: Runtime,
+    *,
+    cache: LayerCache | None = None,
+    verify: bool = True,
+    exclusions: Sequence[Exclusion] = DEFAULT_EXCLUSIONS,
+    hash_max_size: int | None = DEFAULT_HASH_CAP,
+    classification: ClassifyOptions | None = DEFAULT_CLASSIFICATION,
+    progress: Progress = no_progress,
+) -> Diffed:
+    """The baseline, diff and classification of a snapshot already taken (volatile data first).
+
+    The snapshot is completed with what the baseline asks to read: the merged view of
+    image hardlinks whose inode the upper dir changed.
+    """
+    info = taken.container
+    assert info is not None, "a live snapshot carries its container"
+    baseline = container_baseline(info, runtime, cache=cache or LayerCache(), progress=progress)
     if verify:
         require_verified(baseline)
     taken = add_hardlink_siblings(taken, baseline.links, hash_max_size)
     report = diff_snapshot(taken, baseline, exclusions=exclusions)
     if classification is None:
-        return report
-    assert taken.container is not None
-    layers = runtime.stored_layers(taken.container)
+        return Diffed(report, taken, baseline)
+    layers = runtime.stored_layers(info)
     image_files = None
     if layers is not None and len(layers) == len(baseline.layers):
         image_files = image_files_from_layers(baseline, layers)
-    return classify(
+    report = classify(
         report, taken, baseline, classification, image_files=image_files, progress=progress
     )
+    return Diffed(report, taken, baseline)
 
 
 def processes(

@@ -38,12 +38,12 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from drifttools import __version__
-from drifttools.baseline import container_baseline
+from drifttools.api import diff_taken
 from drifttools.cache import LayerCache
+from drifttools.classify import DEFAULT_CLASSIFICATION, ClassifyOptions
 from drifttools.content import ContentReader, ContentUnavailable
-from drifttools.drift import DEFAULT_EXCLUSIONS, diff_snapshot
+from drifttools.drift import DEFAULT_EXCLUSIONS
 from drifttools.errors import BundleCorrupt, BundleError
-from drifttools.image import require_verified
 from drifttools.models import (
     ChangeKind,
     ContainerInfo,
@@ -57,7 +57,7 @@ from drifttools.report import plain, report_to_dict, rfc3339_ns
 from drifttools.report_read import report_from_dict
 from drifttools.rootfs import DEFAULT_HASH_CAP
 from drifttools.runtime import Runtime, runtime_for
-from drifttools.snapshot import add_hardlink_siblings, take_snapshot
+from drifttools.snapshot import take_snapshot
 
 FORMAT = "drifttools.bundle/v1"
 MANIFEST = "manifest.json"
@@ -347,6 +347,7 @@ def bundle(
     operator: str | None = None,
     case_id: str | None = None,
     sign_key: str | Path | None = None,
+    classification: ClassifyOptions | None = DEFAULT_CLASSIFICATION,
     progress: Progress = no_progress,
 ) -> BundleResult:
     """Collect the evidence of a live container into one sealed bundle at ``output``.
@@ -403,13 +404,18 @@ def bundle(
         info = taken.container
         assert info is not None
         log.add("snapshot taken", filesystems=[s.source for s in taken.filesystems])
-        baseline = container_baseline(info, runtime, cache=cache or LayerCache(), progress=progress)
+        report, taken, baseline = diff_taken(
+            taken,
+            runtime,
+            cache=cache,
+            verify=verify,
+            exclusions=exclusions,
+            hash_max_size=hash_max_size,
+            classification=classification,
+            progress=progress,
+        )
         log.add("baseline read", image=baseline.image.id, verified=baseline.verified)
-        if verify:
-            require_verified(baseline)
-        taken = add_hardlink_siblings(taken, baseline.links, hash_max_size)
-        report = diff_snapshot(taken, baseline, exclusions=exclusions)
-        log.add("diff done", changes=len(report.changes))
+        log.add("diff and classification done", changes=len(report.changes))
         progress("content", 0, None)
         files = _capture_files(report, ContentReader(taken), staging, log)
 

@@ -165,7 +165,10 @@ def test_acquisition_record_and_action_log(sealed: dict) -> None:
     with open_bundle(sealed["first"].path) as opened:
         record = opened.acquisition
         actions = opened.actions
-    assert record["tool"]["name"] == "drifttools" and record["yara"] is None
+    assert record["tool"]["name"] == "drifttools"
+    assert record["yara"]["engine"] == "yara-x" and re.fullmatch(
+        "[0-9a-f]{64}", record["yara"]["rules_sha256"]
+    )
     assert (record["operator"], record["case_id"], record["frozen"]) == ("alice", "CASE-42", False)
     assert NS_STAMP.fullmatch(record["started_at"]) and NS_STAMP.fullmatch(record["finished_at"])
     assert record["started_at"] <= record["finished_at"]
