@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from drifttools import _native
+from drifttools.errors import ContentUnavailable
 from drifttools.models import FilesystemState, Snapshot
 
 
@@ -30,10 +31,6 @@ class Content:
     @property
     def complete(self) -> bool:
         return len(self.data) == self.size
-
-
-class ContentUnavailable(OSError):
-    """The bytes of a path cannot be read again (vanished, streamed export, not a file)."""
 
 
 def _under(path: str, prefix: str) -> bool:

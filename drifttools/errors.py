@@ -67,3 +67,23 @@ class BundleError(DriftError):
 
 class BundleCorrupt(BundleError, ValueError):
     """A bundle failed verification: what failed is in the message."""
+
+
+class AllowlistError(DriftError, ValueError):
+    """An allowlist file cannot be read or has a malformed line."""
+
+
+class RulesError(DriftError, ValueError):
+    """No rule of the rule set compiles, or a rules path cannot be read."""
+
+
+class ScanTimeout(DriftError, TimeoutError):
+    """A scan took longer than its timeout."""
+
+
+class BoltError(DriftError, ValueError):
+    """The file is not a bbolt database, or a page of it is corrupt."""
+
+
+class ContentUnavailable(DriftError, OSError):
+    """The bytes of a path cannot be read again (vanished, streamed export, not a file)."""

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from pathlib import Path
 
-from drifttools.errors import DriftError
+from drifttools.errors import AllowlistError
 from drifttools.models import ImageRef
 
 #: Logs, caches, pid files, package manager caches, shell history of interactive debugging.
@@ -39,10 +39,6 @@ BUILTIN = (
     "/var/lib/dpkg/lock*",
     "/var/lib/apt/lists/lock",
 )
-
-
-class AllowlistError(DriftError, ValueError):
-    """An allowlist file cannot be read or has a malformed line."""
 
 
 @dataclass(frozen=True, slots=True)

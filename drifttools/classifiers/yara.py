@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from drifttools.atomic import atomic_write
-from drifttools.errors import DriftError
+from drifttools.errors import RulesError, ScanTimeout
 
 ENGINES = ("yara-x", "yara-python")
 DEFAULT_ENGINE = "yara-x"
@@ -36,14 +36,6 @@ MAX_OFFSETS = 16
 RULE_SUFFIXES = (".yar", ".yara")
 
 _RULE_START = re.compile(r"^[ \t]*((?:private|global)[ \t]+)*rule[ \t]+(\w+)", re.MULTILINE)
-
-
-class RulesError(DriftError, ValueError):
-    """No rule of the rule set compiles, or a rules path cannot be read."""
-
-
-class ScanTimeout(DriftError, TimeoutError):
-    """A scan took longer than its timeout."""
 
 
 @dataclass(frozen=True, slots=True)

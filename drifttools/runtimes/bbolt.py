@@ -19,7 +19,7 @@ import struct
 from collections.abc import Iterator
 from pathlib import Path
 
-from drifttools.errors import DriftError
+from drifttools.errors import BoltError
 
 MAGIC = 0xED0CDAED
 _PAGE_HEADER = struct.Struct("<QHHI")  # id, flags, count, overflow
@@ -32,10 +32,6 @@ _BUCKET = struct.Struct("<QQ")  # root, sequence
 BRANCH_PAGE, LEAF_PAGE, META_PAGE = 0x01, 0x02, 0x04
 BUCKET_LEAF = 0x01
 _FNV_OFFSET, _FNV_PRIME = 0xCBF29CE484222325, 0x100000001B3
-
-
-class BoltError(DriftError, ValueError):
-    """The file is not a bbolt database, or a page of it is corrupt."""
 
 
 def _fnv64a(data: bytes) -> int:
