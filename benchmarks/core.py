@@ -69,12 +69,19 @@ def python_tar_index(path: Path) -> None:
 
 
 RSS_PROBE = """
-import resource, sys
+import sys
 from drifttools import _native
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-tree = _native.walk(sys.argv[1]) if len(sys.argv) > 1 else None
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(base, peak, len(tree) if tree is not None else 0)
+
+def status(field):
+    for line in open("/proc/self/status"):
+        if line.startswith(field):
+            return int(line.split()[1])
+
+with open("/proc/self/clear_refs", "w") as handle:
+    handle.write("5")  # reset the peak (VmHWM) to the current RSS: imports do not count
+base = status("VmRSS:")
+tree = _native.walk(sys.argv[1])
+print(base, status("VmHWM:"), len(tree))
 """
 
 
