@@ -30,6 +30,7 @@ from drifttools_cli.render import (
     draw_processes,
     draw_table,
     machine_lines,
+    stdout_console,
 )
 
 EXIT_NO_DRIFT, EXIT_DRIFT, EXIT_TROUBLE = 0, 1, 2
@@ -80,7 +81,7 @@ def emit(report: drifttools.DriftReport, output: OutputFormat, out_file: Path | 
             for line in machine_lines(report, fmt):
                 handle.write(line + "\n")
     elif output is OutputFormat.TABLE:
-        draw_table(report, Console(highlight=False))
+        draw_table(report, stdout_console())
     else:
         for line in machine_lines(report, output):
             sys.stdout.write(line + "\n")
@@ -298,7 +299,7 @@ def ps(container: str, env_values: bool, endpoint: str | None, output: str) -> N
     if output == "json":
         click.echo(json.dumps([asdict(r) for r in records], indent=2, ensure_ascii=False))
     else:
-        draw_processes(records, Console(highlight=False))
+        draw_processes(records, stdout_console())
 
 
 @cli.command(name="ls")
@@ -328,7 +329,7 @@ def list_containers(runtime_name: str, endpoint: str | None, output: str) -> Non
     if output == "json":
         click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
     else:
-        draw_containers(rows, Console(highlight=False))
+        draw_containers(rows, stdout_console())
 
 
 for command in (bundle, verify, export):

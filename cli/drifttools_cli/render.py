@@ -15,6 +15,13 @@ from drifttools.report import report_to_json, report_to_jsonl
 from drifttools.text import printable
 
 
+def stdout_console() -> Console:
+    """The console for reports on stdout: the terminal's width, or wide lines when piped
+    (a report in a file or a pager must not lose its paths to an 80-column guess)."""
+    probe = Console()
+    return Console(highlight=False, width=None if probe.is_terminal else 200)
+
+
 class OutputFormat(StrEnum):
     TABLE = "table"
     JSON = "json"
@@ -68,7 +75,13 @@ def draw_table(report: DriftReport, console: Console) -> None:
             "att&ck",
         )
         for column in columns:
-            table.add_column(column, no_wrap=column not in ("path", "tags"))
+            wraps = column in ("path", "tags", "att&ck")
+            table.add_column(
+                column,
+                no_wrap=not wraps,
+                overflow="fold",
+                min_width=24 if column == "path" else None,
+            )
         ordered = sorted(report.changes, key=lambda c: (-c.severity.rank, c.path))
         for change in ordered:
             facts = change.facts
