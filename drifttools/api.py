@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -126,6 +127,7 @@ def diff(
     env_values: bool = False,
     cache: LayerCache | None = None,
     verify: bool = True,
+    trust_host_layers: bool = False,
     exclusions: Sequence[Exclusion] = DEFAULT_EXCLUSIONS,
     hash_max_size: int | None = DEFAULT_HASH_CAP,
     classification: ClassifyOptions | None = DEFAULT_CLASSIFICATION,
@@ -135,7 +137,9 @@ def diff(
 
     The snapshot is taken first (processes, then files), the baseline after.
     ``cache`` defaults to :class:`LayerCache` in the user's cache directory.
-    ``classification`` says how changes and processes are classified (see
+    ``trust_host_layers`` reads uncached layers from the engine's own layer
+    directories without verifying them (faster; recorded in the report as
+    unverified). ``classification`` says how changes and processes are classified (see
     :class:`ClassifyOptions`); None leaves every change at its base severity.
     """
     runtime = runtime or runtime_for(reference)
@@ -153,6 +157,7 @@ def diff(
         runtime,
         cache=cache,
         verify=verify,
+        trust_host_layers=trust_host_layers,
         exclusions=exclusions,
         hash_max_size=hash_max_size,
         classification=classification,
@@ -174,6 +179,7 @@ def diff_taken(
     *,
     cache: LayerCache | None = None,
     verify: bool = True,
+    trust_host_layers: bool = False,
     exclusions: Sequence[Exclusion] = DEFAULT_EXCLUSIONS,
     hash_max_size: int | None = DEFAULT_HASH_CAP,
     classification: ClassifyOptions | None = DEFAULT_CLASSIFICATION,
@@ -186,8 +192,18 @@ def diff_taken(
     """
     info = taken.container
     assert info is not None, "a live snapshot carries its container"
-    baseline = container_baseline(info, runtime, cache=cache or LayerCache(), progress=progress)
-    if verify:
+    baseline = container_baseline(
+        info,
+        runtime,
+        cache=cache or LayerCache(),
+        trust_host_layers=trust_host_layers,
+        progress=progress,
+    )
+    if trust_host_layers:
+        unverified = sum(1 for layer in baseline.layers if not layer.verified)
+        note = f"--trust-host-layers: {unverified} layer(s) read unverified from the host"
+        taken = replace(taken, notes=(*taken.notes, note))
+    elif verify:
         require_verified(baseline)
     taken = add_hardlink_siblings(taken, baseline.links, hash_max_size)
     report = diff_snapshot(taken, baseline, exclusions=exclusions)

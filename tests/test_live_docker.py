@@ -308,3 +308,18 @@ def test_investigation_notebook_runs_end_to_end(busybox_image, container, monkey
     NotebookClient(notebook, timeout=120, kernel_name="python3").execute()
     outputs = json.dumps([cell.get("outputs", []) for cell in notebook.cells])
     assert "/tmp/.x" in outputs and "/entrypoint.sh" in outputs
+
+
+def test_trust_host_layers_reads_lower_dirs_unverified(busybox_image, container, tmp_path) -> None:
+    name = container(busybox_image["tag"])
+    docker("exec", name, "sh", "-c", "echo x > /tmp/a && rm -rf /var/log && chmod 700 /etc")
+    verified = drifttools.diff(name, cache=LayerCache(tmp_path / "verified"))
+    trusted = drifttools.diff(name, cache=LayerCache(tmp_path / "trusted"), trust_host_layers=True)
+    assert {(c.path, c.change) for c in trusted.changes} == {
+        (c.path, c.change) for c in verified.changes
+    }
+    assert not trusted.verified and verified.verified
+    assert {layer.source for layer in trusted.baseline} == {"snapshot-lowerdir"}
+    assert any("--trust-host-layers" in note for note in trusted.notes)
+    assert_valid_report(trusted.to_dict())
+    assert not any((tmp_path / "trusted").rglob("*.idx"))  # nothing unverified is cached

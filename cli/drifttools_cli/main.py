@@ -168,6 +168,11 @@ def cli() -> None:
 )
 @click.option("--no-cache", is_flag=True, help="Read and verify every layer again.")
 @click.option(
+    "--trust-host-layers",
+    is_flag=True,
+    help="Live: read uncached image layers from the engine's layer dirs, unverified (faster).",
+)
+@click.option(
     "--allow-unverified",
     is_flag=True,
     help="Go on when a digest does not match; the report says so.",
@@ -214,6 +219,7 @@ def diff(
     endpoint: str | None,
     cache_dir: Path | None,
     no_cache: bool,
+    trust_host_layers: bool,
     allow_unverified: bool,
     rules: tuple[Path, ...],
     yara_engine: str,
@@ -257,6 +263,7 @@ def diff(
                 env_values=env_values,
                 cache=cache,
                 verify=not allow_unverified,
+                trust_host_layers=trust_host_layers,
                 classification=classification,
                 progress=update,
             )
