@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 from drifttools import _native
 from drifttools.baseline import container_baseline
-from drifttools.cache import LayerCache
+from drifttools.cache import DEFAULT_CACHE, LayerCache, resolve_cache
 from drifttools.classify import (
     DEFAULT_CLASSIFICATION,
     ClassifyOptions,
@@ -19,12 +19,12 @@ from drifttools.classify import (
 from drifttools.drift import DEFAULT_EXCLUSIONS, diff_snapshot
 from drifttools.image import load_image, require_verified
 from drifttools.models import DriftReport, Exclusion, ImageIndex, ProcessRecord, Snapshot, Target
-from drifttools.procs import container_pids, read_processes, tag_processes
+from drifttools.procs import read_processes, tag_processes
 from drifttools.progress import Progress, no_progress
 from drifttools.report import now_rfc3339
 from drifttools.rootfs import DEFAULT_HASH_CAP, read_rootfs
 from drifttools.runtime import Runtime, runtime_for
-from drifttools.snapshot import add_hardlink_siblings, take_snapshot
+from drifttools.snapshot import add_hardlink_siblings, container_pids_of, take_snapshot
 
 
 def offline_snapshot(
@@ -125,7 +125,7 @@ def diff(
     method: str = "auto",
     freeze: bool = False,
     env_values: bool = False,
-    cache: LayerCache | None = None,
+    cache: LayerCache | Literal["default"] | None = DEFAULT_CACHE,
     verify: bool = True,
     trust_host_layers: bool = False,
     exclusions: Sequence[Exclusion] = DEFAULT_EXCLUSIONS,
@@ -136,7 +136,8 @@ def diff(
     """Everything that drifted in a live container, against its verified image.
 
     The snapshot is taken first (processes, then files), the baseline after.
-    ``cache`` defaults to :class:`LayerCache` in the user's cache directory.
+    ``cache`` defaults to :class:`LayerCache` in the user's cache directory; None
+    reads and verifies every layer again.
     ``trust_host_layers`` reads uncached layers from the engine's own layer
     directories without verifying them (faster; recorded in the report as
     unverified). ``classification`` says how changes and processes are classified (see
@@ -177,7 +178,7 @@ def diff_taken(
     taken: Snapshot,
     runtime: Runtime,
     *,
-    cache: LayerCache | None = None,
+    cache: LayerCache | Literal["default"] | None = DEFAULT_CACHE,
     verify: bool = True,
     trust_host_layers: bool = False,
     exclusions: Sequence[Exclusion] = DEFAULT_EXCLUSIONS,
@@ -195,7 +196,7 @@ def diff_taken(
     baseline = container_baseline(
         info,
         runtime,
-        cache=cache or LayerCache(),
+        cache=resolve_cache(cache),
         trust_host_layers=trust_host_layers,
         progress=progress,
     )
@@ -224,15 +225,15 @@ def processes(
     *,
     runtime: Runtime | None = None,
     env_values: bool = False,
-    cache: LayerCache | None = None,
+    cache: LayerCache | Literal["default"] | None = DEFAULT_CACHE,
 ) -> tuple[ProcessRecord, ...]:
     """The processes of a running container, read from the host, tagged against its image."""
     runtime = runtime or runtime_for(reference)
     info = runtime.resolve(reference)
     if not info.running:
         return ()
-    records, _ = read_processes(container_pids(info.id) or [info.pid], env_values=env_values)
-    baseline = container_baseline(info, runtime, cache=cache or LayerCache())
+    records, _ = read_processes(container_pids_of(runtime, info), env_values=env_values)
+    baseline = container_baseline(info, runtime, cache=resolve_cache(cache))
     return tag_processes(records, baseline.entries)
 
 

@@ -53,10 +53,11 @@ def container_baseline(
 ) -> ImageIndex:
     """The image of ``info`` as a verified, merged baseline.
 
-    With ``trust_host_layers``, layers not in the cache are read from the engine's
-    unpacked layer directories directly (a parallel walk, faster than rebuilding
-    their tar streams) and recorded as unverified: a layer tampered on the host goes
-    unnoticed that way.
+    With ``trust_host_layers``, when any layer is missing from the cache, every
+    layer is read from the engine's unpacked layer directories (a parallel walk,
+    faster than rebuilding their tar streams) and recorded as unverified: a layer
+    tampered on the host goes unnoticed that way. A fully cached image still uses
+    its verified cache.
     """
     raw_config = runtime.image_config(info.image_id)
     if raw_config is not None:

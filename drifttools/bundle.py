@@ -35,11 +35,11 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Literal
 
 from drifttools import __version__
 from drifttools.api import diff_taken
-from drifttools.cache import LayerCache
+from drifttools.cache import DEFAULT_CACHE, LayerCache
 from drifttools.classify import DEFAULT_CLASSIFICATION, ClassifyOptions
 from drifttools.content import ContentReader, ContentUnavailable
 from drifttools.drift import DEFAULT_EXCLUSIONS
@@ -152,13 +152,17 @@ class _Staging:
         digest = hashlib.sha256()
         partial = self.root / BLOBS / ".incoming"
         copied = 0
-        with open(partial, "wb") as out:
-            while chunk := os.read(fd, _CHUNK):
-                copied += len(chunk)
-                if copied > self.max_file_size:
-                    raise OSError(f"grew over the {self.max_file_size} byte file cap while read")
-                digest.update(chunk)
-                out.write(chunk)
+        try:
+            with open(partial, "wb") as out:
+                while chunk := os.read(fd, _CHUNK):
+                    copied += len(chunk)
+                    if copied > self.max_file_size:
+                        raise OSError(f"grew over the {self.max_file_size} byte cap while read")
+                    digest.update(chunk)
+                    out.write(chunk)
+        except BaseException:
+            partial.unlink(missing_ok=True)  # never sealed into the bundle
+            raise
         name = digest.hexdigest()
         if name in self.blobs:
             partial.unlink()
@@ -338,7 +342,7 @@ def bundle(
     method: str = "auto",
     freeze: bool = False,
     env_values: bool = False,
-    cache: LayerCache | None = None,
+    cache: LayerCache | Literal["default"] | None = DEFAULT_CACHE,
     verify: bool = True,
     exclusions: Sequence[Exclusion] = DEFAULT_EXCLUSIONS,
     hash_max_size: int | None = DEFAULT_HASH_CAP,

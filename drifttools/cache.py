@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Final, Literal
 
 from drifttools import _native
 from drifttools.atomic import atomic_write
@@ -64,3 +65,13 @@ class LayerCache:
             atomic_write(path, index.to_bytes())
         except OSError as exc:
             raise CacheError(f"cannot write layer cache {path}: {exc}") from exc
+
+
+#: Passed as ``cache=`` to the live entry points: the user's default cache directory.
+#: ``None`` there means no cache at all (``--no-cache``).
+DEFAULT_CACHE: Final = "default"
+
+
+def resolve_cache(cache: LayerCache | Literal["default"] | None) -> LayerCache | None:
+    """The cache a ``cache=`` argument names."""
+    return LayerCache() if cache == DEFAULT_CACHE else cache

@@ -100,9 +100,9 @@ def _read_archive(
     found: dict[str, Content | ContentUnavailable] = {}
     with tarfile.open(archive, encoding="utf-8", errors="surrogateescape") as members:
         for member in members:
-            raw = member.name.encode("utf-8", "surrogateescape").lstrip(b"./")
+            raw = member.name.encode("utf-8", "surrogateescape").removeprefix(b"./").lstrip(b"/")
             path = names.get(raw)
-            if path is None or not member.isfile():
+            if path is None or not (member.isfile() or member.islnk()):
                 continue
             handle = members.extractfile(member)
             assert handle is not None

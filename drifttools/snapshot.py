@@ -95,7 +95,7 @@ def take_snapshot(
     with frozen(runtime, info, freeze, notes):
         if info.running:
             progress("processes", 0, None)
-            pids = _pids(runtime, info, notes)
+            pids = container_pids_of(runtime, info, notes)
             processes, sockets = read_processes(pids, env_values=env_values)
             if after_processes is not None:
                 after_processes(info, processes)
@@ -126,7 +126,9 @@ def take_snapshot(
     )
 
 
-def _pids(runtime: Runtime, info: ContainerInfo, notes: list[str]) -> list[int]:
+def container_pids_of(
+    runtime: Runtime, info: ContainerInfo, notes: list[str] | None = None
+) -> list[int]:
     """The container's processes: the host's cgroup membership, joined with the runtime's
     own list where it keeps one (containerd's Tasks.ListPids)."""
     pids = set(container_pids(info.id))
@@ -135,14 +137,18 @@ def _pids(runtime: Runtime, info: ContainerInfo, notes: list[str]) -> list[int]:
         try:
             pids.update(listed(info.id))
         except (DriftError, OSError) as exc:
-            notes.append(f"{runtime.name} did not list the task's pids: {exc}")
+            if notes is not None:
+                notes.append(f"{runtime.name} did not list the task's pids: {exc}")
     if not pids and info.pid is not None:
         pids.add(info.pid)
     return sorted(pids)
 
 
 def _live_mounts(info: ContainerInfo) -> list[MountPoint]:
-    text = Path(f"/proc/{info.pid}/mountinfo").read_text(errors="surrogateescape")
+    try:
+        text = Path(f"/proc/{info.pid}/mountinfo").read_text(errors="surrogateescape")
+    except OSError as exc:
+        raise RootfsError(f"{info.name}: its mounts cannot be read (did it exit?): {exc}") from exc
     return parse_mountinfo(text, info.mounts)
 
 
@@ -174,7 +180,10 @@ def _rootfs(
     notes.append(
         f"{runtime.name} export streamed: the engine read every file (this can change atimes)"
     )
-    tree = _native.read_layer(runtime.export_stream(info.id)).entries
+    try:
+        tree = _native.read_layer(runtime.export_stream(info.id)).entries
+    except ValueError as exc:
+        raise RootfsError(f"{info.name}: the exported filesystem is unreadable: {exc}") from exc
     return FilesystemState("/", "merged", f"{runtime.name} export {info.id}", "export", tree)
 
 
@@ -241,8 +250,13 @@ def add_hardlink_siblings(
         return snapshot
     root = f"/proc/{info.pid}/root"
     parts = []
+    errors = list(snapshot.errors)
     for parent in _outermost({posixpath.dirname(path) for path in wanted}):
-        tree = _native.walk(root, subpath=parent, one_filesystem=True, hash_max_size=cap)
+        try:
+            tree = _native.walk(root, subpath=parent, one_filesystem=True, hash_max_size=cap)
+        except OSError as exc:  # the container moved or replaced the directory: say so
+            errors.append(ErrorRecord(parent, f"image hardlinks not read: {exc.strerror or exc}"))
+            continue
         parts.append(
             FilesystemState(
                 "/",
@@ -255,7 +269,7 @@ def add_hardlink_siblings(
                 host_subpath=parent,
             )
         )
-    return replace(snapshot, filesystems=(*snapshot.filesystems, *parts))
+    return replace(snapshot, filesystems=(*snapshot.filesystems, *parts), errors=tuple(errors))
 
 
 def _outermost(directories: set[str]) -> list[str]:

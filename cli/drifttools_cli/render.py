@@ -113,12 +113,10 @@ def draw_table(report: DriftReport, console: Console) -> None:
             )
         )
     for package in report.packages:
-        console.print(
-            Text(
-                f"package {package['manager']} {printable(package['name'])} {package['change']}"
-                f" {package.get('before') or '-'} -> {package.get('after') or '-'}"
-            )
-        )
+        fields = (package["manager"], package["name"], package["change"])
+        before, after = package.get("before") or "-", package.get("after") or "-"
+        line = " ".join(printable(str(f)) for f in fields)
+        console.print(Text(f"package {line} {printable(before)} -> {printable(after)}"))
     summary = report.summary()
     counts = ", ".join(
         f"{summary[k]} {k}" for k in ("added", "modified", "metadata", "type", "deleted")

@@ -246,8 +246,11 @@ def diff_checkpoint(
 
     if split_reference(str(path))[0] == "checkpoint":
         path = offline_location(str(path))[0]
-    runtime = CheckpointRuntime(path, image=image)
     baseline = load_image(image, cache=cache)
     if verify:
         require_verified(baseline)
-    return diff_snapshot(runtime.snapshot(), baseline)
+    try:
+        taken = CheckpointRuntime(path, image=image).snapshot()
+    except (tarfile.TarError, EOFError, ValueError) as exc:
+        raise RootfsError(f"{path}: checkpoint archive unreadable: {exc}") from exc
+    return diff_snapshot(taken, baseline)

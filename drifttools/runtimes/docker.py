@@ -16,7 +16,12 @@ from typing import Any, BinaryIO
 import docker
 import docker.errors
 
-from drifttools.errors import ContainerNotFound, PermissionDenied, RuntimeUnavailable
+from drifttools.errors import (
+    ContainerNotFound,
+    LayerStoreMismatch,
+    PermissionDenied,
+    RuntimeUnavailable,
+)
 from drifttools.images.layer_store import StoredLayer, engine_layers
 from drifttools.models import ContainerInfo, MountPoint
 
@@ -147,6 +152,8 @@ class DockerRuntime:
             return None
         try:
             return engine_layers(info.diff_ids, data_root=self.data_root, driver=self.driver)
+        except LayerStoreMismatch:
+            raise  # the layer database names another layer: evidence, not a fallback
         except (OSError, ValueError):
             return None
 

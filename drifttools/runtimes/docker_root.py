@@ -11,6 +11,7 @@ the root. No process can be read: the host is down.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -20,6 +21,10 @@ from drifttools.models import ContainerInfo, MountPoint
 from drifttools.runtime import offline_location, split_reference
 from drifttools.runtimes.containerd import read_small
 from drifttools.runtimes.docker import posture
+
+_DRIVER = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_CONTAINER_ID = re.compile(r"[0-9a-f]{64}")
+_VOLUME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,254}")
 
 
 class DockerRootRuntime:
@@ -31,20 +36,27 @@ class DockerRootRuntime:
     def __init__(self, data_root: str | Path) -> None:
         self.data_root = Path(data_root)
         self.endpoint = f"docker-root://{self.data_root}"
+        self.unreadable: list[str] = []  # container records the last listing could not parse
         if not (self.data_root / "containers").is_dir() or not (self.data_root / "image").is_dir():
             raise RuntimeUnavailable(
                 f"{self.data_root} is not a Docker data root (no containers/ and image/)"
             )
 
     def _records(self) -> list[dict[str, Any]]:
+        """Every container record; one that cannot be parsed is skipped and remembered."""
         found = []
+        self.unreadable.clear()
         for directory in sorted((self.data_root / "containers").iterdir()):
             config = directory / "config.v2.json"
             if not config.is_file():
                 continue
-            raw = json.loads(read_small(config))
-            host = directory / "hostconfig.json"
-            raw["HostConfig"] = json.loads(read_small(host)) if host.is_file() else {}
+            try:
+                raw = json.loads(read_small(config))
+                host = directory / "hostconfig.json"
+                raw["HostConfig"] = json.loads(read_small(host)) if host.is_file() else {}
+            except (ValueError, OSError) as exc:  # a damaged disk: the other records stand
+                self.unreadable.append(f"{directory.name}: {exc}")
+                continue
             found.append(raw)
         return found
 
@@ -61,12 +73,19 @@ class DockerRootRuntime:
         matches = matches or [r for r in records if str(r.get("ID", "")).startswith(wanted)]
         if len(matches) != 1:
             what = "no container" if not matches else "several containers match"
-            raise ContainerNotFound(f"{what} {wanted!r} in {self.data_root}")
+            damaged = f" ({len(self.unreadable)} unreadable records)" if self.unreadable else ""
+            raise ContainerNotFound(f"{what} {wanted!r} in {self.data_root}{damaged}")
         return self._info(matches[0])
 
     def _info(self, raw: dict[str, Any]) -> ContainerInfo:
         driver = str(raw.get("Driver", ""))
-        container_id = str(raw["ID"])
+        container_id = str(raw.get("ID", ""))
+        # Names from the evidence become paths under the data root: accept only their forms.
+        if not _DRIVER.fullmatch(driver) or not _CONTAINER_ID.fullmatch(container_id):
+            raise RuntimeUnavailable(
+                f"{self.data_root}: malformed container record (driver {driver!r}, id"
+                f" {container_id!r})"
+            )
         image_id = str(raw.get("Image", ""))
         config = self.image_config(image_id)
         diff_ids = tuple(json.loads(config).get("rootfs", {}).get("diff_ids", [])) if config else ()
@@ -107,7 +126,7 @@ class DockerRootRuntime:
         for destination, mount in (raw.get("MountPoints") or {}).items():
             kind = "volume" if mount.get("Type") == "volume" else "bind"
             source = ""
-            if kind == "volume" and mount.get("Name"):
+            if kind == "volume" and _VOLUME.fullmatch(str(mount.get("Name", ""))):
                 rebased = self.data_root / "volumes" / mount["Name"] / "_data"
                 source = str(rebased) if rebased.is_dir() else ""
             options = "rw" if mount.get("RW") else "ro"
