@@ -104,7 +104,8 @@ def snapshot(
     """Snapshot a live container (name, id or id prefix) from the host: processes, mounts, files.
 
     Never execs into the container and never writes into it. ``method`` is
-    ``auto`` (overlay upper dir when readable, else export), ``upper``,
+    ``auto`` (overlay upper dir when readable, else the merged view of a running
+    container, else export), ``upper``,
     ``merged`` (walk and hash the whole filesystem) or ``export``.
     """
     return take_snapshot(
