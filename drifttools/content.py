@@ -17,8 +17,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from drifttools import _native
-from drifttools.errors import ContentUnavailable
+from drifttools.errors import ContentUnavailable, RootfsError
 from drifttools.models import FilesystemState, Snapshot
+from drifttools.procs import RootGuard
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,24 +62,46 @@ class ContentReader:
     def read_many(
         self, paths: Iterable[str], limit: int
     ) -> dict[str, Content | ContentUnavailable]:
-        """Content of each path; a path that cannot be read maps to the reason (an exception)."""
+        """Content of each path; a path that cannot be read maps to the reason (an exception).
+
+        Reads through ``/proc/<pid>/root`` are bracketed by the pid's guard: if the
+        container's process is gone (its pid possibly reused), nothing read there counts.
+        """
         results: dict[str, Content | ContentUnavailable] = {}
         from_archives: dict[str, list[str]] = {}
+        guarded: dict[str, RootGuard] = {}
         for path in paths:
             state = self._state_for(path)
             if state is None:
                 results[path] = _missing(path, "no filesystem of the snapshot holds it")
             elif state.host_root is not None:
+                if state.guard is not None and not _holds(state.guard):
+                    results[path] = _missing(path, "the container's process is gone")
+                    continue
                 relative = path[len(state.prefix.rstrip("/")) :] or "/"
                 inside = posixpath.join(state.host_subpath, relative.lstrip("/"))
                 results[path] = _read_confined(state.host_root, inside, limit, path)
+                if state.guard is not None:
+                    guarded[path] = state.guard
             elif state.method == "archive":
                 from_archives.setdefault(state.source, []).append(path)
             else:
                 results[path] = _missing(path, f"read by {state.method}: content not kept")
+        for guard in set(guarded.values()):
+            if not _holds(guard):
+                for path in (p for p, g in guarded.items() if g == guard):
+                    results[path] = _missing(path, "the container's process is gone")
         for archive, wanted in from_archives.items():
             results.update(_read_archive(archive, wanted, limit))
         return results
+
+
+def _holds(guard: RootGuard) -> bool:
+    try:
+        guard.check()
+    except RootfsError:
+        return False
+    return True
 
 
 def _missing(path: str, reason: str) -> ContentUnavailable:

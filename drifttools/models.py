@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from drifttools._native import Tree
+    from drifttools.procs import RootGuard
 
 
 class ChangeKind(StrEnum):
@@ -240,6 +241,7 @@ class FilesystemState:
     top: str | None = None  # the container path of the tree's root when not the mount's
     host_root: str | None = None  # host directory the tree was walked under (content reads)
     host_subpath: str = "/"  # the tree's root inside host_root
+    guard: RootGuard | None = None  # when host_root is /proc/<pid>/root: checked around reads
 
     @property
     def prefix(self) -> str:
@@ -261,6 +263,7 @@ class Snapshot:
     errors: tuple[ErrorRecord, ...] = ()  # what could not be read beyond the trees' own entries
     finished_at: str | None = None
     container: ContainerInfo | None = None  # the runtime's record, raw JSON included
+    root_guard: RootGuard | None = None  # ties /proc/<pid>/root to the container's process
 
 
 @dataclass(frozen=True, slots=True)

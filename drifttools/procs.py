@@ -38,6 +38,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from drifttools._native import escape_path
+from drifttools.errors import RootfsError
 from drifttools.models import BaselineEntry, OpenFile, ProcessRecord, SocketRecord
 
 #: Executables larger than this are not hashed (an error says so).
@@ -103,6 +104,50 @@ def container_pids(container_id: str, *, proc: Path = Path("/proc")) -> list[int
         if _cgroup_names(raw, wanted):
             pids.append(int(name))
     return sorted(pids)
+
+
+@dataclass(frozen=True)
+class RootGuard:
+    """Ties ``/proc/<pid>/root`` to the container process it is read through.
+
+    A pid can be reused once its process exits; ``/proc/<pid>/root`` would then
+    be another process's root, possibly the host's. Every read through it is
+    bracketed by :meth:`check`: same start time, still in the container's cgroup.
+    """
+
+    container_id: str
+    pid: int
+    start_ticks: int
+
+    @property
+    def root(self) -> str:
+        return f"/proc/{self.pid}/root"
+
+    @classmethod
+    def take(cls, container_id: str, pid: int) -> RootGuard:
+        """The guard of ``pid`` now; it must belong to the container."""
+        guard = cls(container_id, pid, _start_ticks_of(pid) or -1)
+        guard.check()
+        return guard
+
+    def check(self) -> None:
+        """Raise :class:`RootfsError` unless ``pid`` is still the container's process."""
+        try:
+            cgroup = _read_file(f"/proc/{self.pid}/cgroup")
+        except OSError:
+            cgroup = b""
+        alive = _start_ticks_of(self.pid) == self.start_ticks and self.start_ticks >= 0
+        if not alive or not _cgroup_names(cgroup, self.container_id.encode()):
+            raise RootfsError(
+                f"process {self.pid} is no longer the container's: its /proc root is not read"
+            )
+
+
+def _start_ticks_of(pid: int) -> int | None:
+    try:
+        return _parse_stat(_read_file(f"/proc/{pid}/stat")).start_ticks
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def _cgroup_names(raw: bytes, container_id: bytes) -> bool:

@@ -39,7 +39,7 @@ from drifttools.models import (
     Target,
 )
 from drifttools.mounts import data_mounts, parse_mountinfo
-from drifttools.procs import container_pids, read_processes
+from drifttools.procs import RootGuard, container_pids, read_processes
 from drifttools.progress import Progress, no_progress
 from drifttools.report import now_rfc3339
 from drifttools.rootfs import DEFAULT_HASH_CAP, PSEUDO_FILESYSTEMS
@@ -92,6 +92,7 @@ def take_snapshot(
     notes: list[str] = []
     errors: list[ErrorRecord] = []
     processes, sockets, mounts = (), (), list(info.mounts)
+    guard = RootGuard.take(info.id, info.pid) if info.pid is not None else None
     with frozen(runtime, info, freeze, notes):
         if info.running:
             progress("processes", 0, None)
@@ -101,9 +102,9 @@ def take_snapshot(
                 after_processes(info, processes)
             mounts = _live_mounts(info)
         progress("mounts", 0, None)
-        mount_states = _mount_states(info, mounts, hash_max_size, errors)
+        mount_states = _mount_states(info, mounts, hash_max_size, errors, guard)
         progress("filesystem", 0, None)
-        filesystems = [_rootfs(info, runtime, method, hash_max_size, notes), *mount_states]
+        filesystems = [_rootfs(info, runtime, method, hash_max_size, notes, guard), *mount_states]
     target = Target(
         runtime=info.runtime,
         id=info.id,
@@ -123,6 +124,7 @@ def take_snapshot(
         errors=tuple(errors),
         finished_at=now_rfc3339(),
         container=info,
+        root_guard=guard,
     )
 
 
@@ -152,8 +154,22 @@ def _live_mounts(info: ContainerInfo) -> list[MountPoint]:
     return parse_mountinfo(text, info.mounts)
 
 
+def walk_container_root(guard: RootGuard, subpath: str | None = None, **options) -> _native.Tree:
+    """Walk ``/proc/<pid>/root`` (or a directory inside it), checking before and after that
+    the pid is still the container's: a reused pid must never lend us another root."""
+    guard.check()
+    tree = _native.walk(guard.root, subpath=subpath, **options)
+    guard.check()
+    return tree
+
+
 def _rootfs(
-    info: ContainerInfo, runtime: Runtime, method: str, cap: int | None, notes: list[str]
+    info: ContainerInfo,
+    runtime: Runtime,
+    method: str,
+    cap: int | None,
+    notes: list[str],
+    guard: RootGuard | None,
 ) -> FilesystemState:
     if method == "auto":
         if info.upper_dir and os.path.isdir(info.upper_dir):
@@ -170,13 +186,14 @@ def _rootfs(
         tree = _native.walk(info.upper_dir, hash_max_size=cap)
         return FilesystemState("/", "upper", info.upper_dir, "walk", tree, host_root=info.upper_dir)
     if method == "merged":
-        if not info.running:
+        if guard is None:
             raise RootfsError(f"{info.name} is not running: its merged view cannot be walked")
-        root = f"/proc/{info.pid}/root"
-        tree = _native.walk(
-            root, exclude=list(PSEUDO_FILESYSTEMS), one_filesystem=True, hash_max_size=cap
+        tree = walk_container_root(
+            guard, exclude=list(PSEUDO_FILESYSTEMS), one_filesystem=True, hash_max_size=cap
         )
-        return FilesystemState("/", "merged", root, "walk", tree, host_root=root)
+        return FilesystemState(
+            "/", "merged", guard.root, "walk", tree, host_root=guard.root, guard=guard
+        )
     notes.append(
         f"{runtime.name} export streamed: the engine read every file (this can change atimes)"
     )
@@ -188,14 +205,20 @@ def _rootfs(
 
 
 def _mount_states(
-    info: ContainerInfo, mounts: list[MountPoint], cap: int | None, errors: list[ErrorRecord]
+    info: ContainerInfo,
+    mounts: list[MountPoint],
+    cap: int | None,
+    errors: list[ErrorRecord],
+    guard: RootGuard | None,
 ) -> list[FilesystemState]:
     states = []
     for mount in data_mounts(mounts):
         try:
-            if info.running:
-                root, subpath = f"/proc/{info.pid}/root", mount.mountpoint
-                tree = _native.walk(root, subpath=subpath, one_filesystem=True, hash_max_size=cap)
+            if guard is not None:
+                root, subpath = guard.root, mount.mountpoint
+                tree = walk_container_root(
+                    guard, subpath=subpath, one_filesystem=True, hash_max_size=cap
+                )
                 source = f"{root}{mount.mountpoint}"
             elif mount.kind in ("volume", "bind") and mount.source:
                 root, subpath = mount.source, "/"
@@ -221,6 +244,7 @@ def _mount_states(
                 has_baseline=False,
                 host_root=root,
                 host_subpath=subpath,
+                guard=guard,
             )
         )
     return states
@@ -236,8 +260,8 @@ def add_hardlink_siblings(
     keeps the link, kernel overlayfs breaks it). The merged view says what the
     container really sees, so those paths are read there.
     """
-    info = snapshot.container
-    if info is None or not info.running or not links:
+    guard = snapshot.root_guard
+    if guard is None or not links:
         return snapshot
     wanted: set[str] = set()
     for state in snapshot.filesystems:
@@ -248,12 +272,14 @@ def add_hardlink_siblings(
             wanted |= links[path] - present
     if not wanted:
         return snapshot
-    root = f"/proc/{info.pid}/root"
+    root = guard.root
     parts = []
     errors = list(snapshot.errors)
     for parent in _outermost({posixpath.dirname(path) for path in wanted}):
         try:
-            tree = _native.walk(root, subpath=parent, one_filesystem=True, hash_max_size=cap)
+            tree = walk_container_root(
+                guard, subpath=parent, one_filesystem=True, hash_max_size=cap
+            )
         except OSError as exc:  # the container moved or replaced the directory: say so
             errors.append(ErrorRecord(parent, f"image hardlinks not read: {exc.strerror or exc}"))
             continue
@@ -267,6 +293,7 @@ def add_hardlink_siblings(
                 top=parent,
                 host_root=root,
                 host_subpath=parent,
+                guard=guard,
             )
         )
     return replace(snapshot, filesystems=(*snapshot.filesystems, *parts), errors=tuple(errors))

@@ -323,3 +323,19 @@ def test_trust_host_layers_reads_lower_dirs_unverified(busybox_image, container,
     assert any("--trust-host-layers" in note for note in trusted.notes)
     assert_valid_report(trusted.to_dict())
     assert not any((tmp_path / "trusted").rglob("*.idx"))  # nothing unverified is cached
+
+
+def test_proc_root_is_only_read_while_the_pid_is_the_containers(busybox_image, container) -> None:
+    from drifttools.errors import RootfsError
+    from drifttools.procs import RootGuard
+    from drifttools.snapshot import walk_container_root
+
+    name = container(busybox_image["tag"])
+    info = drifttools.runtime.runtime_for(name).resolve(name)
+    guard = RootGuard.take(info.id, info.pid)
+    assert len(walk_container_root(guard, subpath="/opt")) > 0
+    with pytest.raises(RootfsError):  # our own pid is not the container's: never its root
+        RootGuard.take(info.id, os.getpid())
+    docker("stop", "-t", "0", name)
+    with pytest.raises(RootfsError, match="no longer the container's"):
+        walk_container_root(guard, subpath="/opt")
