@@ -52,6 +52,7 @@ from drifttools.models import (
     ImageIndex,
     ProcessRecord,
 )
+from drifttools.procs import opened_exe
 from drifttools.progress import Progress, no_progress
 from drifttools.report import plain, report_to_dict, rfc3339_ns
 from drifttools.report_read import report_from_dict
@@ -173,10 +174,6 @@ class _Staging:
         return name
 
 
-def _start_ticks(raw_stat: bytes) -> int:
-    return int(raw_stat[raw_stat.rindex(b")") + 2 :].split()[19])
-
-
 def _capture_executables(
     processes: Sequence[ProcessRecord], staging: _Staging, log: ActionLog
 ) -> list[dict[str, Any]]:
@@ -199,38 +196,20 @@ def _capture_executables(
         }
         found.append(item)
         try:
-            directory = os.open(f"/proc/{process.pid}", os.O_RDONLY | os.O_DIRECTORY)
-        except OSError as exc:
-            item["reason"] = f"process gone: {exc.strerror or exc}"
-            continue
-        try:
-            with open(f"/proc/{process.pid}/stat", "rb") as handle:
-                raw_stat = handle.read()
-            if _start_ticks(raw_stat) != process.start_ticks:
-                item["reason"] = "pid reused since the processes were read"
-                continue
-            try:
-                fd = os.open("exe", os.O_RDONLY | os.O_NOATIME | os.O_CLOEXEC, dir_fd=directory)
-            except PermissionError:
-                fd = os.open("exe", os.O_RDONLY | os.O_CLOEXEC, dir_fd=directory)
-            try:
+            with opened_exe(process) as fd:
                 info = os.fstat(fd)
+                item["size"] = info.st_size
                 if not stat.S_ISREG(info.st_mode):
                     item["reason"] = "not a regular file"
-                    continue
-                item["size"] = info.st_size
-                if (why := staging.room_for(info.st_size)) is not None:
+                elif (why := staging.room_for(info.st_size)) is not None:
                     item["reason"] = why
-                    continue
-                item["sha256"] = staging.store_fd(fd)
-            finally:
-                os.close(fd)
-            if process.exe_sha256 is not None and item["sha256"] != process.exe_sha256:
-                item["reason"] = f"content differs from the process record ({process.exe_sha256})"
-        except (OSError, ValueError, IndexError) as exc:
-            item["reason"] = f"exe not readable: {getattr(exc, 'strerror', None) or exc}"
-        finally:
-            os.close(directory)
+                else:
+                    item["sha256"] = staging.store_fd(fd)
+        except OSError as exc:
+            item["reason"] = f"exe not stored: {exc.strerror or exc}"
+            continue
+        if item["sha256"] and process.exe_sha256 and item["sha256"] != process.exe_sha256:
+            item["reason"] = f"content differs from the process record ({process.exe_sha256})"
     stored = sum(1 for item in found if item["sha256"])
     log.add("executables read through /proc/<pid>/exe", processes=len(found), stored=stored)
     return found

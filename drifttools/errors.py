@@ -87,3 +87,7 @@ class BoltError(DriftError, ValueError):
 
 class ContentUnavailable(DriftError, OSError):
     """The bytes of a path cannot be read again (vanished, streamed export, not a file)."""
+
+
+class ProcessGone(DriftError, ProcessLookupError):
+    """A recorded process exited (or its pid was reused) before what was asked could be read."""

@@ -32,13 +32,14 @@ import socket
 import stat
 import sys
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from drifttools._native import escape_path
-from drifttools.errors import RootfsError
+from drifttools.errors import ProcessGone, RootfsError
 from drifttools.models import BaselineEntry, OpenFile, ProcessRecord, SocketRecord
 
 #: Executables larger than this are not hashed (an error says so).
@@ -141,6 +142,42 @@ class RootGuard:
             raise RootfsError(
                 f"process {self.pid} is no longer the container's: its /proc root is not read"
             )
+
+
+@contextmanager
+def opened_exe(process: ProcessRecord, *, proc: str = "/proc") -> Iterator[int]:
+    """The executable of a recorded process, as an fd opened through ``/proc/<pid>/exe``.
+
+    Never by path (the file may be deleted, a memfd, or a symlink on the host), and only
+    while the same process lives: its start time is checked before the open and after the
+    caller is done. Raises :class:`ProcessGone` otherwise (an ``OSError``).
+    """
+    try:
+        dirfd = os.open(f"{proc}/{process.pid}", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise ProcessGone(f"process gone: {_reason(exc)}") from exc
+    try:
+        if _dir_start_ticks(dirfd) != process.start_ticks:
+            raise ProcessGone("process gone: its pid was reused since the processes were read")
+        try:
+            fd = os.open("exe", os.O_RDONLY | os.O_NOATIME | os.O_CLOEXEC, dir_fd=dirfd)
+        except PermissionError:
+            fd = os.open("exe", os.O_RDONLY | os.O_CLOEXEC, dir_fd=dirfd)
+        try:
+            yield fd
+        finally:
+            os.close(fd)
+        if _dir_start_ticks(dirfd) != process.start_ticks:
+            raise ProcessGone("process gone while its executable was read")
+    finally:
+        os.close(dirfd)
+
+
+def _dir_start_ticks(dirfd: int) -> int | None:
+    try:
+        return _parse_stat(_read_file("stat", dir_fd=dirfd)).start_ticks
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def _start_ticks_of(pid: int) -> int | None:

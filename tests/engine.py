@@ -68,3 +68,14 @@ def export_paths(tar_bytes: bytes) -> dict[str, tuple]:
                 found[path] = ("other", member.mode & 0o7777, None, None)
     found.pop("/", None)
     return found
+
+
+def compile_c(source: Path, output: Path, *flags: str) -> Path:
+    """Compile a test helper with the machine's gcc (``-static`` for FROM-scratch images)."""
+    subprocess.run(
+        ["gcc", *flags, "-O2", "-o", str(output), str(source)],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    return output

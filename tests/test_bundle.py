@@ -42,7 +42,7 @@ from drifttools.bundle import (
 from drifttools.procs import container_pids, read_processes
 from drifttools.report_read import report_from_dict
 from tests.conftest import assert_valid_report
-from tests.engine import BUSYBOX, build_image, docker, unique
+from tests.engine import BUSYBOX, build_image, compile_c, docker, unique
 
 HERE = Path(__file__).parent
 BUSYBOX_BYTES = BUSYBOX.read_bytes()
@@ -75,12 +75,7 @@ def scene(engine: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[di
     work = tmp_path_factory.mktemp("bundle-scene")
     context = work / "context"
     context.mkdir()
-    subprocess.run(
-        ["gcc", "-static", "-O2", "-o", str(context / "memfd_exec"), str(HERE / "memfd_exec.c")],
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
+    compile_c(HERE / "memfd_exec.c", context / "memfd_exec", "-static")
     tag = f"{unique('drifttools-bundle')}:1"
     build_image(tag, context, SCENE_DOCKERFILE)
     name = unique("drifttools-bundle")

@@ -21,7 +21,7 @@ import drifttools
 from drifttools import ChangeKind, ClassifyOptions, LayerCache, Severity
 from drifttools.classifiers.elf import content_facts, elf_facts, shebang
 from tests.conftest import assert_valid_report
-from tests.engine import build_image, docker, unique
+from tests.engine import build_image, compile_c, docker, unique
 from tests.test_cli import EXE
 
 HERE = Path(__file__).parent
@@ -77,21 +77,12 @@ echo 'GET /health 200' >> /var/log/app.log
 """
 
 
-def _gcc(source: Path, out: Path, *flags: str) -> None:
-    subprocess.run(
-        ["gcc", *flags, "-O2", "-o", str(out), str(source)],
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
-
-
 @pytest.fixture(scope="module")
 def chain_image(engine: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     context = tmp_path_factory.mktemp("classify-image") / "context"
     context.mkdir()
-    _gcc(HERE / "memfd_exec.c", context / "memfd_exec", "-static")
-    _gcc(HERE / "miner.c", context / "miner", "-static")
+    compile_c(HERE / "memfd_exec.c", context / "memfd_exec", "-static")
+    compile_c(HERE / "miner.c", context / "miner", "-static")
     (context / "tool").write_bytes(TOOL)
     (context / "tool").chmod(0o755)
     info = context / "dpkg" / "info"
@@ -323,7 +314,7 @@ def test_elf_facts_of_compiled_programs(chain_image: dict, tmp_path: Path) -> No
     assert static is not None
     assert (static["class"], static["arch"], static["linking"]) == ("ELF64", "x86-64", "static")
     assert static["stripped"] is False and static["packed"] == []
-    _gcc(HERE / "miner.c", tmp_path / "dyn", "-s")
+    compile_c(HERE / "miner.c", tmp_path / "dyn", "-s")
     dynamic = elf_facts((tmp_path / "dyn").read_bytes())
     assert dynamic is not None and dynamic["linking"] == "dynamic"
     assert dynamic["interpreter"].startswith("/lib") and dynamic["stripped"] is True

@@ -24,7 +24,7 @@ import pytest
 from drifttools import _native, load_image, procs
 from drifttools.models import ProcessRecord, SocketRecord
 from drifttools.procs import VANISHED, container_pids, read_processes, tag_processes
-from tests.engine import BUSYBOX, build_image, docker, unique
+from tests.engine import BUSYBOX, build_image, compile_c, docker, unique
 
 HERE = Path(__file__).parent
 BUSYBOX_SHA256 = hashlib.sha256(BUSYBOX.read_bytes()).hexdigest()
@@ -88,12 +88,7 @@ def procs_image(engine: None, tmp_path_factory: pytest.TempPathFactory) -> Itera
     work = tmp_path_factory.mktemp("procs-image")
     context = work / "context"
     context.mkdir()
-    subprocess.run(
-        ["gcc", "-static", "-O2", "-o", str(context / "memfd_exec"), str(HERE / "memfd_exec.c")],
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
+    compile_c(HERE / "memfd_exec.c", context / "memfd_exec", "-static")
     tag = f"{unique('drifttools-procs')}:1"
     build_image(tag, context, PROCS_DOCKERFILE)
     saved = work / "save.tar"

@@ -15,6 +15,7 @@ from typing import Any
 
 from drifttools.classifiers.locations import WRITABLE_DIRS, under
 from drifttools.models import Finding, ProcessRecord, Severity
+from drifttools.procs import opened_exe
 
 SHELLS = frozenset({"sh", "bash", "dash", "ash", "zsh", "ksh", "mksh", "busybox", "tcsh"})
 INTERPRETERS = frozenset(
@@ -152,53 +153,19 @@ def read_exe(
 ) -> tuple[bytes | None, str | None]:
     """Up to ``limit`` bytes of the process's executable, or None and why not.
 
-    Read only while the record's process lives (same start time before and after the
-    read) and, when the whole file was read, only if it hashes to ``exe_sha256``.
+    Read only while the record's process lives (:func:`drifttools.procs.opened_exe`) and,
+    when the whole file was read, only if it hashes to ``exe_sha256``.
     """
     try:
-        dirfd = os.open(f"{proc}/{process.pid}", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    except OSError:
-        return None, "process gone before its executable could be classified"
-    try:
-        if _start_ticks(dirfd) != process.start_ticks:
-            return None, "process gone before its executable could be classified (pid reused)"
-        try:
-            fd = os.open("exe", os.O_RDONLY | os.O_CLOEXEC | os.O_NOATIME, dir_fd=dirfd)
-        except OSError as exc:
-            return None, f"exe: {exc.strerror or exc}"
-        try:
+        with opened_exe(process, proc=proc) as fd:
             chunks, size = [], 0
             while size < limit and (chunk := os.read(fd, min(1 << 20, limit - size))):
                 chunks.append(chunk)
                 size += len(chunk)
             data = b"".join(chunks)
             whole = os.fstat(fd).st_size == len(data)
-        finally:
-            os.close(fd)
-        if _start_ticks(dirfd) != process.start_ticks:
-            return None, "process exited while its executable was read"
     except OSError as exc:
-        return None, f"exe: {exc.strerror or exc}"
-    finally:
-        os.close(dirfd)
+        return None, f"executable not classified: {exc.strerror or exc}"
     if whole and process.exe_sha256 and hashlib.sha256(data).hexdigest() != process.exe_sha256:
         return None, "executable changed since the snapshot (sha256 differs)"
     return data, None
-
-
-def _start_ticks(dirfd: int) -> int | None:
-    try:
-        fd = os.open("stat", os.O_RDONLY | os.O_CLOEXEC, dir_fd=dirfd)
-    except OSError:
-        return None
-    try:
-        raw = os.read(fd, 4096)
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
-    fields = raw[raw.rfind(b")") + 2 :].split()
-    try:
-        return int(fields[19])
-    except (IndexError, ValueError):
-        return None
