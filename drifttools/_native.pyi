@@ -125,6 +125,11 @@ class Tree:
         """Every entry's path, in order, in one call (no Entry objects made)."""
     def kinds(self) -> list[str]:
         """Every entry's kind, in order, in one call."""
+    def drift_keys(self) -> list[bytes | None]:
+        """Every entry's drift key, in order, in one call: equal keys mean equal kind,
+        mode, owner, content (SHA-256, else size), link target, device numbers and
+        ``security.capability``. ``None`` for a hardlink or an entry with an error,
+        which must be compared in full."""
     def to_bytes(self) -> bytes:
         """Versioned binary form: magic ``b"DTTREE\\r\\n"``, format version, payload and a
         trailing SHA-256 of everything before it."""

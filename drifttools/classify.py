@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,8 @@ ImageFiles = Callable[[str, int], bytes | None]
 
 #: Bytes read from one file in one batch at most (several files per batch).
 _BATCH_BYTES = 256 * 1024 * 1024
+#: Files examined at once: libmagic and the YARA engines release the GIL while they scan.
+_EXAMINERS = min(4, os.cpu_count() or 1)
 _CONTENT_KINDS = (ChangeKind.ADDED, ChangeKind.MODIFIED, ChangeKind.TYPE, ChangeKind.METADATA)
 
 
@@ -221,17 +224,22 @@ def classify(
     samples: dict[str, _Sample] = {}
     unreadable: dict[str, str] = {}
     done = 0
-    for batch in _batches(wanted, cap):
-        contents = reader.read_many([c.path for c in batch], cap)
-        for change in batch:
-            got = contents[change.path]
-            if isinstance(got, ContentUnavailable):
-                unreadable[change.path] = str(got)
-                continue
-            assert change.after is not None
-            samples[change.path] = _examine(got.data, got.size, change.after.mode, ruleset, cap)
-        done += len(batch)
-        progress("classify files", done, len(wanted))
+    with ThreadPoolExecutor(max_workers=_EXAMINERS, thread_name_prefix="drift-classify") as pool:
+        for batch in _batches(wanted, cap):
+            contents = reader.read_many([c.path for c in batch], cap)
+            pending = {}
+            for change in batch:
+                got = contents[change.path]
+                if isinstance(got, ContentUnavailable):
+                    unreadable[change.path] = str(got)
+                    continue
+                assert change.after is not None
+                pending[change.path] = pool.submit(
+                    _examine, got.data, got.size, change.after.mode, ruleset, cap
+                )
+            samples.update((path, future.result()) for path, future in pending.items())
+            done += len(batch)
+            progress("classify files", done, len(wanted))
 
     executables = {p for p, s in samples.items() if "executable" in s.tags}
 

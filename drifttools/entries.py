@@ -6,7 +6,7 @@ Python materialises facts one entry at a time, only where it needs them.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from types import MappingProxyType
 
 from drifttools import _native
@@ -40,31 +40,32 @@ def facts_from_entry(entry: _native.Entry) -> FileFacts:
     )
 
 
-def iter_facts(tree: _native.Tree) -> Iterator[tuple[str, FileFacts, str | None]]:
-    """Yield ``(path, facts, error)`` for every entry, hardlinks resolved in the tree.
+def iter_facts(
+    tree: _native.Tree, only: Iterable[int] | None = None
+) -> Iterator[tuple[str, FileFacts, str | None]]:
+    """Yield ``(path, facts, error)`` for every entry (or those at ``only``), hardlinks
+    resolved in the tree.
 
     A hardlink whose target is not in the tree yields facts of kind
     ``unknown`` and an error that says so: the record is kept.
     """
-    link_targets = {entry.target for entry in tree if entry.kind == "hardlink"}
-    resolved: dict[str, FileFacts] = {}
-    for entry in tree:
+    links = []
+    for i in range(len(tree)) if only is None else only:
+        entry = tree[i]
         if entry.kind == "hardlink":
-            continue
-        facts = facts_from_entry(entry)
-        if entry.path in link_targets:
-            resolved[entry.path] = facts
-        yield entry.path, facts, entry.error
-    if not link_targets:
+            links.append(entry)
+        else:
+            yield entry.path, facts_from_entry(entry), entry.error
+    if not links:
         return
-    for entry in tree:
-        if entry.kind != "hardlink":
-            continue
-        target = resolved.get(entry.target or "")
+    kinds = tree.kinds()
+    targets = {path: i for i, path in enumerate(tree.paths()) if kinds[i] != "hardlink"}
+    for entry in links:
+        target = targets.get(entry.target or "")
         if target is None:
             yield entry.path, _unresolved(entry), f"hardlink target missing: {entry.target}"
-        else:
-            yield entry.path, target, entry.error  # same inode: same facts
+        else:  # same inode: same facts
+            yield entry.path, facts_from_entry(tree[target]), entry.error
 
 
 def _unresolved(entry: _native.Entry) -> FileFacts:

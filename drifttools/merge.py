@@ -41,13 +41,17 @@ def is_opaque_marker(path: str) -> bool:
 
 
 class MergedTree:
-    """A path-keyed tree that can drop whole subtrees in time proportional to their size."""
+    """A path-keyed tree that can drop whole subtrees in time proportional to their size.
+
+    The child index that removal needs is built on the first removal only: an
+    image whose layers never delete or replace anything is merged without it.
+    """
 
     def __init__(self) -> None:
         self.entries: dict[str, BaselineEntry] = {}
         self.kinds: dict[str, str] = {}
         self.links: dict[str, set[str]] = {}  # path -> every path of its inode (one shared set)
-        self._children: dict[str, set[str]] = {"/": set()}
+        self._children: dict[str, set[str]] | None = None
 
     def link(self, path: str, target: str) -> None:
         """Record that ``path`` is a hardlink of ``target``."""
@@ -64,6 +68,16 @@ class MergedTree:
                 groups[path] = alive
         return groups
 
+    def _child_index(self) -> dict[str, set[str]]:
+        if self._children is None:
+            children: dict[str, set[str]] = {"/": set()}
+            for path, kind in self.kinds.items():
+                children.setdefault(_parent(path), set()).add(path)
+                if kind == "dir":
+                    children.setdefault(path, set())
+            self._children = children
+        return self._children
+
     def remove(self, path: str) -> None:
         """Delete ``path`` and everything below it."""
         if path not in self.entries:
@@ -71,27 +85,34 @@ class MergedTree:
         self.clear(path)
         del self.entries[path]
         del self.kinds[path]
-        self._children.pop(path, None)
-        self._children[posixpath.dirname(path)].discard(path)
+        children = self._child_index()
+        children.pop(path, None)
+        children[_parent(path)].discard(path)
 
     def clear(self, path: str) -> None:
         """Delete everything below directory ``path``, keeping ``path`` itself."""
-        for child in list(self._children.get(path, ())):
+        for child in list(self._child_index().get(path, ())):
             self.remove(child)
 
     def put(self, path: str, kind: str, entry: BaselineEntry) -> None:
         """Set ``path``; parents that no layer named are created as plain directories."""
-        old = self.kinds.get(path)
+        kinds = self.kinds
+        old = kinds.get(path)
         if old is not None and not (old == "dir" and kind == "dir"):
             self.remove(path)
-        parent = path[: path.rfind("/")] or "/"
-        if parent != "/" and self.kinds.get(parent) != "dir":
+        parent = _parent(path)
+        if parent != "/" and kinds.get(parent) != "dir":
             self.put(parent, "dir", BaselineEntry(entry.layer, _IMPLICIT_DIR))
         self.entries[path] = entry
-        self.kinds[path] = kind
-        self._children[parent].add(path)
-        if kind == "dir":
-            self._children.setdefault(path, set())
+        kinds[path] = kind
+        if self._children is not None:
+            self._children[parent].add(path)
+            if kind == "dir":
+                self._children.setdefault(path, set())
+
+
+def _parent(path: str) -> str:
+    return path[: path.rfind("/")] or "/"
 
 
 def apply_layer(

@@ -130,6 +130,12 @@ class BaselineEntry:
             self._facts = facts_from_entry(self._source[self._index])
         return self._facts
 
+    @property
+    def origin(self) -> tuple[Tree, int] | None:
+        """The layer entry (tree, position) the facts come from; None when they were given
+        (a hardlink has its target's, an implicit directory made-up ones)."""
+        return None if self._source is None else (self._source, self._index)
+
     def __repr__(self) -> str:
         return f"BaselineEntry(layer={self.layer}, facts={self.facts!r})"
 

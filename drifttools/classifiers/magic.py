@@ -3,27 +3,29 @@
 from __future__ import annotations
 
 import threading
-from functools import cache
 
 import magic
 
 #: libmagic never sees more than this many bytes of a file.
 MAGIC_PREFIX = 64 * 1024
 
-_LOCK = threading.Lock()
+# A libmagic cookie is not thread safe: one per thread. ctypes releases the
+# GIL while libmagic runs, so files are typed in parallel.
+_COOKIES = threading.local()
 
 
-@cache
 def _describer() -> magic.Magic:
-    return magic.Magic()
+    describer = getattr(_COOKIES, "magic", None)
+    if describer is None:
+        describer = _COOKIES.magic = magic.Magic()
+    return describer
 
 
 def describe(data: bytes) -> str | None:
     """libmagic's description of the first :data:`MAGIC_PREFIX` bytes of ``data``."""
     if not data:
         return "empty"
-    with _LOCK:  # a libmagic cookie is not thread safe
-        try:
-            return _describer().from_buffer(data[:MAGIC_PREFIX])
-        except magic.MagicException:
-            return None
+    try:
+        return _describer().from_buffer(data[:MAGIC_PREFIX])
+    except magic.MagicException:
+        return None

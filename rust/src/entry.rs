@@ -582,9 +582,141 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// The one extended attribute whose change counts as drift (SELinux labels
+/// are assigned by the host policy; overlay xattrs are the engine's).
+pub const DRIFT_XATTR: &[u8] = b"security.capability";
+
+/// The facts of an entry that decide whether it drifted, as one comparable
+/// byte string: two entries with equal keys are the same for a diff (kind,
+/// mode, owner, content digest or, without one, size, link target, device
+/// numbers, file capabilities). None for what must be compared in full: a
+/// hardlink (its facts are its target's) or an entry read with an error.
+pub fn drift_key(e: &EntryRef<'_>) -> Option<Vec<u8>> {
+    let r = e.rec;
+    if r.kind == EntryKind::Hardlink || e.error().is_some() {
+        return None;
+    }
+    let mut k = Vec::with_capacity(48);
+    k.push(r.kind as u8);
+    k.extend_from_slice(&r.mode.to_le_bytes());
+    k.extend_from_slice(&r.uid.to_le_bytes());
+    k.extend_from_slice(&r.gid.to_le_bytes());
+    match r.kind {
+        EntryKind::File => match r.sha() {
+            Some(sha) => {
+                k.push(b'h');
+                k.extend_from_slice(sha);
+            }
+            None => {
+                k.push(b's');
+                k.extend_from_slice(&r.size.to_le_bytes());
+            }
+        },
+        EntryKind::Char | EntryKind::Block => {
+            k.extend_from_slice(&r.rdev_major.to_le_bytes());
+            k.extend_from_slice(&r.rdev_minor.to_le_bytes());
+        }
+        _ => {}
+    }
+    // length-prefixed, so that no two different (target, capability) pairs
+    // give the same bytes
+    let target = e.target();
+    k.push(target.is_some() as u8);
+    if let Some(t) = target {
+        k.extend_from_slice(&(t.len() as u64).to_le_bytes());
+        k.extend_from_slice(t);
+    }
+    if let Some((_, v)) = e.xattrs().iter().find(|(n, _)| &n[..] == DRIFT_XATTR) {
+        k.push(1);
+        k.extend_from_slice(v);
+    }
+    Some(k)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn drift_keys_equal_only_for_the_same_drift_facts() {
+        let file = |sha: Option<u8>, size: u64, mode: u16| {
+            let mut r = Rec {
+                kind: EntryKind::File,
+                mode,
+                size,
+                mtime_ns: 1,
+                ..Rec::default()
+            };
+            if let Some(b) = sha {
+                r.set_sha([b; 32]);
+            }
+            r
+        };
+        let key = |rec: Rec, extra: Option<Extra>| {
+            let mut t = Tree::new();
+            t.push(b"/p", rec, extra);
+            drift_key(&t.get(0).unwrap())
+        };
+        let base = key(file(Some(1), 5, 0o644), None);
+        assert!(base.is_some());
+        // mtime, times and inode do not count
+        let mut later = file(Some(1), 5, 0o644);
+        later.mtime_ns = 99;
+        later.inode = 7;
+        assert_eq!(key(later, None), base);
+        for other in [
+            file(Some(2), 5, 0o644),
+            file(Some(1), 5, 0o755),
+            file(None, 5, 0o644),
+            Rec {
+                uid: 1,
+                ..file(Some(1), 5, 0o644)
+            },
+            Rec {
+                kind: EntryKind::Dir,
+                ..file(None, 0, 0o644)
+            },
+        ] {
+            assert_ne!(key(other, None), base);
+        }
+        let cap = |v: &[u8]| Extra {
+            xattrs: vec![(DRIFT_XATTR.into(), v.into())],
+            ..Extra::default()
+        };
+        assert_ne!(key(file(Some(1), 5, 0o644), Some(cap(b"x"))), base);
+        assert_ne!(
+            key(file(Some(1), 5, 0o644), Some(cap(b"x"))),
+            key(file(Some(1), 5, 0o644), Some(cap(b"y")))
+        );
+        let label = Extra {
+            xattrs: vec![(b"security.selinux"[..].into(), b"l"[..].into())],
+            ..Extra::default()
+        };
+        assert_eq!(key(file(Some(1), 5, 0o644), Some(label)), base);
+        let link = |t: &[u8]| {
+            let extra = Extra {
+                target: Some(t.into()),
+                ..Extra::default()
+            };
+            let rec = Rec {
+                kind: EntryKind::Symlink,
+                ..Rec::default()
+            };
+            key(rec, Some(extra))
+        };
+        assert_eq!(link(b"/a"), link(b"/a"));
+        assert_ne!(link(b"/a"), link(b"/b"));
+        let broken = Extra {
+            error: Some("vanished".into()),
+            ..Extra::default()
+        };
+        assert_eq!(key(file(Some(1), 5, 0o644), Some(broken)), None);
+        let hard = Rec {
+            kind: EntryKind::Hardlink,
+            ..Rec::default()
+        };
+        assert_eq!(key(hard, None), None);
+    }
 
     pub(crate) fn sample_tree() -> Tree {
         let mut t = Tree::new();

@@ -16,7 +16,7 @@ use entry::{EntryKind, EntryRef, Tree};
 use pyo3::exceptions::{PyIndexError, PyOSError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedBytes;
-use pyo3::types::{PyBytes, PyDict, PyString};
+use pyo3::types::{PyBytes, PyDict, PyList, PyString};
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -259,6 +259,18 @@ impl PyTree {
     /// Every entry's kind, in order, in one call.
     fn kinds(&self) -> Vec<&'static str> {
         self.inner.iter().map(|e| e.rec.kind.as_str()).collect()
+    }
+
+    /// Every entry's drift key (see [`entry::drift_key`]), in order, in one call.
+    fn drift_keys<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let list = PyList::empty(py);
+        for e in self.inner.iter() {
+            match entry::drift_key(&e) {
+                Some(k) => list.append(PyBytes::new(py, &k))?,
+                None => list.append(py.None())?,
+            }
+        }
+        Ok(list)
     }
 
     fn to_bytes<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {

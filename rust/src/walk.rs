@@ -594,7 +594,12 @@ impl Ctx<'_> {
             }
             Err(_) => return None,
         };
-        let st = statx_at(fd.0, c"", libc::AT_EMPTY_PATH).ok()?;
+        // The open just looked the name up, which brought fresh attributes;
+        // DONT_SYNC keeps a FUSE mount (fuse-overlayfs's merged view) from
+        // asking its daemon again, a round trip per file (no-op on local
+        // filesystems). A size that moved meanwhile still shows as
+        // "changed during walk" after the read.
+        let st = statx_at(fd.0, c"", libc::AT_EMPTY_PATH | libc::AT_STATX_DONT_SYNC).ok()?;
         if st.stx_mode as u32 & libc::S_IFMT != libc::S_IFREG {
             return None;
         }
