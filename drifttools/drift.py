@@ -21,6 +21,7 @@ import bisect
 import posixpath
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 from drifttools.entries import compared_xattrs, iter_facts, join_mount
@@ -103,11 +104,11 @@ def is_opaque_dir(facts: FileFacts) -> bool:
 
 
 class _Baseline:
-    """The image's entries with a sorted key list, to find a subtree in O(log n + k)."""
+    """The image's entries, with a sorted key list (made when first needed) to find a subtree
+    in O(log n + k), and their native drift keys."""
 
     def __init__(self, entries: Mapping[str, BaselineEntry]) -> None:
         self.entries = entries
-        self._sorted = sorted(entries)
         self._keys: dict[int, tuple[Tree, list[bytes | None]]] = {}  # id(tree): tree, keys
 
     def drift_key(self, path: str) -> bytes | None:
@@ -122,13 +123,17 @@ class _Baseline:
             known = self._keys[id(tree)] = (tree, tree.drift_keys())
         return known[1][index]
 
+    @cached_property
+    def _sorted(self) -> list[str]:
+        return sorted(self.entries)
+
     def below(self, path: str) -> Iterator[str]:
         prefix = path.rstrip("/") + "/"
-        start = bisect.bisect_left(self._sorted, prefix)
-        for key in self._sorted[start:]:
-            if not key.startswith(prefix):
+        keys = self._sorted
+        for i in range(bisect.bisect_left(keys, prefix), len(keys)):
+            if not keys[i].startswith(prefix):
                 return
-            yield key
+            yield keys[i]
 
 
 class _Exclusions:
