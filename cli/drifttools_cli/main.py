@@ -21,7 +21,6 @@ from drifttools.cache import default_cache_dir
 from drifttools.progress import Progress as ProgressCallback
 from drifttools.progress import no_progress
 from drifttools.runtime import runtime_for
-from drifttools.runtimes.checkpoint import diff_checkpoint
 from drifttools.text import printable
 from drifttools_cli.evidence import bundle, export, verify
 from drifttools_cli.render import (
@@ -251,6 +250,8 @@ def diff(
     )
     with troubles(), progress_bar(progress) as update:
         if checkpoint:
+            from drifttools.runtimes.checkpoint import diff_checkpoint  # gRPC stubs: only here
+
             report = diff_checkpoint(
                 container, image=image, verify=not allow_unverified, cache=cache
             )
