@@ -4,6 +4,7 @@ use sha2::{Digest, Sha256};
 use std::alloc::{alloc, dealloc, Layout};
 use std::io;
 use std::os::fd::RawFd;
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 
 /// Page alignment for read buffers (unaligned destinations make read() much
 /// slower on some kernels/CPUs).
@@ -81,27 +82,145 @@ pub fn read_fd(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
 /// caller saw in stat; when a short read lands exactly on it we take it as end
 /// of file and save the final zero-length read (regular local files only
 /// return short reads at end of file). Returns (digest, bytes read).
+///
+/// From [`OVERLAP_MIN`] expected bytes on, read(2) runs on a helper thread so
+/// that its copy overlaps the hashing; the results are the same either way.
 pub fn hash_fd(
     fd: RawFd,
     buf: &mut AlignedBuf,
     expected: Option<u64>,
 ) -> io::Result<([u8; 32], u64)> {
-    let mut h = Sha256::new();
+    if expected.is_some_and(|e| e >= OVERLAP_MIN) {
+        if let Some(r) = hash_fd_overlapped(fd, expected) {
+            return r;
+        }
+    }
+    let mut one = OneBuf {
+        buf: buf.as_mut_slice(),
+        hasher: Sha256::new(),
+    };
+    let total = read_loop(fd, expected, &mut one)?;
+    Ok((one.hasher.finalize().into(), total))
+}
+
+/// Files of at least this many bytes are read on a helper thread.
+pub const OVERLAP_MIN: u64 = 16 << 20;
+/// Size of each buffer of the helper's ring.
+const RING_BUF: usize = 1 << 20;
+/// Buffers in the ring (one being filled, one being hashed, slack).
+const RING: usize = 4;
+
+/// Where [`read_loop`] reads to and what it does with what it read.
+trait Pieces {
+    /// The buffer for the next read; None stops the loop.
+    fn next_buf(&mut self) -> Option<&mut [u8]>;
+    /// The last buffer received `n` > 0 bytes; false stops the loop.
+    fn got(&mut self, n: usize) -> bool;
+}
+
+/// The read loop of [`hash_fd`]. Returns the bytes read.
+fn read_loop(fd: RawFd, expected: Option<u64>, p: &mut impl Pieces) -> io::Result<u64> {
     let mut total: u64 = 0;
-    let cap = buf.len();
-    let slice = buf.as_mut_slice();
-    loop {
-        let n = read_fd(fd, &mut slice[..cap])?;
+    while let Some(buf) = p.next_buf() {
+        let cap = buf.len();
+        let n = read_fd(fd, buf)?;
         if n == 0 {
             break;
         }
-        h.update(&slice[..n]);
         total += n as u64;
-        if n < cap && Some(total) == expected {
+        if !p.got(n) || (n < cap && Some(total) == expected) {
             break;
         }
     }
-    Ok((h.finalize().into(), total))
+    Ok(total)
+}
+
+/// Serial hashing: every read lands in the caller's buffer and is hashed.
+struct OneBuf<'a> {
+    buf: &'a mut [u8],
+    hasher: Sha256,
+}
+
+impl Pieces for OneBuf<'_> {
+    fn next_buf(&mut self) -> Option<&mut [u8]> {
+        Some(self.buf)
+    }
+
+    fn got(&mut self, n: usize) -> bool {
+        self.hasher.update(&self.buf[..n]);
+        true
+    }
+}
+
+/// A filled ring buffer and its length, or the read error that ended the file.
+type Filled = io::Result<(AlignedBuf, usize)>;
+
+/// Helper side of the ring: reads into free buffers and queues them full.
+struct RingFiller {
+    cur: Option<AlignedBuf>,
+    free: Receiver<AlignedBuf>,
+    full: SyncSender<Filled>,
+}
+
+impl Pieces for RingFiller {
+    fn next_buf(&mut self) -> Option<&mut [u8]> {
+        if self.cur.is_none() {
+            // Err: the hasher has stopped.
+            self.cur = Some(self.free.recv().ok()?);
+        }
+        self.cur.as_mut().map(AlignedBuf::as_mut_slice)
+    }
+
+    fn got(&mut self, n: usize) -> bool {
+        let buf = self.cur.take().expect("a buffer was just read into");
+        self.full.send(Ok((buf, n))).is_ok()
+    }
+}
+
+/// [`hash_fd`] with the reads on a scoped helper thread that fills a ring of
+/// [`RING`] buffers; memory stays bounded by the ring. None when the thread
+/// cannot be started.
+fn hash_fd_overlapped(fd: RawFd, expected: Option<u64>) -> Option<io::Result<([u8; 32], u64)>> {
+    let (full_tx, full_rx) = sync_channel::<Filled>(RING);
+    let (free_tx, free_rx) = sync_channel::<AlignedBuf>(RING);
+    for _ in 0..RING {
+        free_tx
+            .send(AlignedBuf::new(RING_BUF))
+            .expect("room for the ring");
+    }
+    let mut filler = RingFiller {
+        cur: None,
+        free: free_rx,
+        full: full_tx,
+    };
+    std::thread::scope(|s| {
+        std::thread::Builder::new()
+            .name("drift-hash-read".into())
+            .spawn_scoped(s, move || {
+                if let Err(e) = read_loop(fd, expected, &mut filler) {
+                    let _ = filler.full.send(Err(e));
+                }
+            })
+            .ok()?;
+        Some(hash_ring(full_rx, free_tx))
+    })
+}
+
+/// Hashing side of the ring, until the helper is done or reports an error.
+/// Returning (or unwinding) drops both channel ends, which stops a helper
+/// still waiting on either.
+fn hash_ring(full: Receiver<Filled>, free: SyncSender<AlignedBuf>) -> io::Result<([u8; 32], u64)> {
+    let mut hasher = Sha256::new();
+    let mut total: u64 = 0;
+    for filled in full {
+        let (buf, n) = filled?;
+        hasher.update(&buf.as_slice()[..n]);
+        total += n as u64;
+        // Never blocks (the channel holds the whole ring); fails only when
+        // the helper has finished.
+        let _ = free.send(buf);
+    }
+    Ok((hasher.finalize().into(), total))
 }
 
 /// Lowercase hex of a digest.
@@ -138,5 +257,42 @@ mod tests {
             to_hex(&Sha256::digest(b"").into()),
             "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
         );
+    }
+
+    fn reopen(f: &std::fs::File) -> std::fs::File {
+        std::fs::File::open(format!("/proc/self/fd/{}", f.as_raw_fd())).unwrap()
+    }
+
+    #[test]
+    fn large_file_overlapped() {
+        let mut f = tempfile::tempfile().unwrap();
+        let len = OVERLAP_MIN as usize + 3 * RING_BUF + 12345;
+        let data: Vec<u8> = (0..len as u64).map(|i| ((i * 131) >> 3) as u8).collect();
+        f.write_all(&data).unwrap();
+        let want: [u8; 32] = Sha256::digest(&data).into();
+        let mut buf = AlignedBuf::new(64 * 1024);
+        // exact, larger than the file (shrunk since stat), smaller than the
+        // file (grown since stat), and at the threshold
+        for expected in [len as u64, len as u64 + 4096, OVERLAP_MIN] {
+            let r = hash_fd(reopen(&f).as_raw_fd(), &mut buf, Some(expected)).unwrap();
+            assert_eq!(r, (want, len as u64), "expected {expected}");
+        }
+        // the overlapped path itself, not a fallback to the serial one
+        let r = hash_fd_overlapped(reopen(&f).as_raw_fd(), Some(len as u64));
+        assert_eq!(r.unwrap().unwrap(), (want, len as u64));
+    }
+
+    #[test]
+    fn read_errors_are_the_same_on_both_paths() {
+        let dir = std::fs::File::open("/").unwrap(); // read(2) gives EISDIR
+        let mut buf = AlignedBuf::new(4096);
+        for expected in [Some(10), Some(OVERLAP_MIN)] {
+            let e = hash_fd(dir.as_raw_fd(), &mut buf, expected).unwrap_err();
+            assert_eq!(e.raw_os_error(), Some(libc::EISDIR));
+        }
+        let e = hash_fd_overlapped(-1, Some(OVERLAP_MIN))
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EBADF));
     }
 }
