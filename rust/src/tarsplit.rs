@@ -21,12 +21,13 @@
 
 use crate::confine::{components, errno, fstat, open_in_root, openat, Fd};
 use crate::crc64::Crc64;
-use crate::hash::read_fd;
+use crate::hash::{read_fd, AlignedBuf};
 use crate::layer::{run_pipeline, Chunk, ChunkSink, Compression, LayerIndex, LayerOptions};
 use crate::tar::{LayerError, TarLimits};
 use crate::walk::describe;
 use base64::Engine as _;
 use serde::Deserialize;
+use sha2::{Digest, Sha256};
 use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::ffi::CString;
@@ -149,33 +150,35 @@ impl Problem {
     }
 }
 
-/// Writes the reassembled stream into chunks for the parser.
+/// Chunks handed between the assembler and the hasher thread.
+const HASH_DEPTH: usize = 4;
+
+/// Writes the reassembled stream into chunks, for the hasher thread.
 struct Out {
-    sink: ChunkSink,
     cur: Chunk,
-    /// The parser stopped (it failed); nothing more is sent.
-    gone: bool,
+    full: SyncSender<Chunk>,
+    fresh: Receiver<Chunk>,
 }
 
 impl Out {
     fn flush(&mut self) {
-        if self.cur.len == 0 || self.gone {
+        if self.cur.len == 0 {
             return;
         }
-        let next = self.sink.fresh();
+        // only without a hasher (it panicked, which the scope reports)
+        let spare = || Chunk {
+            buf: AlignedBuf::new(self.cur.buf.len()),
+            len: 0,
+        };
+        let next = self.fresh.recv().unwrap_or_else(|_| spare());
         let full = std::mem::replace(&mut self.cur, next);
-        if !self.sink.send(full) {
-            self.gone = true;
-        }
+        let _ = self.full.send(full);
     }
 
     /// Free space in the current chunk (never empty).
     fn space(&mut self) -> &mut [u8] {
         if self.cur.len == self.cur.buf.len() {
             self.flush();
-            if self.gone {
-                self.cur.len = 0; // keep consuming into a scratch chunk
-            }
         }
         let len = self.cur.len;
         &mut self.cur.buf.as_mut_slice()[len..]
@@ -552,6 +555,22 @@ impl Group {
     }
 }
 
+/// The hasher thread: hash the stream and pass it on to the parser until
+/// it stops, handing the assembler a fresh chunk for each full one.
+fn hasher(full: Receiver<Chunk>, fresh: SyncSender<Chunk>, sink: ChunkSink) -> [u8; 32] {
+    let mut h = Sha256::new();
+    let mut gone = false;
+    for c in full {
+        // never blocks: fewer than HASH_DEPTH chunks go round
+        let _ = fresh.send(sink.fresh());
+        if !gone {
+            h.update(&c.buf.as_slice()[..c.len]);
+            gone = !sink.send(c);
+        }
+    }
+    h.finalize().into()
+}
+
 /// A reader thread: fill in groups until there are no more.
 fn reader(root: &Root, work: &Mutex<Receiver<Group>>, done: Sender<Group>, cancel: &AtomicBool) {
     let mut opener = Opener { root, parent: None };
@@ -810,6 +829,7 @@ fn reader_count() -> usize {
 }
 
 struct Produced {
+    sha: [u8; 32],
     size: u64,
     problems: Vec<Problem>,
 }
@@ -862,20 +882,22 @@ pub fn read_tar_split(
             Box::new(raw)
         };
         let (done_tx, done) = channel();
+        let (full, full_rx) = sync_channel(HASH_DEPTH);
+        let (fresh_tx, fresh) = sync_channel(HASH_DEPTH);
         let cur = sink.fresh();
+        for _ in 1..HASH_DEPTH {
+            let _ = fresh_tx.send(sink.fresh());
+        }
         std::thread::scope(|s| {
-            // Owns the sender of work: dropping it (on any return) stops
-            // the readers, which the scope then joins.
+            // Owns the senders of work and of chunks: dropping it (on any
+            // return) stops the readers and the hasher, which the scope
+            // then joins.
             let mut a = Assembler {
                 opener: Opener {
                     root: &root,
                     parent: None,
                 },
-                out: Out {
-                    sink,
-                    cur,
-                    gone: false,
-                },
+                out: Out { cur, full, fresh },
                 cancel,
                 max_bytes: opts.max_bytes,
                 total: 0,
@@ -896,18 +918,26 @@ pub fn read_tar_split(
                     .map_err(LayerError::Io)?;
             }
             drop(done_tx);
+            let hashing = std::thread::Builder::new()
+                .name("drift-layer-hash".into())
+                .spawn_scoped(s, move || hasher(full_rx, fresh_tx, sink))
+                .map_err(LayerError::Io)?;
             a.run(&mut json, max_lines)?;
+            let (size, mut problems) = (a.total, std::mem::take(&mut a.problems));
+            drop(a);
             // same order as the stream (problems of one file keep theirs)
-            a.problems.sort_by_key(|p| p.off);
+            problems.sort_by_key(|p| p.off);
             Ok(Produced {
-                size: a.total,
-                problems: std::mem::take(&mut a.problems),
+                sha: hashing
+                    .join()
+                    .unwrap_or_else(|p| std::panic::resume_unwind(p)),
+                size,
+                problems,
             })
         })
     };
     let mut offsets = Vec::new();
-    let (p, mut tree, sha) = run_pipeline(produce, &limits, cancel, &|| true, Some(&mut offsets))?;
-    let sha = sha.expect("stream hashed");
+    let (p, mut tree, _) = run_pipeline(produce, &limits, cancel, &|| false, Some(&mut offsets))?;
     for pr in &p.problems {
         // the entry whose data starts there (or the last one before it)
         let i = offsets.partition_point(|&o| o <= pr.off);
@@ -918,9 +948,9 @@ pub fn read_tar_split(
     Ok(LayerIndex {
         entries: tree,
         compression: Compression::None,
-        compressed_sha256: sha,
+        compressed_sha256: p.sha,
         compressed_size: p.size,
-        uncompressed_sha256: sha,
+        uncompressed_sha256: p.sha,
         uncompressed_size: p.size,
     })
 }
@@ -940,7 +970,6 @@ pub fn read_tar_split_paths(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sha2::{Digest, Sha256};
 
     /// Test hook: pretend /proc is not mounted (the other path is correct
     /// too, so tests running meanwhile are not disturbed).
