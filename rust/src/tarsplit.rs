@@ -18,6 +18,13 @@
 //! the missing bytes are zero-filled (the archive structure stays intact),
 //! the stream digest then differs from the layer's diff_id, and the entry
 //! gets an error starting `"stored layer: "`.
+//!
+//! Work is spread over threads: the assembler parses the lines into groups
+//! of consecutive entries and writes them out in stream order; reader
+//! threads open and read the groups' small files ahead of it (a large file
+//! is streamed by the assembler in its turn); a hasher thread hashes the
+//! stream on its way to the tar parser. Every cap and error is decided by
+//! the assembler in line order, so the result does not depend on timing.
 
 use crate::confine::{components, errno, fstat, open_in_root, openat, Fd};
 use crate::crc64::Crc64;
