@@ -18,10 +18,17 @@
 //! the missing bytes are zero-filled (the archive structure stays intact),
 //! the stream digest then differs from the layer's diff_id, and the entry
 //! gets an error starting `"stored layer: "`.
+//!
+//! Work is spread over threads: the assembler parses the lines into groups
+//! of consecutive entries and writes them out in stream order; reader
+//! threads open and read the groups' small files ahead of it (a large file
+//! is streamed by the assembler in its turn); a hasher thread hashes the
+//! stream on its way to the tar parser. Every cap and error is decided by
+//! the assembler in line order, so the result does not depend on timing.
 
 use crate::confine::{components, errno, fstat, open_in_root, openat, Fd};
 use crate::crc64::Crc64;
-use crate::hash::read_fd;
+use crate::hash::{read_fd, AlignedBuf};
 use crate::layer::{run_pipeline, Chunk, ChunkSink, Compression, LayerIndex, LayerOptions};
 use crate::tar::{LayerError, TarLimits};
 use crate::walk::describe;
@@ -29,14 +36,18 @@ use base64::Engine as _;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use std::borrow::Cow;
+use std::collections::VecDeque;
 use std::ffi::CString;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader};
+use std::ops::Range;
 use std::os::fd::RawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender};
+use std::sync::Mutex;
 
 const FILE_TYPE: i64 = 1;
 const SEGMENT_TYPE: i64 = 2;
@@ -47,18 +58,31 @@ const JSON_BUF: usize = 256 * 1024;
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
+/// A JSON string, borrowed from the line unless it has escapes (serde
+/// borrows a `Cow` only where it is a field's whole type, not inside an
+/// `Option`).
+#[derive(Deserialize)]
+#[serde(transparent)]
+struct Text<'a>(#[serde(borrow)] Cow<'a, str>);
+
+impl Text<'_> {
+    fn as_bytes(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
+
 #[derive(Deserialize)]
 struct Line<'a> {
     #[serde(rename = "type")]
     kind: i64,
     #[serde(default, borrow)]
-    name: Option<Cow<'a, str>>,
+    name: Option<Text<'a>>,
     #[serde(default, borrow)]
-    name_raw: Option<Cow<'a, str>>,
+    name_raw: Option<Text<'a>>,
     #[serde(default)]
     size: i64,
     #[serde(default, borrow)]
-    payload: Option<Cow<'a, str>>,
+    payload: Option<Text<'a>>,
     #[serde(default)]
     position: i64,
 }
@@ -102,6 +126,18 @@ pub fn open_layer_dir(path: &Path) -> io::Result<Fd> {
         libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
     )
 }
+/// Files smaller than this are read ahead, in parallel, by the reader
+/// threads; larger ones are streamed in order by the assembler, so memory
+/// stays bounded whatever the layer.
+const LARGE: u64 = 1 << 20;
+/// A group of entries is handed to the readers once it holds this much
+/// data or this many parts.
+const GROUP_BYTES: usize = 1 << 20;
+const GROUP_PARTS: usize = 1024;
+/// Groups ahead of the assembler at most, and their data at most.
+const WINDOW_GROUPS: usize = 16;
+const WINDOW_BYTES: usize = 32 << 20;
+const MAX_READERS: usize = 4;
 
 /// A problem with one file of the layer directory, found at stream offset
 /// `off` (where the file's content starts).
@@ -111,74 +147,72 @@ struct Problem {
     clear_sha: bool,
 }
 
-/// Writes the reassembled stream into chunks, hashing it.
+impl Problem {
+    fn new(off: u64, msg: String, clear_sha: bool) -> Problem {
+        Problem {
+            off,
+            msg: format!("stored layer: {msg}"),
+            clear_sha,
+        }
+    }
+}
+
+/// Chunks handed between the assembler and the hasher thread.
+const HASH_DEPTH: usize = 4;
+
+/// Writes the reassembled stream into chunks, for the hasher thread.
 struct Out {
-    sink: ChunkSink,
     cur: Chunk,
-    hasher: Sha256,
-    total: u64,
-    max_bytes: u64,
-    /// The parser stopped (it failed); nothing more is sent.
-    gone: bool,
+    full: SyncSender<Chunk>,
+    fresh: Receiver<Chunk>,
 }
 
 impl Out {
     fn flush(&mut self) {
-        if self.cur.len == 0 || self.gone {
+        if self.cur.len == 0 {
             return;
         }
-        self.hasher.update(&self.cur.buf.as_slice()[..self.cur.len]);
-        let next = self.sink.fresh();
+        // only without a hasher (it panicked, which the scope reports)
+        let spare = || Chunk {
+            buf: AlignedBuf::new(self.cur.buf.len()),
+            len: 0,
+        };
+        let next = self.fresh.recv().unwrap_or_else(|_| spare());
         let full = std::mem::replace(&mut self.cur, next);
-        if !self.sink.send(full) {
-            self.gone = true;
-        }
+        let _ = self.full.send(full);
     }
 
     /// Free space in the current chunk (never empty).
     fn space(&mut self) -> &mut [u8] {
         if self.cur.len == self.cur.buf.len() {
             self.flush();
-            if self.gone {
-                self.cur.len = 0; // keep consuming into a scratch chunk
-            }
         }
         let len = self.cur.len;
         &mut self.cur.buf.as_mut_slice()[len..]
     }
 
-    fn commit(&mut self, n: usize) -> Result<(), LayerError> {
+    fn commit(&mut self, n: usize) {
         self.cur.len += n;
-        self.total += n as u64;
-        if self.total > self.max_bytes {
-            return Err(LayerError::Cap(format!(
-                "more than max_bytes {} bytes of reassembled data",
-                self.max_bytes
-            )));
-        }
-        Ok(())
     }
 
-    fn write(&mut self, mut data: &[u8]) -> Result<(), LayerError> {
+    fn write(&mut self, mut data: &[u8]) {
         while !data.is_empty() {
             let sp = self.space();
             let n = sp.len().min(data.len());
             sp[..n].copy_from_slice(&data[..n]);
-            self.commit(n)?;
+            self.commit(n);
             data = &data[n..];
         }
-        Ok(())
     }
 
-    fn zeros(&mut self, mut n: u64) -> Result<(), LayerError> {
+    fn zeros(&mut self, mut n: u64) {
         while n > 0 {
             let sp = self.space();
             let k = (sp.len() as u64).min(n) as usize;
             sp[..k].fill(0);
-            self.commit(k)?;
+            self.commit(k);
             n -= k as u64;
         }
-        Ok(())
     }
 }
 
@@ -219,19 +253,6 @@ fn read_error(e: io::Error) -> LayerError {
         }
         _ => LayerError::Io(e),
     }
-}
-
-struct Reassembler<'a> {
-    rootfd: RawFd,
-    use_openat2: AtomicBool,
-    /// Confined O_PATH fd of the last parent directory, with its path.
-    parent: Option<(Vec<u8>, Fd)>,
-    /// O_PATH fd of /proc/self/fd (None without procfs).
-    proc_fds: Option<Fd>,
-    out: Out,
-    problems: Vec<Problem>,
-    scratch: Vec<u8>,
-    cancel: &'a AtomicBool,
 }
 
 #[cfg(test)]
@@ -288,15 +309,22 @@ fn kind_name(mode: libc::mode_t) -> &'static str {
     }
 }
 
-impl Reassembler<'_> {
-    fn problem(&mut self, off: u64, msg: String, clear_sha: bool) {
-        self.problems.push(Problem {
-            off,
-            msg: format!("stored layer: {msg}"),
-            clear_sha,
-        });
-    }
+/// The layer directory, shared by the threads that open its files.
+struct Root {
+    fd: RawFd,
+    use_openat2: AtomicBool,
+    /// O_PATH fd of /proc/self/fd (None without procfs).
+    proc_fds: Option<Fd>,
+}
 
+/// Opens files of the layer directory, for one thread.
+struct Opener<'a> {
+    root: &'a Root,
+    /// Confined O_PATH fd of the last parent directory, with its path.
+    parent: Option<(Vec<u8>, Fd)>,
+}
+
+impl Opener<'_> {
     /// Open `name` for reading if it is a regular file; else the problem.
     ///
     /// The parent directory is resolved confined to the layer directory
@@ -305,6 +333,7 @@ impl Reassembler<'_> {
     /// regular file, and only then that very inode reopened for reading
     /// through `/proc/self/fd`: no FIFO or device is ever opened.
     fn open_regular(&mut self, name: &[u8]) -> Result<(Fd, libc::stat), String> {
+        let root = self.root;
         let comps = components(name);
         let Some((last, dirs)) = comps.split_last() else {
             return Err("not a regular file (directory)".into());
@@ -313,15 +342,15 @@ impl Reassembler<'_> {
         if !matches!(&self.parent, Some((p, _)) if *p == dir_path) {
             self.parent = None;
             let fd = open_in_root(
-                self.rootfd,
+                root.fd,
                 &dir_path,
                 libc::O_PATH | libc::O_DIRECTORY,
-                &self.use_openat2,
+                &root.use_openat2,
             )
             .map_err(|e| open_problem(&e))?;
             self.parent = Some((dir_path, fd));
         }
-        let parent = self.parent.as_ref().map_or(self.rootfd, |(_, fd)| fd.0);
+        let parent = self.parent.as_ref().map_or(root.fd, |(_, fd)| fd.0);
         let cname = CString::new(*last).map_err(|_| "cannot open: NUL in name".to_string())?;
         let p = openat(
             parent,
@@ -336,7 +365,7 @@ impl Reassembler<'_> {
             _ => return Err(format!("not a regular file ({})", kind_name(st.st_mode))),
         }
         let read_flags = libc::O_RDONLY | libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC;
-        let fd = match &self.proc_fds {
+        let fd = match &root.proc_fds {
             Some(procfd) => {
                 let mut buf = [0u8; 16];
                 let via = fd_name(p.0, &mut buf);
@@ -350,10 +379,10 @@ impl Reassembler<'_> {
                 // no procfs: open the name again (still confined, O_NONBLOCK)
                 // and check it is the same regular file
                 let fd = open_in_root(
-                    self.rootfd,
+                    root.fd,
                     name,
                     read_flags | libc::O_NOATIME,
-                    &self.use_openat2,
+                    &root.use_openat2,
                 )
                 .map_err(|e| open_problem(&e))?;
                 match fstat(fd.0) {
@@ -365,74 +394,373 @@ impl Reassembler<'_> {
         };
         Ok((fd, st))
     }
+}
 
-    /// Emit `size` bytes of file `name`, zero-filling what cannot be read.
-    fn file(&mut self, name: &[u8], size: u64, crc: Option<[u8; 8]>) -> Result<(), LayerError> {
-        let off = self.out.total;
-        let (fd, st) = match self.open_regular(name) {
-            Ok(v) => v,
-            Err(msg) => {
-                self.problem(off, msg, true);
-                return self.out.zeros(size);
-            }
+/// The `size` bytes of content a file entry announces, as read from the
+/// layer directory, and what went wrong with them (message, whether the
+/// entry's digest is void).
+struct Source {
+    /// None once nothing more can be read.
+    fd: Option<Fd>,
+    size: u64,
+    st_size: u64,
+    /// Bytes still to read.
+    left: u64,
+    crc: Crc64,
+    problems: Vec<(String, bool)>,
+}
+
+impl Source {
+    fn open(opener: &mut Opener<'_>, name: &[u8], size: u64) -> Source {
+        let mut s = Source {
+            fd: None,
+            size,
+            st_size: size,
+            left: size,
+            crc: Crc64::new(),
+            problems: Vec::new(),
         };
-        if st.st_size as u64 != size {
-            self.problem(
-                off,
-                format!("size {} bytes, expected {size}", st.st_size),
-                true,
-            );
+        match opener.open_regular(name) {
+            Err(msg) => s.problems.push((msg, true)),
+            Ok((fd, st)) => {
+                s.st_size = st.st_size as u64;
+                if s.st_size != size {
+                    let msg = format!("size {} bytes, expected {size}", st.st_size);
+                    s.problems.push((msg, true));
+                }
+                if size >= LARGE {
+                    // SAFETY: plain syscall on an fd we own; advice only.
+                    unsafe { libc::posix_fadvise(fd.0, 0, 0, libc::POSIX_FADV_SEQUENTIAL) };
+                }
+                s.fd = Some(fd);
+            }
         }
-        if size >= 1 << 20 {
-            // SAFETY: plain syscall on an fd we own; advice only.
-            unsafe { libc::posix_fadvise(fd.0, 0, 0, libc::POSIX_FADV_SEQUENTIAL) };
+        s
+    }
+
+    /// Read the next bytes of the content into `buf` (not empty); 0 once
+    /// it is complete or cannot be read further (the rest is zero-filled).
+    fn read(&mut self, buf: &mut [u8]) -> usize {
+        debug_assert!(!buf.is_empty());
+        let Some(fd) = &self.fd else { return 0 };
+        let k = (buf.len() as u64).min(self.left) as usize;
+        match read_fd(fd.0, &mut buf[..k]) {
+            Ok(0) => {
+                if self.st_size == self.size {
+                    self.problems.push(("changed while read".into(), true));
+                }
+                self.fd = None;
+                0
+            }
+            Ok(n) => {
+                self.crc.update(&buf[..n]);
+                self.left -= n as u64;
+                if self.left == 0 {
+                    self.fd = None;
+                }
+                n
+            }
+            Err(e) => {
+                let msg = format!("read failed: {}", describe(&e));
+                self.problems.push((msg, true));
+                self.fd = None;
+                0
+            }
         }
-        let mut want = size;
-        let mut c = Crc64::new();
-        while want > 0 {
+    }
+
+    /// The problems, adding a CRC mismatch when all was read cleanly.
+    fn finish(mut self, expected: Option<[u8; 8]>, off: u64, to: &mut Vec<Problem>) {
+        if self.left == 0
+            && self.problems.is_empty()
+            && expected.is_some_and(|c| c != self.crc.sum())
+        {
+            let msg = "content differs from the checksum recorded in tar-split (crc64)";
+            self.problems.push((msg.into(), false));
+        }
+        to.extend(
+            self.problems
+                .into_iter()
+                .map(|(msg, clear)| Problem::new(off, msg, clear)),
+        );
+    }
+}
+
+/// A file entry with content: its name (in [`Group::names`]), size, the
+/// CRC tar-split recorded and the stream offset of its content.
+struct FileRef {
+    name: Range<usize>,
+    size: u64,
+    crc: Option<[u8; 8]>,
+    off: u64,
+}
+
+enum Part {
+    /// Bytes of [`Group::data`].
+    Data(Range<usize>),
+    /// A large file, streamed by the assembler.
+    Large(FileRef),
+}
+
+/// A run of consecutive tar-split entries, as stream bytes: segments and
+/// the room for each small file's content, which a reader thread fills
+/// in (it stays zero where the file cannot be read).
+#[derive(Default)]
+struct Group {
+    seq: u64,
+    data: Vec<u8>,
+    parts: Vec<Part>,
+    /// Small files and where their content goes in `data`.
+    jobs: Vec<(usize, FileRef)>,
+    names: Vec<u8>,
+    problems: Vec<Problem>,
+    cancelled: bool,
+}
+
+impl Group {
+    /// Extend the data parts up to the end of `data`.
+    fn grow(&mut self, start: usize) {
+        let end = self.data.len();
+        match self.parts.last_mut() {
+            Some(Part::Data(r)) => r.end = end,
+            _ => self.parts.push(Part::Data(start..end)),
+        }
+    }
+
+    fn full(&self) -> bool {
+        self.data.len() >= GROUP_BYTES || self.parts.len() + self.jobs.len() >= GROUP_PARTS
+    }
+
+    /// Read the small files' contents (on a reader thread).
+    fn fill(&mut self, opener: &mut Opener<'_>, cancel: &AtomicBool) {
+        for (at, f) in &self.jobs {
+            if cancel.load(Ordering::Relaxed) {
+                self.cancelled = true;
+                return;
+            }
+            let dst = &mut self.data[*at..*at + f.size as usize];
+            let mut src = Source::open(opener, &self.names[f.name.clone()], f.size);
+            let mut filled = 0;
+            while filled < dst.len() {
+                let n = src.read(&mut dst[filled..]);
+                if n == 0 {
+                    break;
+                }
+                filled += n;
+            }
+            src.finish(f.crc, f.off, &mut self.problems);
+        }
+    }
+
+    fn clear(&mut self) {
+        self.data.clear();
+        self.parts.clear();
+        self.jobs.clear();
+        self.names.clear();
+        self.problems.clear();
+        self.cancelled = false;
+    }
+}
+
+/// The hasher thread: hash the stream and pass it on to the parser until
+/// it stops, handing the assembler a fresh chunk for each full one.
+fn hasher(full: Receiver<Chunk>, fresh: SyncSender<Chunk>, sink: ChunkSink) -> [u8; 32] {
+    let mut h = Sha256::new();
+    let mut gone = false;
+    for c in full {
+        // never blocks: fewer than HASH_DEPTH chunks go round
+        let _ = fresh.send(sink.fresh());
+        if !gone {
+            h.update(&c.buf.as_slice()[..c.len]);
+            gone = !sink.send(c);
+        }
+    }
+    h.finalize().into()
+}
+
+/// A reader thread: fill in groups until there are no more.
+fn reader(root: &Root, work: &Mutex<Receiver<Group>>, done: Sender<Group>, cancel: &AtomicBool) {
+    let mut opener = Opener { root, parent: None };
+    loop {
+        let next = work.lock().unwrap_or_else(|p| p.into_inner()).recv();
+        let Ok(mut g) = next else { return };
+        g.fill(&mut opener, cancel);
+        if done.send(g).is_err() {
+            return;
+        }
+    }
+}
+
+/// Parses the tar-split lines into groups, hands them to the reader
+/// threads and writes them out in order as they come back.
+struct Assembler<'a> {
+    opener: Opener<'a>,
+    out: Out,
+    cancel: &'a AtomicBool,
+    max_bytes: u64,
+    /// Length of the stream so far, including the groups not yet written.
+    total: u64,
+    problems: Vec<Problem>,
+    /// The group being parsed.
+    group: Group,
+    next_seq: u64,
+    /// Groups handed out and not yet written, oldest first (None while a
+    /// reader has it), and the size of their data.
+    window: VecDeque<Option<Group>>,
+    window_bytes: usize,
+    spare: Vec<Group>,
+    work: SyncSender<Group>,
+    done: Receiver<Group>,
+}
+
+impl Assembler<'_> {
+    /// Account for `n` more bytes of stream; returns where they start.
+    fn plan(&mut self, n: u64) -> Result<u64, LayerError> {
+        let off = self.total;
+        self.total += n;
+        if self.total > self.max_bytes {
+            return Err(LayerError::Cap(format!(
+                "more than max_bytes {} bytes of reassembled data",
+                self.max_bytes
+            )));
+        }
+        Ok(off)
+    }
+
+    fn segment(&mut self, payload: &Text<'_>, index: u64) -> Result<(), LayerError> {
+        let start = self.group.data.len();
+        B64.decode_vec(payload.as_bytes(), &mut self.group.data)
+            .map_err(|err| corrupt(format!("entry {index}: payload: {err}")))?;
+        self.plan((self.group.data.len() - start) as u64)?;
+        self.group.grow(start);
+        Ok(())
+    }
+
+    fn file(&mut self, e: &Line<'_>, index: u64) -> Result<(), LayerError> {
+        let g = &mut self.group;
+        let name_start = g.names.len();
+        match (&e.name_raw, &e.name) {
+            (Some(raw), _) if !raw.0.is_empty() => B64
+                .decode_vec(raw.as_bytes(), &mut g.names)
+                .map_err(|err| corrupt(format!("entry {index}: name_raw: {err}")))?,
+            (_, Some(n)) => g.names.extend_from_slice(n.as_bytes()),
+            _ => {}
+        }
+        let name = name_start..g.names.len();
+        let crc = match &e.payload {
+            Some(p) => recorded_crc(p.as_bytes())
+                .map_err(|err| corrupt(format!("entry {index}: payload: {err}")))?,
+            None => None,
+        };
+        let size = e.size as u64;
+        let off = self.plan(size)?;
+        let f = FileRef {
+            name,
+            size,
+            crc,
+            off,
+        };
+        let g = &mut self.group;
+        if size < LARGE {
+            let at = g.data.len();
+            g.data.resize(at + size as usize, 0);
+            g.jobs.push((at, f));
+            g.grow(at);
+        } else {
+            g.parts.push(Part::Large(f));
+        }
+        Ok(())
+    }
+
+    /// Hand the current group to the readers (or straight to the window
+    /// when it has no small file), then write what is ready.
+    fn submit(&mut self) -> Result<(), LayerError> {
+        if self.group.parts.is_empty() {
+            return Ok(());
+        }
+        let fresh = self.spare.pop().unwrap_or_default();
+        let mut g = std::mem::replace(&mut self.group, fresh);
+        g.seq = self.next_seq;
+        self.next_seq += 1;
+        self.window_bytes += g.data.len();
+        if g.jobs.is_empty() {
+            self.window.push_back(Some(g));
+        } else {
+            self.window.push_back(None);
+            self.work.send(g).map_err(|_| readers_failed())?;
+        }
+        self.drain(false)
+    }
+
+    /// Write the groups at the front of the window that are ready; wait
+    /// for them while the window is over its limits or, with `all`, until
+    /// it is empty.
+    fn drain(&mut self, all: bool) -> Result<(), LayerError> {
+        loop {
+            while let Ok(g) = self.done.try_recv() {
+                self.store(g);
+            }
+            let over =
+                all || self.window.len() >= WINDOW_GROUPS || self.window_bytes > WINDOW_BYTES;
+            match self.window.front() {
+                Some(Some(_)) => {
+                    let g = self.window.pop_front().flatten().expect("ready");
+                    self.window_bytes -= g.data.len();
+                    self.emit(g)?;
+                }
+                Some(None) if over => {
+                    let g = self.done.recv().map_err(|_| readers_failed())?;
+                    self.store(g);
+                }
+                _ => return Ok(()),
+            }
+        }
+    }
+
+    fn store(&mut self, g: Group) {
+        let front = self.next_seq - self.window.len() as u64;
+        let i = (g.seq - front) as usize;
+        self.window[i] = Some(g);
+    }
+
+    fn emit(&mut self, mut g: Group) -> Result<(), LayerError> {
+        if g.cancelled {
+            return Err(LayerError::Cancelled);
+        }
+        for part in &g.parts {
+            match part {
+                Part::Data(r) => self.out.write(&g.data[r.clone()]),
+                Part::Large(f) => self.stream(&g.names[f.name.clone()], f)?,
+            }
+        }
+        self.problems.append(&mut g.problems);
+        if g.data.capacity() <= 4 * GROUP_BYTES {
+            g.clear();
+            self.spare.push(g);
+        }
+        Ok(())
+    }
+
+    /// Emit a large file's content, zero-filling what cannot be read.
+    fn stream(&mut self, name: &[u8], f: &FileRef) -> Result<(), LayerError> {
+        let mut src = Source::open(&mut self.opener, name, f.size);
+        while src.left > 0 {
             if self.cancel.load(Ordering::Relaxed) {
                 return Err(LayerError::Cancelled);
             }
-            let sp = self.out.space();
-            let k = (sp.len() as u64).min(want) as usize;
-            match read_fd(fd.0, &mut sp[..k]) {
-                Ok(0) => {
-                    if st.st_size as u64 == size {
-                        self.problem(off, "changed while read".into(), true);
-                    }
-                    break;
-                }
-                Ok(n) => {
-                    c.update(&sp[..n]);
-                    self.out.commit(n)?;
-                    want -= n as u64;
-                }
-                Err(e) => {
-                    self.problem(off, format!("read failed: {}", describe(&e)), true);
-                    break;
-                }
+            let n = src.read(self.out.space());
+            if n == 0 {
+                break;
             }
+            self.out.commit(n);
         }
-        drop(fd);
-        if want > 0 {
-            return self.out.zeros(want);
-        }
-        if let Some(expected) = crc {
-            let clean = self.problems.last().is_none_or(|p| p.off != off);
-            if clean && c.sum() != expected {
-                self.problem(
-                    off,
-                    "content differs from the checksum recorded in tar-split (crc64)".into(),
-                    false,
-                );
-            }
-        }
+        self.out.zeros(src.left);
+        src.finish(f.crc, f.off, &mut self.problems);
         Ok(())
     }
 
     fn run(&mut self, json: &mut impl BufRead, max_lines: u64) -> Result<(), LayerError> {
         let mut line = Vec::with_capacity(4096);
-        let mut name_buf = Vec::new();
         let mut index: u64 = 0;
         while next_line(json, &mut line)? {
             if self.cancel.load(Ordering::Relaxed) {
@@ -457,13 +785,7 @@ impl Reassembler<'_> {
             match e.kind {
                 SEGMENT_TYPE => {
                     if let Some(p) = &e.payload {
-                        self.scratch.clear();
-                        B64.decode_vec(p.as_bytes(), &mut self.scratch)
-                            .map_err(|err| corrupt(format!("entry {index}: payload: {err}")))?;
-                        let data = std::mem::take(&mut self.scratch);
-                        let r = self.out.write(&data);
-                        self.scratch = data;
-                        r?;
+                        self.segment(p, index)?;
                     }
                 }
                 FILE_TYPE => {
@@ -471,38 +793,46 @@ impl Reassembler<'_> {
                         return Err(corrupt(format!("entry {index} has size {}", e.size)));
                     }
                     if e.size > 0 {
-                        name_buf.clear();
-                        match (&e.name_raw, &e.name) {
-                            (Some(raw), _) if !raw.is_empty() => B64
-                                .decode_vec(raw.as_bytes(), &mut name_buf)
-                                .map_err(|err| {
-                                    corrupt(format!("entry {index}: name_raw: {err}"))
-                                })?,
-                            (_, Some(n)) => name_buf.extend_from_slice(n.as_bytes()),
-                            _ => {}
-                        }
-                        let crc = match &e.payload {
-                            Some(p) => {
-                                let v = B64.decode(p.as_bytes()).map_err(|err| {
-                                    corrupt(format!("entry {index}: payload: {err}"))
-                                })?;
-                                <[u8; 8]>::try_from(v.as_slice()).ok()
-                            }
-                            None => None,
-                        };
-                        let name = std::mem::take(&mut name_buf);
-                        let r = self.file(&name, e.size as u64, crc);
-                        name_buf = name;
-                        r?;
+                        self.file(&e, index)?;
                     }
                 }
                 k => return Err(corrupt(format!("entry {index} has unknown type {k}"))),
             }
+            if self.group.full() {
+                self.submit()?;
+            }
             index += 1;
         }
+        self.submit()?;
+        self.drain(true)?;
         self.out.flush();
         Ok(())
     }
+}
+
+/// The CRC-64 a file entry records (None unless it is 8 bytes long),
+/// without allocating in the usual case.
+fn recorded_crc(b64: &[u8]) -> Result<Option<[u8; 8]>, base64::DecodeError> {
+    // up to 16 characters decode to at most 12 bytes
+    if b64.len() > 16 {
+        return Ok(<[u8; 8]>::try_from(B64.decode(b64)?.as_slice()).ok());
+    }
+    let mut buf = [0u8; 12];
+    let n = B64.decode_slice(b64, &mut buf).map_err(|e| match e {
+        base64::DecodeSliceError::DecodeError(e) => e,
+        base64::DecodeSliceError::OutputSliceTooSmall => unreachable!("room for 12 bytes"),
+    })?;
+    Ok(<[u8; 8]>::try_from(&buf[..n]).ok())
+}
+
+fn readers_failed() -> LayerError {
+    LayerError::Io(io::Error::other("tar-split: file reader thread failed"))
+}
+
+fn reader_count() -> usize {
+    std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .min(MAX_READERS)
 }
 
 struct Produced {
@@ -528,7 +858,22 @@ pub fn read_tar_split(
         .saturating_mul(3)
         .saturating_add(opts.max_bytes >> 20)
         .saturating_add(1024);
-    let rootfd = layer_dir.0;
+    let root = Root {
+        fd: layer_dir.0,
+        use_openat2: AtomicBool::new(true),
+        proc_fds: if procfs_disabled() {
+            None
+        } else {
+            openat(
+                libc::AT_FDCWD,
+                c"/proc/self/fd",
+                libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+            )
+            .ok()
+        },
+    };
+    let (work, work_rx) = sync_channel::<Group>(WINDOW_GROUPS);
+    let work_rx = Mutex::new(work_rx);
     let produce = |sink: ChunkSink| -> Result<Produced, LayerError> {
         let mut raw = BufReader::with_capacity(JSON_BUF, tar_split);
         let gz = raw
@@ -543,38 +888,59 @@ pub fn read_tar_split(
         } else {
             Box::new(raw)
         };
+        let (done_tx, done) = channel();
+        let (full, full_rx) = sync_channel(HASH_DEPTH);
+        let (fresh_tx, fresh) = sync_channel(HASH_DEPTH);
         let cur = sink.fresh();
-        let mut r = Reassembler {
-            rootfd,
-            use_openat2: AtomicBool::new(true),
-            parent: None,
-            proc_fds: if procfs_disabled() {
-                None
-            } else {
-                openat(
-                    libc::AT_FDCWD,
-                    c"/proc/self/fd",
-                    libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
-                )
-                .ok()
-            },
-            out: Out {
-                sink,
-                cur,
-                hasher: Sha256::new(),
-                total: 0,
+        for _ in 1..HASH_DEPTH {
+            let _ = fresh_tx.send(sink.fresh());
+        }
+        std::thread::scope(|s| {
+            // Owns the senders of work and of chunks: dropping it (on any
+            // return) stops the readers and the hasher, which the scope
+            // then joins.
+            let mut a = Assembler {
+                opener: Opener {
+                    root: &root,
+                    parent: None,
+                },
+                out: Out { cur, full, fresh },
+                cancel,
                 max_bytes: opts.max_bytes,
-                gone: false,
-            },
-            problems: Vec::new(),
-            scratch: Vec::new(),
-            cancel,
-        };
-        r.run(&mut json, max_lines)?;
-        Ok(Produced {
-            sha: r.out.hasher.finalize().into(),
-            size: r.out.total,
-            problems: r.problems,
+                total: 0,
+                problems: Vec::new(),
+                group: Group::default(),
+                next_seq: 0,
+                window: VecDeque::new(),
+                window_bytes: 0,
+                spare: Vec::new(),
+                work,
+                done,
+            };
+            for _ in 0..reader_count() {
+                let (root, work_rx, done_tx) = (&root, &work_rx, done_tx.clone());
+                std::thread::Builder::new()
+                    .name("drift-layer-file".into())
+                    .spawn_scoped(s, move || reader(root, work_rx, done_tx, cancel))
+                    .map_err(LayerError::Io)?;
+            }
+            drop(done_tx);
+            let hashing = std::thread::Builder::new()
+                .name("drift-layer-hash".into())
+                .spawn_scoped(s, move || hasher(full_rx, fresh_tx, sink))
+                .map_err(LayerError::Io)?;
+            a.run(&mut json, max_lines)?;
+            let (size, mut problems) = (a.total, std::mem::take(&mut a.problems));
+            drop(a);
+            // same order as the stream (problems of one file keep theirs)
+            problems.sort_by_key(|p| p.off);
+            Ok(Produced {
+                sha: hashing
+                    .join()
+                    .unwrap_or_else(|p| std::panic::resume_unwind(p)),
+                size,
+                problems,
+            })
         })
     };
     let mut offsets = Vec::new();
@@ -988,5 +1354,249 @@ mod tests {
         assert!(matches!(r, Err(LayerError::Cap(_))));
         let r = read_tar_split_paths(&ts, &root, &LayerOptions::default(), &AtomicBool::new(true));
         assert!(matches!(r, Err(LayerError::Cancelled)));
+    }
+
+    /// Content of file `i` of [`many`], `size` bytes long.
+    fn data(i: usize, size: usize) -> Vec<u8> {
+        (0..size).map(|k| (k * 31 + i * 7) as u8).collect()
+    }
+
+    /// How [`many`] sizes file `i`: small ones of 0 to 9 KB, and large ones
+    /// around the threshold for reading ahead.
+    fn size_of(i: usize) -> usize {
+        match i {
+            100 => LARGE as usize - 1,
+            200 => LARGE as usize,
+            300 => LARGE as usize + 1,
+            400 => 5 << 19,
+            _ if i.is_multiple_of(500) => 0,
+            _ => i * 7919 % 9000,
+        }
+    }
+
+    /// A layer of many small files switching between a few directories,
+    /// with large ones among them: more groups and more data than the
+    /// read-ahead window holds. `content` gives each file's content from
+    /// its original one.
+    fn many(content: &dyn Fn(usize, Vec<u8>) -> Vec<u8>) -> Layer {
+        let mut l = Layer::default();
+        l.other(b"./", b'5', b"");
+        for d in 0..8 {
+            l.other(format!("d{d}/").as_bytes(), b'5', b"");
+        }
+        for i in 0..6000 {
+            let name = format!("d{}/f{i}", (i / 7) % 8);
+            l.file(name.as_bytes(), &content(i, data(i, size_of(i))));
+        }
+        l.finish(512)
+    }
+
+    fn name_of(i: usize) -> String {
+        format!("d{}/f{i}", (i / 7) % 8)
+    }
+
+    #[test]
+    fn many_files_with_problems_small_and_large() {
+        let l = many(&|_, c| c);
+        assert!(l.tar.len() > WINDOW_BYTES);
+        let modified = |c: &[u8]| {
+            let mut c = c.to_vec();
+            c[0] ^= 1;
+            c
+        };
+        // file index, change on disk, expected error, content reassembled
+        type Change = Box<dyn Fn(&Path, &[u8])>;
+        type Effect = Box<dyn Fn(&[u8]) -> Vec<u8>>;
+        let zeros: fn(&[u8]) -> Vec<u8> = |c| vec![0; c.len()];
+        let cases: Vec<(usize, Change, String, Effect)> = vec![
+            (
+                10,
+                Box::new(|p, _| fs::remove_file(p).unwrap()),
+                "file missing".into(),
+                Box::new(zeros),
+            ),
+            (
+                11,
+                Box::new(move |p, c| fs::write(p, modified(c)).unwrap()),
+                "content differs from the checksum recorded in tar-split (crc64)".into(),
+                Box::new(move |c| modified(c)),
+            ),
+            (
+                12,
+                Box::new(|p, c| fs::write(p, &c[..c.len() / 2]).unwrap()),
+                format!("size {} bytes, expected {}", size_of(12) / 2, size_of(12)),
+                Box::new(|c| [&c[..c.len() / 2], &vec![0; c.len() - c.len() / 2]].concat()),
+            ),
+            (
+                13,
+                Box::new(|p, _| {
+                    fs::remove_file(p).unwrap();
+                    let c = CString::new(p.as_os_str().as_bytes()).unwrap();
+                    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+                }),
+                "not a regular file (fifo)".into(),
+                Box::new(zeros),
+            ),
+            (
+                14,
+                Box::new(|p, c| fs::write(p, [c, b"more"].concat()).unwrap()),
+                format!("size {} bytes, expected {}", size_of(14) + 4, size_of(14)),
+                Box::new(|c| c.to_vec()),
+            ),
+            (
+                15,
+                Box::new(|p, _| {
+                    fs::remove_file(p).unwrap();
+                    symlink("/etc/passwd", p).unwrap();
+                }),
+                "symlink in place of the file or a parent directory (not followed)".into(),
+                Box::new(zeros),
+            ),
+            (
+                100,
+                Box::new(move |p, c| fs::write(p, modified(c)).unwrap()),
+                "content differs from the checksum recorded in tar-split (crc64)".into(),
+                Box::new(move |c| modified(c)),
+            ),
+            (
+                200,
+                Box::new(|p, c| fs::write(p, &c[..1000]).unwrap()),
+                format!("size 1000 bytes, expected {LARGE}"),
+                Box::new(|c| [&c[..1000], &vec![0; c.len() - 1000]].concat()),
+            ),
+            (
+                300,
+                Box::new(move |p, c| fs::write(p, modified(c)).unwrap()),
+                "content differs from the checksum recorded in tar-split (crc64)".into(),
+                Box::new(move |c| modified(c)),
+            ),
+            (
+                400,
+                Box::new(|p, _| fs::remove_file(p).unwrap()),
+                "file missing".into(),
+                Box::new(zeros),
+            ),
+            (
+                5999,
+                Box::new(|p, _| fs::remove_file(p).unwrap()),
+                "file missing".into(),
+                Box::new(zeros),
+            ),
+        ];
+        let want = many(&|i, c| match cases.iter().find(|k| k.0 == i) {
+            Some((_, _, _, effect)) => effect(&c),
+            None => c,
+        });
+        let reference = reference(&want.tar);
+        let d = tempfile::tempdir().unwrap();
+        let (ts, root) = l.write(d.path(), true);
+        for (i, change, _, _) in &cases {
+            change(&root.join(name_of(*i)), &data(*i, size_of(*i)));
+        }
+        for no_proc in [false, true] {
+            NO_PROCFS.store(no_proc, Ordering::Relaxed);
+            let li = read(&ts, &root).unwrap();
+            assert_eq!(li.uncompressed_sha256, sha(&want.tar));
+            assert_eq!(li.uncompressed_size, want.tar.len() as u64);
+            assert_eq!(li.entries.len(), reference.entries.len());
+            assert_eq!(li.entries.error_count(), cases.len());
+            for (a, b) in li.entries.iter().zip(reference.entries.iter()) {
+                assert_eq!(a.path, b.path);
+                let case = cases
+                    .iter()
+                    .find(|k| a.path == format!("/{}", name_of(k.0)).as_bytes());
+                match case {
+                    None => {
+                        assert_eq!(a.error(), None);
+                        assert_eq!(a.rec.sha(), b.rec.sha());
+                    }
+                    Some((i, _, msg, _)) => {
+                        assert_eq!(a.error(), Some(format!("stored layer: {msg}").as_str()));
+                        if msg.starts_with("content differs") {
+                            assert_eq!(a.rec.sha(), b.rec.sha(), "{i}");
+                        } else {
+                            assert!(a.rec.sha().is_none(), "{i}");
+                        }
+                    }
+                }
+            }
+        }
+        NO_PROCFS.store(false, Ordering::Relaxed);
+    }
+
+    #[test]
+    fn errors_come_in_stream_order_across_groups() {
+        let l = many(&|_, c| c);
+        let d = tempfile::tempdir().unwrap();
+        let (ts, root) = l.write(d.path(), false);
+        let lines: Vec<String> = fs::read_to_string(&ts)
+            .unwrap()
+            .lines()
+            .map(String::from)
+            .collect();
+        let with_bad_line = |at: usize| {
+            let mut v = lines.clone();
+            v[at] = "{broken".into();
+            fs::write(&ts, v.join("\n")).unwrap();
+        };
+        let half = LayerOptions {
+            max_bytes: l.tar.len() as u64 / 2,
+            ..Default::default()
+        };
+        let read_half = || read_tar_split_paths(&ts, &root, &half, &AtomicBool::new(false));
+        // the cap is reached before a late corrupt line, after an early one
+        with_bad_line(lines.len() - 2);
+        assert!(matches!(read_half(), Err(LayerError::Cap(_))));
+        with_bad_line(100);
+        let e = read_half().unwrap_err().to_string();
+        assert!(
+            e.starts_with("corrupt layer: tar-split: entry 100: "),
+            "{e}"
+        );
+        // and without a cap, the late corrupt line is reported
+        with_bad_line(lines.len() - 2);
+        let e = read(&ts, &root).unwrap_err().to_string();
+        let at = lines.len() - 2;
+        assert!(
+            e.starts_with(&format!("corrupt layer: tar-split: entry {at}: ")),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn recorded_crc_decodes_like_a_vec() {
+        for p in [
+            "",
+            "AAAAAAAAAAA=",
+            "AAAAAAAAAAAA",
+            "AAAAAAAAAAAAAAAA",
+            "AAAA",
+            "!!",
+            "AAAAAAAAAAA",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .chain(["A".repeat(40), format!("{}!", "A".repeat(40))])
+        {
+            let want = B64
+                .decode(p.as_bytes())
+                .map(|v| <[u8; 8]>::try_from(v.as_slice()).ok());
+            assert_eq!(recorded_crc(p.as_bytes()), want, "{p}");
+        }
+    }
+
+    #[test]
+    fn escaped_strings_are_read() {
+        let line = br#"{"type":1,"name":"a\/b\u00e9","payload":"A\u0041AA","position":0}"#;
+        let e: Line<'_> = serde_json::from_slice(line).unwrap();
+        assert_eq!(e.name.unwrap().as_bytes(), "a/b\u{e9}".as_bytes());
+        assert_eq!(e.payload.unwrap().as_bytes(), b"AAAA");
+        let Err(err) = serde_json::from_slice::<Line<'_>>(br#"{"type":1,"payload":5}"#) else {
+            panic!("accepted");
+        };
+        assert_eq!(
+            err.to_string(),
+            "invalid type: integer `5`, expected a string at line 1 column 21"
+        );
     }
 }
