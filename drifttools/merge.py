@@ -100,13 +100,13 @@ class MergedTree:
         old = kinds.get(path)
         if old is not None and not (old == "dir" and kind == "dir"):
             self.remove(path)
-        parent = _parent(path)
-        if parent != "/" and kinds.get(parent) != "dir":
-            self.put(parent, "dir", BaselineEntry(entry.layer, _IMPLICIT_DIR))
+        cut = path.rfind("/")  # 0: the parent is "/"
+        if cut > 0 and kinds.get(path[:cut]) != "dir":
+            self.put(path[:cut], "dir", BaselineEntry(entry.layer, _IMPLICIT_DIR))
         self.entries[path] = entry
         kinds[path] = kind
         if self._children is not None:
-            self._children[parent].add(path)
+            self._children[path[:cut] or "/"].add(path)
             if kind == "dir":
                 self._children.setdefault(path, set())
 
@@ -130,10 +130,12 @@ def apply_layer(
             tree.remove(target)
     skip = set(special)
     flagged = {i for i, entry in enumerate(layer) if entry.error} if layer.error_count else set()
+    unusual = skip | flagged
+    put = tree.put
     for i, (path, kind) in enumerate(zip(paths, kinds, strict=True)):
-        if i in skip:
-            continue
-        if i in flagged:
+        if i in unusual:
+            if i in skip:
+                continue
             errors.append(ErrorRecord(path, f"layer {index}: {layer[i].error}"))
         if kind == "hardlink":
             target = layer[i].target or ""
@@ -147,7 +149,7 @@ def apply_layer(
             tree.put(path, tree.kinds[target], BaselineEntry(index, linked.facts))
             tree.link(path, target)
         else:
-            tree.put(path, kind, BaselineEntry(index, source=layer, index=i))
+            put(path, kind, BaselineEntry(index, source=layer, index=i))
 
 
 @dataclass(frozen=True)
