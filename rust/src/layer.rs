@@ -1,12 +1,14 @@
 //! Layer reading: compression detection, decompression and hashing pipeline.
 //!
 //! A producer thread reads the source (hashing the raw bytes), decompresses
-//! and hands 1 MiB chunks to the parser thread, which hashes the
-//! uncompressed stream and parses / hashes members. Memory is bounded by
+//! and hands 1 MiB chunks to the parser thread, which parses the archive
+//! and hashes the members and, for compressed input, the uncompressed
+//! stream in the same pass (see [`crate::sha256x2`]). Memory is bounded by
 //! the channel depth whatever the layer size.
 
 use crate::entry::{seal, unseal, Reader, Tree, FORMAT_VERSION, LAYER_MAGIC};
 use crate::hash::AlignedBuf;
+use crate::sha256x2::{update_pair, Hasher};
 pub use crate::tar::LayerError;
 use crate::tar::{parse_recording, TarInput, TarLimits};
 use sha2::{Digest, Sha256};
@@ -355,14 +357,15 @@ fn produce<R: Read>(
     })
 }
 
-/// Parser-side view of the chunk stream.
+/// Parser-side view of the chunk stream. With `stream`, every byte
+/// consumed is hashed into it.
 struct ChunkReader {
     rx: Receiver<Chunk>,
     recycle: SyncSender<Chunk>,
     cur: Option<Chunk>,
     pos: usize,
     offset: u64,
-    hasher: Option<Sha256>,
+    stream: Option<Hasher>,
 }
 
 impl ChunkReader {
@@ -379,9 +382,6 @@ impl ChunkReader {
             }
             match self.rx.recv() {
                 Ok(c) => {
-                    if let Some(h) = &mut self.hasher {
-                        h.update(&c.buf.as_slice()[..c.len]);
-                    }
                     self.cur = Some(c);
                     self.pos = 0;
                 }
@@ -392,51 +392,62 @@ impl ChunkReader {
         &c.buf.as_slice()[self.pos..c.len]
     }
 
-    fn advance(&mut self, n: usize) {
-        self.pos += n;
-        self.offset += n as u64;
+    /// Consume the next `n` bytes (fewer only at end of stream), passing
+    /// them in pieces to `f` along with the stream hasher, which `f` must
+    /// update with them; returns how many were consumed.
+    fn consume(&mut self, n: u64, mut f: impl FnMut(&[u8], Option<&mut Hasher>)) -> u64 {
+        let mut done = 0u64;
+        while done < n {
+            let k = (self.avail().len() as u64).min(n - done) as usize;
+            if k == 0 {
+                break;
+            }
+            let c = self.cur.as_ref().expect("chunk present");
+            f(
+                &c.buf.as_slice()[self.pos..self.pos + k],
+                self.stream.as_mut(),
+            );
+            self.pos += k;
+            self.offset += k as u64;
+            done += k as u64;
+        }
+        done
     }
 
     fn drain(&mut self) {
-        loop {
-            let n = self.avail().len();
-            if n == 0 {
-                return;
-            }
-            self.advance(n);
-        }
+        self.consume(u64::MAX, hash_stream_only);
+    }
+}
+
+fn hash_stream_only(piece: &[u8], stream: Option<&mut Hasher>) {
+    if let Some(s) = stream {
+        s.update(piece);
     }
 }
 
 impl TarInput for ChunkReader {
     fn read_full(&mut self, buf: &mut [u8]) -> Result<usize, LayerError> {
         let mut done = 0;
-        while done < buf.len() {
-            let a = self.avail();
-            if a.is_empty() {
-                break;
-            }
-            let n = a.len().min(buf.len() - done);
-            buf[done..done + n].copy_from_slice(&a[..n]);
-            done += n;
-            self.advance(n);
-        }
+        self.consume(buf.len() as u64, |piece, stream| {
+            buf[done..done + piece.len()].copy_from_slice(piece);
+            done += piece.len();
+            hash_stream_only(piece, stream);
+        });
         Ok(done)
     }
 
     fn feed(&mut self, n: u64, f: &mut dyn FnMut(&[u8])) -> Result<u64, LayerError> {
-        let mut done = 0u64;
-        while done < n {
-            let a = self.avail();
-            if a.is_empty() {
-                break;
-            }
-            let k = (a.len() as u64).min(n - done) as usize;
-            f(&a[..k]);
-            done += k as u64;
-            self.advance(k);
-        }
-        Ok(done)
+        Ok(self.consume(n, |piece, stream| {
+            hash_stream_only(piece, stream);
+            f(piece);
+        }))
+    }
+
+    fn hash_member(&mut self, n: u64, member: &mut Hasher) -> Result<u64, LayerError> {
+        Ok(self.consume(n, |piece, stream| match stream {
+            Some(s) => update_pair(s, member, piece),
+            None => member.update(piece),
+        }))
     }
 
     fn offset(&self) -> u64 {
@@ -447,8 +458,8 @@ impl TarInput for ChunkReader {
 /// Run a producer (on its own thread) that sends the uncompressed stream
 /// in chunks, and parse it on the calling thread. `hash_stream` is asked
 /// once the first chunk arrived (the producer may have decided by then)
-/// whether the parser side must hash the whole stream; that digest is
-/// returned. With `offsets`, the data offset of every parsed entry is
+/// whether the parser side must hash the whole stream (together with the
+/// members, see [`crate::sha256x2`]); that digest is returned. With `offsets`, the data offset of every parsed entry is
 /// recorded (see [`crate::tar::parse_recording`]).
 pub(crate) fn run_pipeline<T: Send>(
     produce: impl FnOnce(ChunkSink) -> Result<T, LayerError> + Send,
@@ -470,22 +481,18 @@ pub(crate) fn run_pipeline<T: Send>(
             cur: None,
             pos: 0,
             offset: 0,
-            hasher: None,
+            stream: None,
         };
         // Wait for the first chunk so the producer's decision is known.
         let _ = reader.avail();
         if hash_stream() {
-            let mut h = Sha256::new();
-            if let Some(c) = &reader.cur {
-                h.update(&c.buf.as_slice()[..c.len]);
-            }
-            reader.hasher = Some(h);
+            reader.stream = Some(Hasher::new());
         }
         let parsed = parse_recording(&mut reader, limits, cancel, offsets);
         if parsed.is_ok() {
             reader.drain();
         }
-        let stream_hash = reader.hasher.take().map(|h| h.finalize().into());
+        let stream_hash = reader.stream.take().map(Hasher::finalize);
         drop(reader); // unblocks a producer waiting to send
         let produced = producer
             .join()
@@ -513,7 +520,10 @@ pub fn read_layer<R: Read + Send>(
         max_path_len: opts.max_path_len,
     };
     // The stream hash is only needed on the parser side when the data was
-    // compressed; otherwise it equals the raw hash.
+    // compressed; otherwise it equals the raw hash, computed on the producer
+    // in parallel with the member digests. (Joining the two on the parser,
+    // where two digests cost about 1.5 times one, made the parser the
+    // bottleneck for plain input: 0.63 s instead of 0.46 s for 427 MiB.)
     let compressed = || {
         detected
             .lock()
@@ -908,6 +918,62 @@ mod tests {
         let li = read(&gz).unwrap();
         assert_eq!(li.uncompressed_sha256, sha(&data));
         assert_eq!(li.compressed_sha256, sha(&gz));
+    }
+
+    #[test]
+    fn member_and_stream_digests_for_every_compression() {
+        let sizes = [
+            0,
+            1,
+            63,
+            64,
+            65,
+            511,
+            512,
+            513,
+            (3 << 20) + 77,
+            1 << 20,
+            100,
+        ];
+        let mut w = TarW::default();
+        let mut contents = Vec::new();
+        for (i, &n) in sizes.iter().enumerate() {
+            let d: Vec<u8> = (0..n as u32)
+                .map(|j| ((j + i as u32).wrapping_mul(2_654_435_761) >> 13) as u8)
+                .collect();
+            if i % 3 == 0 {
+                w.pax(&[("path", format!("./pax/{i}").as_bytes())]);
+            }
+            w.file(format!("f{i}").as_bytes(), &d);
+            contents.push(d);
+        }
+        w.header(b"hard", b'1', 0, b"f1", |_| {});
+        let data = w.finish();
+        let plain = read(&data).unwrap();
+        let t = &plain.entries;
+        assert_eq!(t.len(), sizes.len() + 1);
+        for (i, d) in contents.iter().enumerate() {
+            let e = t.get(i).unwrap();
+            let name = if i % 3 == 0 { "pax/" } else { "f" };
+            assert_eq!(e.path, format!("/{name}{i}").as_bytes());
+            assert_eq!(e.rec.sha(), Some(&sha(d)), "member {i}");
+        }
+        assert_eq!(t.get(sizes.len()).unwrap().target(), Some(&b"/f1"[..]));
+        assert_eq!(plain.uncompressed_sha256, sha(&data));
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&data).unwrap();
+        for packed in [
+            gz.finish().unwrap(),
+            zstd::encode_all(&data[..], 1).unwrap(),
+        ] {
+            // the stream digest is computed with the members' here
+            let li = read(&packed).unwrap();
+            assert_eq!(li.entries, plain.entries);
+            assert_eq!(li.uncompressed_sha256, sha(&data));
+            assert_eq!(li.uncompressed_size, data.len() as u64);
+            assert_eq!(li.compressed_sha256, sha(&packed));
+            assert_eq!(li.compressed_size, packed.len() as u64);
+        }
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod crc64;
 pub mod entry;
 pub mod hash;
 pub mod layer;
+pub mod sha256x2;
 pub mod tar;
 pub mod tarsplit;
 pub mod text;

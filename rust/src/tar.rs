@@ -6,8 +6,8 @@
 //! PAX 'x' / 'g' records, GNU 'L' / 'K' long names, and the usual types.
 
 use crate::entry::{EntryKind, Extra, Rec, Tree};
+use crate::sha256x2::Hasher;
 use crate::text::escape_path;
-use sha2::{Digest, Sha256};
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -52,6 +52,9 @@ pub trait TarInput {
     /// Pass the next `n` bytes to `f` (in pieces); returns how many were
     /// passed (fewer only at end of stream).
     fn feed(&mut self, n: u64, f: &mut dyn FnMut(&[u8])) -> Result<u64, LayerError>;
+    /// Hash the next `n` bytes (a member's content) into `member`; returns
+    /// how many were hashed (fewer only at end of stream).
+    fn hash_member(&mut self, n: u64, member: &mut Hasher) -> Result<u64, LayerError>;
     /// Bytes consumed so far.
     fn offset(&self) -> u64;
 }
@@ -558,11 +561,11 @@ pub fn parse_recording(
         }
         let data_off = inp.offset();
         if hash {
-            let mut hasher = Sha256::new();
-            if inp.feed(content, &mut |b| hasher.update(b))? != content {
+            let mut hasher = Hasher::new();
+            if inp.hash_member(content, &mut hasher)? != content {
                 return Err(corrupt("truncated archive (member data)", data_off));
             }
-            rec.set_sha(hasher.finalize().into());
+            rec.set_sha(hasher.finalize());
         } else if content > 0 {
             skip(inp, content, data_off)?;
         }
