@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple, TypeVar
 
 from drifttools import _native
 from drifttools.baseline import container_baseline
@@ -18,7 +19,15 @@ from drifttools.classify import (
 )
 from drifttools.drift import DEFAULT_EXCLUSIONS, diff_snapshot
 from drifttools.image import load_image, require_verified
-from drifttools.models import DriftReport, Exclusion, ImageIndex, ProcessRecord, Snapshot, Target
+from drifttools.models import (
+    ContainerInfo,
+    DriftReport,
+    Exclusion,
+    ImageIndex,
+    ProcessRecord,
+    Snapshot,
+    Target,
+)
 from drifttools.procs import read_processes, tag_processes
 from drifttools.progress import Progress, no_progress
 from drifttools.report import now_rfc3339
@@ -145,6 +154,24 @@ def diff(
     :class:`ClassifyOptions`); None leaves every change at its base severity.
     """
     runtime = runtime or runtime_for(reference)
+    started: list[Callable[[], ImageIndex]] = []
+
+    def start_baseline(info: ContainerInfo, _: tuple[ProcessRecord, ...]) -> None:
+        # Once the processes are read, the image's baseline (cache reads, merging:
+        # Python work) is made while the filesystem is walked (native, GIL released).
+        started.append(
+            in_background(
+                lambda: container_baseline(
+                    info,
+                    runtime,
+                    cache=resolve_cache(cache),
+                    trust_host_layers=trust_host_layers,
+                    progress=progress,
+                ),
+                name="drift-baseline",
+            )
+        )
+
     taken = take_snapshot(
         reference,
         runtime=runtime,
@@ -153,10 +180,12 @@ def diff(
         env_values=env_values,
         hash_max_size=hash_max_size,
         progress=progress,
+        after_processes=start_baseline,
     )
     return diff_taken(
         taken,
         runtime,
+        baseline=started[0]() if started else None,
         cache=cache,
         verify=verify,
         trust_host_layers=trust_host_layers,
@@ -186,21 +215,24 @@ def diff_taken(
     hash_max_size: int | None = DEFAULT_HASH_CAP,
     classification: ClassifyOptions | None = DEFAULT_CLASSIFICATION,
     progress: Progress = no_progress,
+    baseline: ImageIndex | None = None,
 ) -> Diffed:
     """The baseline, diff and classification of a snapshot already taken (volatile data first).
 
-    The snapshot is completed with what the baseline asks to read: the merged view of
-    image hardlinks whose inode the upper dir changed.
+    ``baseline`` is the image's, when already made (with the same ``cache`` and
+    ``trust_host_layers``). The snapshot is completed with what the baseline asks to
+    read: the merged view of image hardlinks whose inode the upper dir changed.
     """
     info = taken.container
     assert info is not None, "a live snapshot carries its container"
-    baseline = container_baseline(
-        info,
-        runtime,
-        cache=resolve_cache(cache),
-        trust_host_layers=trust_host_layers,
-        progress=progress,
-    )
+    if baseline is None:
+        baseline = container_baseline(
+            info,
+            runtime,
+            cache=resolve_cache(cache),
+            trust_host_layers=trust_host_layers,
+            progress=progress,
+        )
     if trust_host_layers:
         unverified = sum(1 for layer in baseline.layers if not layer.verified)
         note = f"--trust-host-layers: {unverified} layer(s) read unverified from the host"
@@ -219,6 +251,32 @@ def diff_taken(
         report, taken, baseline, classification, image_files=image_files, progress=progress
     )
     return Diffed(report, taken, baseline)
+
+
+T = TypeVar("T")
+
+
+def in_background(work: Callable[[], T], *, name: str) -> Callable[[], T]:
+    """Start ``work`` on a daemon thread (a Ctrl-C does not wait for it); the callable
+    returned waits for its result, or raises what it raised."""
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["value"] = work()
+        except BaseException as exc:  # handed to the waiting thread
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run, name=name, daemon=True)
+    thread.start()
+
+    def result() -> T:
+        thread.join()
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome["value"]
+
+    return result
 
 
 def processes(

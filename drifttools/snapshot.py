@@ -188,8 +188,9 @@ def _rootfs(
     if method == "merged":
         if guard is None:
             raise RootfsError(f"{info.name} is not running: its merged view cannot be walked")
+        # /dev is the runtime's (its tmpfs mounts are read as mounts)
         tree = walk_container_root(
-            guard, exclude=list(PSEUDO_FILESYSTEMS), one_filesystem=True, hash_max_size=cap
+            guard, exclude=[*PSEUDO_FILESYSTEMS, "/dev"], one_filesystem=True, hash_max_size=cap
         )
         return FilesystemState(
             "/", "merged", guard.root, "walk", tree, host_root=guard.root, guard=guard
