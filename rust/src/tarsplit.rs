@@ -44,6 +44,7 @@ use std::ops::Range;
 use std::os::fd::RawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
+use std::panic::AssertUnwindSafe;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender};
@@ -127,16 +128,22 @@ pub fn open_layer_dir(path: &Path) -> io::Result<Fd> {
     )
 }
 /// Files smaller than this are read ahead, in parallel, by the reader
-/// threads; larger ones are streamed in order by the assembler, so memory
-/// stays bounded whatever the layer.
+/// threads; larger ones are streamed in order by the assembler.
 const LARGE: u64 = 1 << 20;
-/// A group of entries is handed to the readers once it holds this much
-/// data or this many parts.
+/// A group of entries is handed to the readers once its data and file
+/// names reach this many bytes, or its parts and small files this count.
+/// One line adds at most [`MAX_LINE`] bytes, so a group holds less than
+/// `GROUP_BYTES + MAX_LINE`.
 const GROUP_BYTES: usize = 1 << 20;
 const GROUP_PARTS: usize = 1024;
-/// Groups ahead of the assembler at most, and their data at most.
+/// Groups ahead of the assembler at most, and their bytes (data and names)
+/// at most: the window is only waited on once over, so it holds at most
+/// `WINDOW_BYTES` plus one group. Memory stays bounded whatever the layer.
 const WINDOW_GROUPS: usize = 16;
 const WINDOW_BYTES: usize = 32 << 20;
+/// Emptied groups kept for reuse at most, and their capacity at most.
+const SPARE_GROUPS: usize = 4;
+const SPARE_BYTES: usize = 4 * GROUP_BYTES;
 const MAX_READERS: usize = 4;
 
 /// A problem with one file of the layer directory, found at stream offset
@@ -202,16 +209,6 @@ impl Out {
             sp[..n].copy_from_slice(&data[..n]);
             self.commit(n);
             data = &data[n..];
-        }
-    }
-
-    fn zeros(&mut self, mut n: u64) {
-        while n > 0 {
-            let sp = self.space();
-            let k = (sp.len() as u64).min(n) as usize;
-            sp[..k].fill(0);
-            self.commit(k);
-            n -= k as u64;
         }
     }
 }
@@ -515,6 +512,8 @@ struct Group {
     names: Vec<u8>,
     problems: Vec<Problem>,
     cancelled: bool,
+    /// The reader panicked while filling it in.
+    failed: bool,
 }
 
 impl Group {
@@ -527,8 +526,13 @@ impl Group {
         }
     }
 
+    /// The bytes it holds, as counted against the limits.
+    fn bytes(&self) -> usize {
+        self.data.len() + self.names.len()
+    }
+
     fn full(&self) -> bool {
-        self.data.len() >= GROUP_BYTES || self.parts.len() + self.jobs.len() >= GROUP_PARTS
+        self.bytes() >= GROUP_BYTES || self.parts.len() + self.jobs.len() >= GROUP_PARTS
     }
 
     /// Read the small files' contents (on a reader thread).
@@ -537,6 +541,10 @@ impl Group {
             if cancel.load(Ordering::Relaxed) {
                 self.cancelled = true;
                 return;
+            }
+            #[cfg(test)]
+            if &self.names[f.name.clone()] == tests::PANIC_NAME {
+                panic!("test hook: reader panics");
             }
             let dst = &mut self.data[*at..*at + f.size as usize];
             let mut src = Source::open(opener, &self.names[f.name.clone()], f.size);
@@ -552,39 +560,52 @@ impl Group {
         }
     }
 
-    fn clear(&mut self) {
-        self.data.clear();
-        self.parts.clear();
-        self.jobs.clear();
-        self.names.clear();
-        self.problems.clear();
-        self.cancelled = false;
+    /// Empty it for reuse, unless it holds too much memory (only groups
+    /// written out come here, never a cancelled or failed one).
+    fn recycle(mut self, spare: &mut Vec<Group>) {
+        if spare.len() < SPARE_GROUPS && self.data.capacity() + self.names.capacity() <= SPARE_BYTES
+        {
+            self.data.clear();
+            self.parts.clear();
+            self.jobs.clear();
+            self.names.clear();
+            self.problems.clear();
+            spare.push(self);
+        }
     }
 }
 
 /// The hasher thread: hash the stream and pass it on to the parser until
-/// it stops, handing the assembler a fresh chunk for each full one.
+/// it stops, handing the assembler a fresh chunk for each full one (once
+/// the parser has stopped, the full one itself).
 fn hasher(full: Receiver<Chunk>, fresh: SyncSender<Chunk>, sink: ChunkSink) -> [u8; 32] {
     let mut h = Sha256::new();
     let mut gone = false;
-    for c in full {
-        // never blocks: fewer than HASH_DEPTH chunks go round
-        let _ = fresh.send(sink.fresh());
-        if !gone {
-            h.update(&c.buf.as_slice()[..c.len]);
-            gone = !sink.send(c);
+    // never blocks: fewer than HASH_DEPTH chunks go round
+    for mut c in full {
+        if gone {
+            c.len = 0;
+            let _ = fresh.send(c);
+            continue;
         }
+        let _ = fresh.send(sink.fresh());
+        h.update(&c.buf.as_slice()[..c.len]);
+        gone = !sink.send(c);
     }
     h.finalize().into()
 }
 
-/// A reader thread: fill in groups until there are no more.
+/// A reader thread: fill in groups until there are no more. A group whose
+/// filling panicked comes back marked failed (the panic message is on
+/// stderr), so the assembler never waits for it in vain.
 fn reader(root: &Root, work: &Mutex<Receiver<Group>>, done: Sender<Group>, cancel: &AtomicBool) {
     let mut opener = Opener { root, parent: None };
     loop {
-        let next = work.lock().unwrap_or_else(|p| p.into_inner()).recv();
+        // the lock is held only across recv, which does not panic
+        let next = work.lock().expect("never poisoned").recv();
         let Ok(mut g) = next else { return };
-        g.fill(&mut opener, cancel);
+        let filled = std::panic::catch_unwind(AssertUnwindSafe(|| g.fill(&mut opener, cancel)));
+        g.failed = filled.is_err();
         if done.send(g).is_err() {
             return;
         }
@@ -605,7 +626,7 @@ struct Assembler<'a> {
     group: Group,
     next_seq: u64,
     /// Groups handed out and not yet written, oldest first (None while a
-    /// reader has it), and the size of their data.
+    /// reader has it), and their [`Group::bytes`].
     window: VecDeque<Option<Group>>,
     window_bytes: usize,
     spare: Vec<Group>,
@@ -617,12 +638,14 @@ impl Assembler<'_> {
     /// Account for `n` more bytes of stream; returns where they start.
     fn plan(&mut self, n: u64) -> Result<u64, LayerError> {
         let off = self.total;
-        self.total += n;
-        if self.total > self.max_bytes {
-            return Err(LayerError::Cap(format!(
-                "more than max_bytes {} bytes of reassembled data",
-                self.max_bytes
-            )));
+        match off.checked_add(n) {
+            Some(total) if total <= self.max_bytes => self.total = total,
+            _ => {
+                return Err(LayerError::Cap(format!(
+                    "more than max_bytes {} bytes of reassembled data",
+                    self.max_bytes
+                )))
+            }
         }
         Ok(off)
     }
@@ -682,7 +705,7 @@ impl Assembler<'_> {
         let mut g = std::mem::replace(&mut self.group, fresh);
         g.seq = self.next_seq;
         self.next_seq += 1;
-        self.window_bytes += g.data.len();
+        self.window_bytes += g.bytes();
         if g.jobs.is_empty() {
             self.window.push_back(Some(g));
         } else {
@@ -705,7 +728,7 @@ impl Assembler<'_> {
             match self.window.front() {
                 Some(Some(_)) => {
                     let g = self.window.pop_front().flatten().expect("ready");
-                    self.window_bytes -= g.data.len();
+                    self.window_bytes -= g.bytes();
                     self.emit(g)?;
                 }
                 Some(None) if over => {
@@ -724,6 +747,9 @@ impl Assembler<'_> {
     }
 
     fn emit(&mut self, mut g: Group) -> Result<(), LayerError> {
+        if g.failed {
+            return Err(readers_failed());
+        }
         if g.cancelled {
             return Err(LayerError::Cancelled);
         }
@@ -734,27 +760,29 @@ impl Assembler<'_> {
             }
         }
         self.problems.append(&mut g.problems);
-        if g.data.capacity() <= 4 * GROUP_BYTES {
-            g.clear();
-            self.spare.push(g);
-        }
+        g.recycle(&mut self.spare);
         Ok(())
     }
 
-    /// Emit a large file's content, zero-filling what cannot be read.
+    /// Emit a large file's content, zero-filling what cannot be read;
+    /// checks for cancellation once per chunk at least.
     fn stream(&mut self, name: &[u8], f: &FileRef) -> Result<(), LayerError> {
         let mut src = Source::open(&mut self.opener, name, f.size);
-        while src.left > 0 {
+        let mut left = f.size;
+        while left > 0 {
             if self.cancel.load(Ordering::Relaxed) {
                 return Err(LayerError::Cancelled);
             }
-            let n = src.read(self.out.space());
+            let sp = self.out.space();
+            let k = (sp.len() as u64).min(left) as usize;
+            let mut n = src.read(&mut sp[..k]);
             if n == 0 {
-                break;
+                sp[..k].fill(0);
+                n = k;
             }
             self.out.commit(n);
+            left -= n as u64;
         }
-        self.out.zeros(src.left);
         src.finish(f.crc, f.off, &mut self.problems);
         Ok(())
     }
@@ -896,9 +924,11 @@ pub fn read_tar_split(
             let _ = fresh_tx.send(sink.fresh());
         }
         std::thread::scope(|s| {
-            // Owns the senders of work and of chunks: dropping it (on any
-            // return) stops the readers and the hasher, which the scope
-            // then joins.
+            // Owns the sender of work, the receiver of filled groups and the
+            // sender of chunks: dropping it (on any return) stops the
+            // readers, each once it has filled the group it holds or takes
+            // next, and the hasher, once it has passed on what it has; the
+            // scope then joins them.
             let mut a = Assembler {
                 opener: Opener {
                     root: &root,
@@ -981,6 +1011,8 @@ mod tests {
     /// Test hook: pretend /proc is not mounted (the other path is correct
     /// too, so tests running meanwhile are not disturbed).
     pub(super) static NO_PROCFS: AtomicBool = AtomicBool::new(false);
+    /// Test hook: a reader thread panics on a small file of this name.
+    pub(super) const PANIC_NAME: &[u8] = b"PANIC";
     use crate::layer::read_layer;
     use std::fs;
     use std::io::{Cursor, Write};
@@ -1598,5 +1630,150 @@ mod tests {
             err.to_string(),
             "invalid type: integer `5`, expected a string at line 1 column 21"
         );
+    }
+
+    /// Run `f` on a thread of its own; None if it takes over `secs`.
+    fn within<T: Send + 'static>(secs: u64, f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(f());
+        });
+        rx.recv_timeout(std::time::Duration::from_secs(secs)).ok()
+    }
+
+    #[test]
+    fn a_panicking_reader_fails_the_read() {
+        let mut l = Layer::default();
+        l.other(b"./", b'5', b"");
+        l.file(PANIC_NAME, b"boom");
+        for i in 0..3000 {
+            l.file(format!("f{i}").as_bytes(), &[b'x'; 2000]);
+        }
+        let l = l.finish(0);
+        let d = tempfile::tempdir().unwrap();
+        let (ts, root) = l.write(d.path(), true);
+        let r = within(60, move || {
+            read(&ts, &root).map(|_| ()).map_err(|e| e.to_string())
+        });
+        let e = r.expect("hung after a reader panicked").unwrap_err();
+        assert!(e.contains("file reader thread failed"), "{e}");
+    }
+
+    /// Peak resident memory of this process, in KiB.
+    fn max_rss_kib() -> i64 {
+        // SAFETY: getrusage fills in the struct it is given.
+        let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+        assert_eq!(unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) }, 0);
+        u.ru_maxrss
+    }
+
+    const CHILD_ENV: &str = "DRIFT_TARSPLIT_MEMORY_CHILD";
+
+    /// Peak memory is measured in a process of its own, as other tests
+    /// running meanwhile raise this one's.
+    #[test]
+    fn long_names_keep_memory_bounded() {
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "tarsplit::tests::long_names_memory_child"])
+            .args(["--ignored", "--nocapture", "--test-threads=1"])
+            .env(CHILD_ENV, "1")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout) + String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{text}");
+        assert!(text.contains("1 passed"), "{text}");
+    }
+
+    /// Many entries with 1 MiB names: the names count against the group
+    /// and window limits, so few are held at a time.
+    #[test]
+    #[ignore = "run by long_names_keep_memory_bounded in a process of its own"]
+    fn long_names_memory_child() {
+        if std::env::var_os(CHILD_ENV).is_none() {
+            return;
+        }
+        let entries = 400;
+        let name = "n".repeat(1 << 20);
+        let d = tempfile::tempdir().unwrap();
+        let ts = d.path().join("tar-split.json.gz");
+        let root = d.path().join("diff");
+        fs::create_dir_all(&root).unwrap();
+        let mut gz = flate2::write::GzEncoder::new(
+            fs::File::create(&ts).unwrap(),
+            flate2::Compression::fast(),
+        );
+        for i in 0..entries {
+            let line = format!(r#"{{"type":1,"name":"{name}","size":1,"position":{i}}}"#);
+            writeln!(gz, "{line}").unwrap();
+        }
+        gz.finish().unwrap();
+        drop(name);
+        let before = max_rss_kib();
+        // the stream is no tar (the parser stops at once), but every line
+        // is still read and every file looked for
+        let e = read(&ts, &root).unwrap_err().to_string();
+        assert!(e.starts_with("corrupt layer: truncated"), "{e}");
+        let grown_mib = (max_rss_kib() - before) >> 10;
+        eprintln!("peak grew by {grown_mib} MiB");
+        assert!(
+            grown_mib < 64,
+            "peak grew by {grown_mib} MiB for {entries} MiB of names"
+        );
+    }
+
+    /// A huge missing file is zero-filled chunk by chunk, looking at the
+    /// cancel flag for each, while the parser has stopped (the hasher then
+    /// recycles the chunks).
+    #[test]
+    fn cancel_stops_a_zero_fill() {
+        let mut l = Layer::default();
+        let mut h = header(b"big", b'0', 0, b"");
+        h[148] = b'9'; // a bad checksum: the parser stops at once
+        l.raw(&h);
+        l.flush_seg();
+        l.lines
+            .push(r#"{"type":1,"name":"big","size":17179869184,"position":1}"#.into());
+        let d = tempfile::tempdir().unwrap();
+        let (ts, root) = l.write(d.path(), false);
+        let cancel = std::sync::Arc::new(AtomicBool::new(false));
+        let c = cancel.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            c.store(true, Ordering::Relaxed);
+        });
+        let t = std::time::Instant::now();
+        let r = read_tar_split_paths(&ts, &root, &LayerOptions::default(), &cancel);
+        assert!(matches!(r, Err(LayerError::Cancelled)));
+        let took = t.elapsed();
+        assert!(took < std::time::Duration::from_secs(3), "{took:?}");
+    }
+
+    /// Sizes near i64::MAX with max_bytes above 2^63: the running total
+    /// must not wrap past the cap (it would then zero-fill for ever).
+    #[test]
+    fn huge_sizes_hit_the_cap() {
+        let mut l = Layer::default();
+        l.raw(&header(b"a", b'0', 0, b""));
+        l.flush_seg();
+        for (i, name) in ["a", "b"].iter().enumerate() {
+            let at = i + 1;
+            l.lines.push(format!(
+                r#"{{"type":1,"name":"{name}","size":{},"position":{at}}}"#,
+                i64::MAX
+            ));
+        }
+        let d = tempfile::tempdir().unwrap();
+        let (ts, root) = l.write(d.path(), false);
+        let opts = LayerOptions {
+            max_bytes: u64::MAX,
+            ..Default::default()
+        };
+        let r = within(30, move || {
+            read_tar_split_paths(&ts, &root, &opts, &AtomicBool::new(false))
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        });
+        let e = r.expect("hung").unwrap_err();
+        assert!(e.contains("more than max_bytes"), "{e}");
     }
 }
