@@ -166,6 +166,9 @@ class LayerIndex:
     def from_bytes(data: bytes | bytearray) -> LayerIndex:
         """``ValueError("corrupt layer index: ...")`` on bad data."""
 
+#: The extended attribute that :meth:`Tree.drift_keys` (and the diff) compare.
+DRIFT_XATTR: str
+
 def walk(
     root: str | PathLike[str],
     *,
@@ -314,6 +317,7 @@ def unescape_path(text: str) -> bytes:
     (a backslash not followed by ``\\\\`` or ``xNN``)."""
 
 __all__ = [
+    "DRIFT_XATTR",
     "Entry",
     "LayerIndex",
     "Tree",

@@ -14,7 +14,7 @@ from drifttools.models import NO_XATTRS, ErrorRecord, FileFacts
 
 #: Extended attributes compared between image and container. SELinux labels
 #: are kept as facts but not compared: the host policy assigns them.
-COMPARED_XATTRS = ("security.capability",)
+COMPARED_XATTRS = (_native.DRIFT_XATTR,)  # the drift keys compare the same one
 
 
 def facts_from_entry(entry: _native.Entry) -> FileFacts:

@@ -723,6 +723,10 @@ fn native_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(py_walk, m)?)?;
     m.add_function(wrap_pyfunction!(py_read_layer, m)?)?;
     m.add_function(wrap_pyfunction!(py_read_tar_split, m)?)?;
+    m.add(
+        "DRIFT_XATTR",
+        std::str::from_utf8(entry::DRIFT_XATTR).expect("ASCII"),
+    )?;
     m.add_function(wrap_pyfunction!(py_read_file, m)?)?;
     m.add_function(wrap_pyfunction!(py_escape_path, m)?)?;
     m.add_function(wrap_pyfunction!(py_unescape_path, m)?)?;

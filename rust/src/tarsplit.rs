@@ -22,19 +22,18 @@
 //! Work is spread over threads: the assembler parses the lines into groups
 //! of consecutive entries and writes them out in stream order; reader
 //! threads open and read the groups' small files ahead of it (a large file
-//! is streamed by the assembler in its turn); a hasher thread hashes the
-//! stream on its way to the tar parser. Every cap and error is decided by
+//! is streamed by the assembler in its turn); the tar parser hashes the
+//! stream together with the members. Every cap and error is decided by
 //! the assembler in line order, so the result does not depend on timing.
 
 use crate::confine::{components, errno, fstat, open_in_root, openat, Fd};
 use crate::crc64::Crc64;
-use crate::hash::{read_fd, AlignedBuf};
+use crate::hash::read_fd;
 use crate::layer::{run_pipeline, Chunk, ChunkSink, Compression, LayerIndex, LayerOptions};
 use crate::tar::{LayerError, TarLimits};
 use crate::walk::describe;
 use base64::Engine as _;
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::ffi::CString;
@@ -164,29 +163,24 @@ impl Problem {
     }
 }
 
-/// Chunks handed between the assembler and the hasher thread.
-const HASH_DEPTH: usize = 4;
-
-/// Writes the reassembled stream into chunks, for the hasher thread.
+/// Writes the reassembled stream into chunks for the parser, which hashes
+/// it together with the members (see [`crate::sha256x2`]).
 struct Out {
+    sink: ChunkSink,
     cur: Chunk,
-    full: SyncSender<Chunk>,
-    fresh: Receiver<Chunk>,
+    /// The parser stopped (it failed): the current chunk is reused as scratch.
+    gone: bool,
 }
 
 impl Out {
     fn flush(&mut self) {
-        if self.cur.len == 0 {
+        if self.cur.len == 0 || self.gone {
+            self.cur.len = 0;
             return;
         }
-        // only without a hasher (it panicked, which the scope reports)
-        let spare = || Chunk {
-            buf: AlignedBuf::new(self.cur.buf.len()),
-            len: 0,
-        };
-        let next = self.fresh.recv().unwrap_or_else(|_| spare());
+        let next = self.sink.fresh();
         let full = std::mem::replace(&mut self.cur, next);
-        let _ = self.full.send(full);
+        self.gone = !self.sink.send(full);
     }
 
     /// Free space in the current chunk (never empty).
@@ -575,26 +569,6 @@ impl Group {
     }
 }
 
-/// The hasher thread: hash the stream and pass it on to the parser until
-/// it stops, handing the assembler a fresh chunk for each full one (once
-/// the parser has stopped, the full one itself).
-fn hasher(full: Receiver<Chunk>, fresh: SyncSender<Chunk>, sink: ChunkSink) -> [u8; 32] {
-    let mut h = Sha256::new();
-    let mut gone = false;
-    // never blocks: fewer than HASH_DEPTH chunks go round
-    for mut c in full {
-        if gone {
-            c.len = 0;
-            let _ = fresh.send(c);
-            continue;
-        }
-        let _ = fresh.send(sink.fresh());
-        h.update(&c.buf.as_slice()[..c.len]);
-        gone = !sink.send(c);
-    }
-    h.finalize().into()
-}
-
 /// A reader thread: fill in groups until there are no more. A group whose
 /// filling panicked comes back marked failed (the panic message is on
 /// stderr), so the assembler never waits for it in vain.
@@ -864,7 +838,6 @@ fn reader_count() -> usize {
 }
 
 struct Produced {
-    sha: [u8; 32],
     size: u64,
     problems: Vec<Problem>,
 }
@@ -917,24 +890,22 @@ pub fn read_tar_split(
             Box::new(raw)
         };
         let (done_tx, done) = channel();
-        let (full, full_rx) = sync_channel(HASH_DEPTH);
-        let (fresh_tx, fresh) = sync_channel(HASH_DEPTH);
         let cur = sink.fresh();
-        for _ in 1..HASH_DEPTH {
-            let _ = fresh_tx.send(sink.fresh());
-        }
         std::thread::scope(|s| {
             // Owns the sender of work, the receiver of filled groups and the
             // sender of chunks: dropping it (on any return) stops the
             // readers, each once it has filled the group it holds or takes
-            // next, and the hasher, once it has passed on what it has; the
-            // scope then joins them.
+            // next; the scope then joins them.
             let mut a = Assembler {
                 opener: Opener {
                     root: &root,
                     parent: None,
                 },
-                out: Out { cur, full, fresh },
+                out: Out {
+                    sink,
+                    cur,
+                    gone: false,
+                },
                 cancel,
                 max_bytes: opts.max_bytes,
                 total: 0,
@@ -955,26 +926,17 @@ pub fn read_tar_split(
                     .map_err(LayerError::Io)?;
             }
             drop(done_tx);
-            let hashing = std::thread::Builder::new()
-                .name("drift-layer-hash".into())
-                .spawn_scoped(s, move || hasher(full_rx, fresh_tx, sink))
-                .map_err(LayerError::Io)?;
             a.run(&mut json, max_lines)?;
             let (size, mut problems) = (a.total, std::mem::take(&mut a.problems));
             drop(a);
             // same order as the stream (problems of one file keep theirs)
             problems.sort_by_key(|p| p.off);
-            Ok(Produced {
-                sha: hashing
-                    .join()
-                    .unwrap_or_else(|p| std::panic::resume_unwind(p)),
-                size,
-                problems,
-            })
+            Ok(Produced { size, problems })
         })
     };
     let mut offsets = Vec::new();
-    let (p, mut tree, _) = run_pipeline(produce, &limits, cancel, &|| false, Some(&mut offsets))?;
+    let (p, mut tree, sha) = run_pipeline(produce, &limits, cancel, &|| true, Some(&mut offsets))?;
+    let sha = sha.expect("the parser hashes the stream");
     for pr in &p.problems {
         // the entry whose data starts there (or the last one before it)
         let i = offsets.partition_point(|&o| o <= pr.off);
@@ -985,9 +947,9 @@ pub fn read_tar_split(
     Ok(LayerIndex {
         entries: tree,
         compression: Compression::None,
-        compressed_sha256: p.sha,
+        compressed_sha256: sha,
         compressed_size: p.size,
-        uncompressed_sha256: p.sha,
+        uncompressed_sha256: sha,
         uncompressed_size: p.size,
     })
 }
@@ -1007,6 +969,7 @@ pub fn read_tar_split_paths(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sha2::{Digest, Sha256};
 
     /// Test hook: pretend /proc is not mounted (the other path is correct
     /// too, so tests running meanwhile are not disturbed).
@@ -1722,8 +1685,8 @@ mod tests {
     }
 
     /// A huge missing file is zero-filled chunk by chunk, looking at the
-    /// cancel flag for each, while the parser has stopped (the hasher then
-    /// recycles the chunks).
+    /// cancel flag for each, while the parser has stopped (the chunk is
+    /// then reused as scratch).
     #[test]
     fn cancel_stops_a_zero_fill() {
         let mut l = Layer::default();
