@@ -21,8 +21,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parents[1]))
 
 from drifttools import ClassifyOptions, classify, compile_rules, diff_snapshot, load_image
+from drifttools.analysis.classifiers.yara import bundled_sources
 from drifttools.api import offline_snapshot
-from drifttools.classifiers.yara import bundled_sources
 from tests.tarbuild import directory, file, layer_tar, legacy_archive
 
 BUSYBOX = Path("/bin/busybox")

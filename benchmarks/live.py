@@ -22,8 +22,8 @@ import time
 from pathlib import Path
 
 from drifttools import LayerCache
-from drifttools.baseline import container_baseline
-from drifttools.runtimes.docker import DockerRuntime
+from drifttools.acquisition.runtimes.docker import DockerRuntime
+from drifttools.baseline.container import container_baseline
 
 EXE = str(Path(sys.executable).parent / "drifttools")
 DRIFT = """

@@ -3,13 +3,11 @@
 The public API is re-exported here; everything else is internal.
 """
 
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("drifttools")
-except PackageNotFoundError:  # running from a source tree without an install
-    __version__ = "0+unknown"
-
+from drifttools.acquisition.rootfs import read_rootfs
+from drifttools.analysis.classifiers.allowlist import AllowlistError
+from drifttools.analysis.classifiers.yara import RulesError, RuleSet, compile_rules
+from drifttools.analysis.classify import ClassifyOptions, classify
+from drifttools.analysis.diff import DEFAULT_EXCLUSIONS, diff_snapshot
 from drifttools.api import (
     diff,
     diff_offline,
@@ -18,19 +16,8 @@ from drifttools.api import (
     running_containers,
     snapshot,
 )
-from drifttools.bundle import (
-    Bundle,
-    BundleResult,
-    Verification,
-    bundle,
-    open_bundle,
-    verify_bundle,
-)
-from drifttools.cache import LayerCache
-from drifttools.classifiers.allowlist import AllowlistError
-from drifttools.classifiers.yara import RulesError, RuleSet, compile_rules
-from drifttools.classify import ClassifyOptions, classify
-from drifttools.drift import DEFAULT_EXCLUSIONS, diff_snapshot
+from drifttools.baseline.cache import LayerCache
+from drifttools.baseline.image import load_image
 from drifttools.errors import (
     BundleCorrupt,
     BundleError,
@@ -45,7 +32,15 @@ from drifttools.errors import (
     RootfsError,
     RuntimeUnavailable,
 )
-from drifttools.image import load_image
+from drifttools.evidence.bundle import (
+    Bundle,
+    BundleResult,
+    Verification,
+    bundle,
+    open_bundle,
+    verify_bundle,
+)
+from drifttools.evidence.report import report_schema
 from drifttools.models import (
     BaselineEntry,
     Change,
@@ -67,8 +62,7 @@ from drifttools.models import (
     SocketRecord,
     Target,
 )
-from drifttools.report import report_schema
-from drifttools.rootfs import read_rootfs
+from drifttools.version import __version__
 
 __all__ = [
     "DEFAULT_EXCLUSIONS",

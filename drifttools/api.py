@@ -9,16 +9,21 @@ from pathlib import Path
 from typing import Any, Literal, NamedTuple, TypeVar
 
 from drifttools import _native
-from drifttools.baseline import container_baseline
-from drifttools.cache import DEFAULT_CACHE, LayerCache, resolve_cache
-from drifttools.classify import (
+from drifttools.acquisition.processes import read_processes, tag_processes
+from drifttools.acquisition.rootfs import DEFAULT_HASH_CAP, read_rootfs
+from drifttools.acquisition.runtime import Runtime, runtime_for
+from drifttools.acquisition.snapshot import add_hardlink_siblings, container_pids_of, take_snapshot
+from drifttools.analysis.classify import (
     DEFAULT_CLASSIFICATION,
     ClassifyOptions,
     classify,
     image_files_from_layers,
 )
-from drifttools.drift import DEFAULT_EXCLUSIONS, diff_snapshot
-from drifttools.image import load_image, require_verified
+from drifttools.analysis.diff import DEFAULT_EXCLUSIONS, diff_snapshot
+from drifttools.baseline.cache import DEFAULT_CACHE, LayerCache, resolve_cache
+from drifttools.baseline.container import container_baseline
+from drifttools.baseline.image import load_image, require_verified
+from drifttools.evidence.report import now_rfc3339
 from drifttools.models import (
     ContainerInfo,
     DriftReport,
@@ -28,12 +33,7 @@ from drifttools.models import (
     Snapshot,
     Target,
 )
-from drifttools.procs import read_processes, tag_processes
 from drifttools.progress import Progress, no_progress
-from drifttools.report import now_rfc3339
-from drifttools.rootfs import DEFAULT_HASH_CAP, read_rootfs
-from drifttools.runtime import Runtime, runtime_for
-from drifttools.snapshot import add_hardlink_siblings, container_pids_of, take_snapshot
 
 
 def offline_snapshot(

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from drifttools._native import Tree
-    from drifttools.procs import RootGuard
+    from drifttools.acquisition.processes import RootGuard
 
 
 class ChangeKind(StrEnum):
@@ -415,23 +415,23 @@ class DriftReport:
 
     def to_dict(self) -> dict[str, Any]:
         """The report as JSON-ready data (schema ``drifttools.report/v1``)."""
-        from drifttools.report import report_to_dict
+        from drifttools.evidence.report import report_to_dict
 
         return report_to_dict(self)
 
     def to_json(self, indent: int | None = 2) -> str:
         """The report as JSON text (schema ``drifttools.report/v1``)."""
-        from drifttools.report import report_to_json
+        from drifttools.evidence.report import report_to_json
 
         return report_to_json(self, indent=indent)
 
     def to_pandas(self) -> Any:
         """The changes as a pandas DataFrame, one row per change (needs ``drifttools[pandas]``)."""
-        from drifttools.notebook import changes_frame
+        from drifttools.evidence.notebook import changes_frame
 
         return changes_frame(self)
 
     def _repr_html_(self) -> str:
-        from drifttools.notebook import report_html
+        from drifttools.evidence.notebook import report_html
 
         return report_html(self)

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from drifttools.runtimes.bbolt import BoltDB, BoltError, Bucket
-from drifttools.runtimes.containerd_root import META_DB
+from drifttools.acquisition.runtimes.bbolt import BoltDB, BoltError, Bucket
+from drifttools.acquisition.runtimes.containerd_root import META_DB
 from tests.test_containerd import cleanup_daemon, image_tar, start_daemon
 
 __all__ = ["image_tar"]

@@ -27,7 +27,8 @@ from drifttools_cli.evidence import bundle as bundle_command
 from drifttools_cli.evidence import verify as verify_command
 
 import drifttools
-from drifttools.bundle import (
+from drifttools.acquisition.processes import container_pids, read_processes
+from drifttools.evidence.bundle import (
     ACQUISITION,
     ACTIONS,
     MANIFEST,
@@ -39,8 +40,7 @@ from drifttools.bundle import (
     verify_bundle,
     write_tar,
 )
-from drifttools.procs import container_pids, read_processes
-from drifttools.report_read import report_from_dict
+from drifttools.evidence.report_read import report_from_dict
 from tests.conftest import assert_valid_report
 from tests.engine import BUSYBOX, build_image, compile_c, docker, unique
 

@@ -19,7 +19,7 @@ import pytest
 
 import drifttools
 from drifttools import ChangeKind, ClassifyOptions, LayerCache, Severity
-from drifttools.classifiers.elf import content_facts, elf_facts, shebang
+from drifttools.analysis.classifiers.elf import content_facts, elf_facts, shebang
 from tests.conftest import assert_valid_report
 from tests.engine import build_image, compile_c, docker, unique
 from tests.test_cli import EXE
@@ -243,7 +243,7 @@ def test_report_validates_and_counts_by_severity(report: drifttools.DriftReport)
 def test_a_process_gone_before_classification_is_recorded(
     attacked: dict, report: drifttools.DriftReport
 ) -> None:
-    from drifttools.classifiers.processes import read_exe
+    from drifttools.analysis.classifiers.processes import read_exe
 
     dropped = _by_exe(report)["/tmp/kworkerd"]
     reused = drifttools.ProcessRecord(

@@ -21,9 +21,9 @@ import pytest
 
 import drifttools
 from drifttools import ChangeKind, ContainerNotFound, LayerCache
+from drifttools.acquisition.runtime import runtime_for
+from drifttools.acquisition.runtimes.containerd import ContainerdRuntime, parse_target
 from drifttools.errors import RuntimeUnavailable
-from drifttools.runtime import runtime_for
-from drifttools.runtimes.containerd import ContainerdRuntime, parse_target
 from tests.conftest import assert_valid_report
 from tests.engine import docker, unique
 from tests.test_cli import EXE, one_clear_line

@@ -23,13 +23,13 @@ import pytest
 
 import drifttools
 from drifttools import ChangeKind, LayerCache
+from drifttools.acquisition.runtime import runtime_for
+from drifttools.acquisition.runtimes.checkpoint import diff_checkpoint
+from drifttools.acquisition.runtimes.containerd import ContainerdRuntime
+from drifttools.acquisition.runtimes.containerd_root import ContainerdRootRuntime
+from drifttools.acquisition.runtimes.docker_root import DockerRootRuntime
+from drifttools.baseline.images.layer_store import chain_ids
 from drifttools.errors import ContainerNotFound, DigestMismatch, RuntimeUnavailable
-from drifttools.images.layer_store import chain_ids
-from drifttools.runtime import runtime_for
-from drifttools.runtimes.checkpoint import diff_checkpoint
-from drifttools.runtimes.containerd import ContainerdRuntime
-from drifttools.runtimes.containerd_root import ContainerdRootRuntime
-from drifttools.runtimes.docker_root import DockerRootRuntime
 from tests.conftest import assert_valid_report
 from tests.engine import docker
 from tests.test_containerd import MUTATIONS, cleanup_daemon, image_tar, start_daemon

@@ -12,9 +12,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from drifttools import _native
-from drifttools.drift import DEFAULT_EXCLUSIONS, compare, diff_snapshot
+from drifttools.analysis.diff import DEFAULT_EXCLUSIONS, compare, diff_snapshot
+from drifttools.baseline.merge import merge_layers
 from drifttools.entries import iter_facts
-from drifttools.merge import merge_layers
 from drifttools.models import FilesystemState, ImageIndex, ImageRef, Snapshot, Target
 from tests.tarbuild import directory, file, hardlink, layer_tar, symlink
 

@@ -17,9 +17,9 @@ import pytest
 from click.testing import CliRunner
 from drifttools_cli.evidence import export as export_command
 
-from drifttools.bundle import bundle, open_bundle
-from drifttools.exports import export_lines
-from drifttools.exports.bodyfile import escape, mode_string
+from drifttools.evidence.bundle import bundle, open_bundle
+from drifttools.evidence.exports import export_lines
+from drifttools.evidence.exports.bodyfile import escape, mode_string
 from drifttools.models import Change, ChangeKind, DriftReport, FileFacts, Target
 from tests.test_bundle import BUSYBOX_SHA256, HOSTILE, scene  # noqa: F401 - the fixture
 

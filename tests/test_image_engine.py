@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from drifttools import LayerCache, load_image
+from drifttools.baseline.image import require_verified
 from drifttools.errors import DigestMismatch
-from drifttools.image import require_verified
 from tests.engine import docker, docker_bytes, export_paths, unique
 from tests.tarbuild import (
     directory,

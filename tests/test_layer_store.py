@@ -18,13 +18,13 @@ from pathlib import Path
 import pytest
 
 from drifttools import _native
-from drifttools.errors import DigestMismatch, ImageNotFound, LayerStoreError, LayerStoreMismatch
-from drifttools.images.layer_store import (
+from drifttools.baseline.images.layer_store import (
     StoredLayer,
     chain_ids,
     engine_layers,
     read_stored_layer,
 )
+from drifttools.errors import DigestMismatch, ImageNotFound, LayerStoreError, LayerStoreMismatch
 from tests.engine import docker
 
 DATA_ROOT = Path("/var/lib/docker")

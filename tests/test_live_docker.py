@@ -326,12 +326,12 @@ def test_trust_host_layers_reads_lower_dirs_unverified(busybox_image, container,
 
 
 def test_proc_root_is_only_read_while_the_pid_is_the_containers(busybox_image, container) -> None:
+    from drifttools.acquisition.processes import RootGuard
+    from drifttools.acquisition.snapshot import walk_container_root
     from drifttools.errors import RootfsError
-    from drifttools.procs import RootGuard
-    from drifttools.snapshot import walk_container_root
 
     name = container(busybox_image["tag"])
-    info = drifttools.runtime.runtime_for(name).resolve(name)
+    info = drifttools.acquisition.runtime.runtime_for(name).resolve(name)
     guard = RootGuard.take(info.id, info.pid)
     assert len(walk_container_root(guard, subpath="/opt")) > 0
     with pytest.raises(RootfsError):  # our own pid is not the container's: never its root

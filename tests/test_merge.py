@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from drifttools import _native
-from drifttools.merge import merge_layers
+from drifttools.baseline.merge import merge_layers
 from tests.tarbuild import Member, directory, file, hardlink, layer_tar, opaque, symlink, whiteout
 
 DIRS = ["a", "a/b", "c"]

@@ -9,7 +9,7 @@ import sqlite3
 import struct
 from pathlib import Path
 
-from drifttools.classifiers.packages import (
+from drifttools.analysis.classifiers.packages import (
     package_drift,
     parse_apk,
     parse_dpkg_status,

@@ -21,9 +21,10 @@ from pathlib import Path
 
 import pytest
 
-from drifttools import _native, load_image, procs
+from drifttools import _native, load_image
+from drifttools.acquisition import processes as procs
+from drifttools.acquisition.processes import VANISHED, container_pids, read_processes, tag_processes
 from drifttools.models import ProcessRecord, SocketRecord
-from drifttools.procs import VANISHED, container_pids, read_processes, tag_processes
 from tests.engine import BUSYBOX, build_image, compile_c, docker, unique
 
 HERE = Path(__file__).parent

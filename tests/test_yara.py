@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from drifttools.classifiers.yara import (
+from drifttools.analysis.classifiers.yara import (
     RulesError,
     bundled_sources,
     compile_rules,
@@ -173,7 +173,7 @@ def test_compiled_once_and_cached_on_disk(tmp_path: Path, engine: str) -> None:
     stored = sorted((tmp_path / "c" / "yara" / "v1").iterdir())
     assert [p.suffix for p in stored] == [".json", ".rules"]
     assert first.sha256 in stored[0].name
-    from drifttools.classifiers import yara as module
+    from drifttools.analysis.classifiers import yara as module
 
     module._COMPILED.clear()  # a new process: only the disk cache is left
     again = compile_rules([tmp_path / "r.yar"], engine=engine, cache_dir=tmp_path / "c")
@@ -184,7 +184,7 @@ def test_compiled_once_and_cached_on_disk(tmp_path: Path, engine: str) -> None:
 
 
 def test_yara_x_scan_timeout_is_recorded() -> None:
-    from drifttools.classifiers.yara import ScanTimeout
+    from drifttools.analysis.classifiers.yara import ScanTimeout
 
     slow = compile_rules(engine="yara-x", timeout=1)
     slow_rules = slow.rules

@@ -13,17 +13,17 @@ from pathlib import Path
 import click
 
 import drifttools
+from drifttools.acquisition.runtime import runtime_for
 from drifttools.atomic import atomic_output
-from drifttools.bundle import (
+from drifttools.evidence.bundle import (
     DEFAULT_MAX_FILE_SIZE,
     DEFAULT_MAX_TOTAL_SIZE,
     is_bundle,
     open_bundle,
     verify_bundle,
 )
-from drifttools.bundle import bundle as write_bundle
-from drifttools.exports import FORMATS, export_lines
-from drifttools.runtime import runtime_for
+from drifttools.evidence.bundle import bundle as write_bundle
+from drifttools.evidence.exports import FORMATS, export_lines
 from drifttools.text import printable
 
 EXIT_VERIFIED, EXIT_FAILED, EXIT_TROUBLE = 0, 1, 2

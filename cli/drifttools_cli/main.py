@@ -16,11 +16,11 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 import drifttools
+from drifttools.acquisition.runtime import runtime_for
 from drifttools.atomic import atomic_output
-from drifttools.cache import default_cache_dir
+from drifttools.baseline.cache import default_cache_dir
 from drifttools.progress import Progress as ProgressCallback
 from drifttools.progress import no_progress
-from drifttools.runtime import runtime_for
 from drifttools.text import printable
 from drifttools_cli.evidence import bundle, export, verify
 from drifttools_cli.render import (
@@ -250,7 +250,9 @@ def diff(
     )
     with troubles(), progress_bar(progress) as update:
         if checkpoint:
-            from drifttools.runtimes.checkpoint import diff_checkpoint  # gRPC stubs: only here
+            from drifttools.acquisition.runtimes.checkpoint import (
+                diff_checkpoint,  # gRPC stubs: only here
+            )
 
             report = diff_checkpoint(
                 container, image=image, verify=not allow_unverified, cache=cache

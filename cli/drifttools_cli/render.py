@@ -11,7 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from drifttools import DriftReport, ProcessRecord, Severity
-from drifttools.report import report_to_json, report_to_jsonl
+from drifttools.evidence.report import report_to_json, report_to_jsonl
 from drifttools.text import printable
 
 

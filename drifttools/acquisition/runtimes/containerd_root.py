@@ -1,0 +1,268 @@
+"""A dead host's containerd root (``/var/lib/containerd`` of a mounted disk image), no daemon.
+
+Records come from the metadata database ``io.containerd.metadata.v1.bolt/meta.db``
+(bucket ``v1/<namespace>/containers|images|snapshots``), read with our read-only bbolt
+reader; blobs from the content store ``io.containerd.content.v1.content/blobs``; the
+container's snapshot from its snapshotter's own ``metadata.db`` (``v1/snapshots/<name>``:
+a numeric id naming ``snapshots/<id>/``, and its parent chain). Overlayfs gives the upper
+dir ``snapshots/<id>/fs`` and the lower dirs of the parents. Nothing is written under the
+root: the databases are read with ``pread`` on read-only descriptors, without locks.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from google.protobuf import any_pb2
+
+from drifttools.acquisition.runtime import LayerSource, offline_location, split_reference
+from drifttools.acquisition.runtimes.bbolt import BoltDB, BoltError, Bucket
+from drifttools.acquisition.runtimes.containerd import (
+    DIRECTORY_SNAPSHOTTERS,
+    OVERLAY_SNAPSHOTTERS,
+    ContainerRecord,
+    ResolvedImage,
+    SnapshotDirs,
+    blob_path,
+    container_info,
+    layer_sources,
+    parse_target,
+    read_small,
+    resolve_image,
+    restart_history,
+    select_record,
+)
+from drifttools.errors import ContainerNotFound, ImageNotFound, RuntimeUnavailable
+from drifttools.models import ContainerInfo
+
+META_DB = "io.containerd.metadata.v1.bolt/meta.db"
+CONTENT = "io.containerd.content.v1.content"
+_GO_EPOCH_OFFSET = 62135596800  # seconds from 0001-01-01 to 1970-01-01
+
+
+def go_time(raw: bytes | None) -> str | None:
+    """A Go ``time.Time.MarshalBinary`` value as RFC 3339 UTC."""
+    if not raw or raw[0] not in (1, 2) or len(raw) < 15:
+        return None
+    seconds = int.from_bytes(raw[1:9], "big", signed=True) - _GO_EPOCH_OFFSET
+    nanos = int.from_bytes(raw[9:13], "big")
+    moment = datetime.fromtimestamp(seconds, UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S") + f".{nanos:09d}Z"
+
+
+def _uvarint(raw: bytes) -> int:
+    value, shift = 0, 0
+    for byte in raw:
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value
+        shift += 7
+    raise BoltError("truncated varint")
+
+
+def _texts(bucket: Bucket | None) -> dict[str, str]:
+    if bucket is None:
+        return {}
+    return {
+        key.decode("utf-8", "replace"): value.decode("utf-8", "replace")
+        for key, value in bucket.items()
+        if isinstance(value, bytes)
+    }
+
+
+class ContainerdRootRuntime:
+    """Reads a containerd root from disk; ``resolve`` takes ``<namespace>/<id>`` or ``k8s://``."""
+
+    name = "containerd-root"
+    host_access = True
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        self.endpoint = f"containerd-root://{self.root}"
+        if not (self.root / META_DB).is_file():
+            raise RuntimeUnavailable(f"{self.root} is not a containerd root (no {META_DB})")
+        self.content_root = self.root / CONTENT
+        self._images: dict[str, tuple[ResolvedImage, SnapshotDirs | None]] = {}
+
+    def _meta(self) -> BoltDB:
+        try:
+            return BoltDB(self.root / META_DB)
+        except BoltError as exc:
+            raise RuntimeUnavailable(f"{self.root}: metadata database unreadable: {exc}") from exc
+
+    def namespaces(self) -> list[str]:
+        with self._meta() as db:
+            v1 = db.root.bucket("v1")
+            return [name for name, _ in v1.buckets()] if v1 else []
+
+    def _records(self, db: BoltDB, namespace: str) -> list[ContainerRecord]:
+        containers = db.root.bucket("v1", namespace, "containers")
+        if containers is None:
+            return []
+        return [_record(namespace, cid, bucket) for cid, bucket in containers.buckets()]
+
+    def resolve(self, reference: str) -> ContainerInfo:
+        wanted = reference
+        if split_reference(reference)[0] == "containerd-root":
+            wanted = offline_location(reference)[1]
+        target = parse_target(wanted)
+        spaces = self.namespaces()
+        if target.namespace is not None and target.namespace not in spaces:
+            raise ContainerNotFound(f"no namespace {target.namespace!r} in {self.root}")
+        with self._meta() as db:
+            chosen_spaces = [target.namespace] if target.namespace else spaces
+            records = [r for space in chosen_spaces for r in self._records(db, space)]
+            chosen, attempts = select_record(
+                records, target, wanted, lambda _r: False, f"in {self.root}"
+            )
+            image = self._image(db, chosen.namespace, chosen.image) if chosen.image else None
+        dirs = self._snapshot(chosen)
+        if image is not None:
+            self._images[image.config_digest] = (image, dirs)
+        return container_info(
+            chosen,
+            image,
+            status="stopped (offline)",
+            pid=None,
+            dirs=dirs,
+            engine={
+                "format": self.name,
+                "root": str(self.root),
+                "namespace": chosen.namespace,
+                "offline": True,
+            },
+            extra={"attempts": restart_history(attempts, lambda _id: "offline")},
+            runtime="offline",
+        )
+
+    def _image(self, db: BoltDB, namespace: str, name: str) -> ResolvedImage | None:
+        record = db.root.bucket("v1", namespace, "images", name)
+        if record is None:
+            return None
+        target = _texts(record.bucket("target"))
+        return resolve_image(
+            name,
+            {"digest": target.get("digest", ""), "media_type": target.get("mediatype", "")},
+            self._read_blob,
+            str(self.root),
+        )
+
+    def _read_blob(self, digest: str) -> bytes:
+        path = blob_path(self.content_root, digest)
+        if path is None:
+            raise ImageNotFound(f"{self.root}: blob {digest} is not in the content store")
+        return read_small(path)
+
+    def _snapshot(self, record: ContainerRecord) -> SnapshotDirs | None:
+        """The snapshot's dirs, from the namespace's record and the snapshotter's own db."""
+        snapshotter = record.snapshotter
+        if snapshotter not in (*OVERLAY_SNAPSHOTTERS, *DIRECTORY_SNAPSHOTTERS):
+            raise RuntimeUnavailable(
+                f"{record.display_name}: snapshotter {snapshotter!r} is not supported offline"
+                " (overlayfs, native)"
+            )
+        with self._meta() as db:
+            entry = db.root.bucket(
+                "v1", record.namespace, "snapshots", snapshotter, record.snapshot_key
+            )
+            backend_name = entry.text("name") if entry is not None else None
+        if backend_name is None:
+            return None
+        base = self.root / f"io.containerd.snapshotter.v1.{snapshotter}"
+        try:
+            db = BoltDB(base / "metadata.db")
+        except BoltError as exc:
+            raise RuntimeUnavailable(f"{base}: snapshotter database unreadable: {exc}") from exc
+        chain: list[str] = []
+        with db:
+            snapshots = db.root.bucket("v1", "snapshots")
+            name: str | None = backend_name
+            while name and snapshots is not None and len(chain) < 512:
+                info = snapshots.bucket(name)
+                if info is None:
+                    break
+                number = _uvarint(info.value("id") or b"\x00")
+                chain.append(str(base / "snapshots" / str(number)))
+                name = info.text("parent")
+        if not chain:
+            return None
+        if snapshotter in DIRECTORY_SNAPSHOTTERS:
+            return SnapshotDirs(snapshotter, None, (), chain[0])
+        upper = f"{chain[0]}/fs"
+        lowers = tuple(f"{path}/fs" for path in chain[1:])
+        options = [f"upperdir={upper}", f"lowerdir={':'.join(lowers)}"]
+        return SnapshotDirs(
+            snapshotter, upper, lowers, None, ({"type": "overlay", "options": options},)
+        )
+
+    def list_running(self) -> list[ContainerInfo]:
+        """Every container of every namespace (none runs: the host is down)."""
+        with self._meta() as db:
+            records = [r for space in self.namespaces() for r in self._records(db, space)]
+        return [self.resolve(f"{r.namespace}/{r.id}") for r in records]
+
+    def image_config(self, image_id: str) -> bytes | None:
+        found = self._images.get(image_id)
+        return found[0].config if found else None
+
+    def stored_layers(self, info: ContainerInfo) -> list[LayerSource] | None:
+        found = self._images.get(info.image_id)
+        if found is None:
+            return None
+        image, dirs = found
+
+        def opener(digest: str) -> Callable[[], str | BinaryIO] | None:
+            path = blob_path(self.content_root, digest)
+            return (lambda: str(path)) if path is not None else None
+
+        return layer_sources(image, opener, dirs, f"content store {self.content_root}")
+
+    def save_stream(self, image_id: str) -> BinaryIO:
+        raise ImageNotFound(f"image {image_id} is not in {self.root}")
+
+    def export_stream(self, container_id: str) -> BinaryIO:
+        raise RuntimeUnavailable(f"{container_id}: no overlay upper dir in {self.root}")
+
+    def pause(self, container_id: str) -> None:
+        raise RuntimeUnavailable("a dead host's container cannot be paused")
+
+    unpause = pause
+
+
+def _record(namespace: str, container_id: str, bucket: Bucket) -> ContainerRecord:
+    spec: Mapping[str, Any] = {}
+    raw_spec = bucket.value("spec")
+    if raw_spec:
+        try:
+            spec = json.loads(any_pb2.Any.FromString(raw_spec).value)
+        except (ValueError, UnicodeDecodeError):
+            spec = {}
+    runtime = bucket.bucket("runtime")
+    created = go_time(bucket.value("createdat"))
+    raw = {
+        "id": container_id,
+        "labels": _texts(bucket.bucket("labels")),
+        "image": bucket.text("image") or "",
+        "runtime": {"name": runtime.text("name") if runtime else None},
+        "snapshotter": bucket.text("snapshotter") or "",
+        "snapshot_key": bucket.text("snapshotKey") or "",
+        "created_at": created,
+        "updated_at": go_time(bucket.value("updatedat")),
+        "spec": spec,
+    }
+    return ContainerRecord(
+        namespace=namespace,
+        id=container_id,
+        labels=raw["labels"],
+        image=raw["image"],
+        snapshotter=raw["snapshotter"],
+        snapshot_key=raw["snapshot_key"],
+        spec=spec,
+        runtime=str(raw["runtime"]["name"] or ""),
+        created_at=created,
+        raw=raw,
+    )

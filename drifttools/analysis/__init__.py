@@ -1,0 +1,1 @@
+"""Analysis: the pure diff against the baseline, then classification."""

@@ -1,0 +1,1 @@
+"""Baseline: the image as it should look, verified, merged and cached."""

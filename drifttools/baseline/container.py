@@ -1,0 +1,196 @@
+"""The verified baseline of a container's image, by the fastest honest path.
+
+In order: layers already in the cache (verified earlier on this machine); the
+engine's own store, whatever form the runtime gives
+(:data:`~drifttools.acquisition.runtime.LayerSource`):
+
+* Docker's layer store, where each layer's exact tar stream is rebuilt from its
+  tar-split record and the layer's files and hashed against its diff_id (a lower
+  layer tampered on the host fails here);
+* a content store blob (containerd, a dead host's content store), read and checked
+  against the manifest digest and its uncompressed stream against the diff_id;
+* a snapshot's unpacked lower dir, when the blobs were garbage-collected: walked,
+  overlay whiteouts applied, recorded as an unverified layer that says why;
+
+and, when the store cannot be read at all (remote engine, other driver), the
+engine's image export (``docker save``) streamed through the layer reader, never
+written to disk.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from drifttools import _native
+from drifttools.acquisition.runtime import BlobLayer, LayerSource, Runtime, UnpackedLayer
+from drifttools.analysis.diff import is_opaque_dir, is_overlay_deletion
+from drifttools.baseline.cache import LayerCache
+from drifttools.baseline.image import (
+    ImageConfig,
+    assemble,
+    cached_layer,
+    host_platform_name,
+    index_image,
+    verified_layer,
+)
+from drifttools.baseline.images.layer_store import StoredLayer, read_stored_layer
+from drifttools.baseline.images.stream import StreamedBlobs
+from drifttools.baseline.merge import MergedTree
+from drifttools.entries import facts_from_entry
+from drifttools.errors import ImageNotFound, LayerCorrupt
+from drifttools.models import BaselineEntry, ContainerInfo, ErrorRecord, ImageIndex, ImageRef, Layer
+from drifttools.progress import Progress, no_progress
+
+_LAYER_TYPE = "application/vnd.oci.image.layer.v1.tar"
+
+
+def container_baseline(
+    info: ContainerInfo,
+    runtime: Runtime,
+    *,
+    cache: LayerCache | None = None,
+    trust_host_layers: bool = False,
+    progress: Progress = no_progress,
+) -> ImageIndex:
+    """The image of ``info`` as a verified, merged baseline.
+
+    With ``trust_host_layers``, when any layer is missing from the cache, every
+    layer is read from the engine's unpacked layer directories (a parallel walk,
+    faster than rebuilding their tar streams) and recorded as unverified: a layer
+    tampered on the host goes unnoticed that way. A fully cached image still uses
+    its verified cache.
+    """
+    raw_config = runtime.image_config(info.image_id)
+    if raw_config is not None:
+        config = ImageConfig.parse(raw_config, info.image_id, runtime.endpoint)
+        hits = [
+            cached_layer(cache, diff_id, _LAYER_TYPE, 0, step)
+            for diff_id, step in zip(config.diff_ids, config.steps, strict=True)
+        ]
+        stored = runtime.stored_layers(info) if None in hits else []
+        if stored and trust_host_layers:
+            stored = [_unpacked(layer) for layer in stored]
+        if stored and any(isinstance(layer, UnpackedLayer) for layer in stored):
+            progress("snapshot lower dirs", 0, len(stored))
+            return unpacked_baseline(info.image_ref, config, stored)
+        if stored is not None:
+            loaded = []
+            total = len(hits)
+            for position, hit in enumerate(hits):
+                progress(f"layer {position + 1}/{total}", position, total)
+                if hit is None:
+                    hit = _read_source(stored[position], config.steps[position], cache)
+                loaded.append(hit)
+            progress("merge", total, total)
+            return assemble(info.image_ref, config, host_platform_name(), loaded)
+    progress(f"{runtime.name} image export (stream)", 0, None)
+    blobs = StreamedBlobs(
+        runtime.save_stream(info.image_id), f"{runtime.name} image {info.image_id}"
+    )
+    return index_image(blobs, cache=cache, progress=progress)
+
+
+def _unpacked(source: LayerSource) -> LayerSource:
+    if isinstance(source, StoredLayer):
+        reason = "--trust-host-layers: read from the engine's layer directory, not verified"
+        return UnpackedLayer(source.diff_id, source.layer_dir, reason)
+    return source
+
+
+def _read_source(
+    source: LayerSource, step: str | None, cache: LayerCache | None
+) -> tuple[Layer, _native.LayerIndex]:
+    if isinstance(source, StoredLayer):
+        index = read_stored_layer(source)
+        record = verified_layer(
+            index,
+            diff_id=source.diff_id,
+            digest=None,
+            media_type=_LAYER_TYPE,
+            size=None,
+            step=step,
+            source="engine-store",
+        )
+    elif isinstance(source, BlobLayer):
+        try:
+            index = _native.read_layer(source.open())
+        except FileNotFoundError as exc:
+            raise ImageNotFound(f"{source.location}: layer blob {source.digest} gone") from exc
+        except ValueError as exc:
+            raise LayerCorrupt(f"{source.location}: layer {source.diff_id}: {exc}") from exc
+        record = verified_layer(
+            index,
+            diff_id=source.diff_id,
+            digest=source.digest,
+            media_type=source.media_type,
+            size=source.size,
+            step=step,
+            source=source.source,
+        )
+        if source.problems:
+            problems = (*record.problems, *source.problems)
+            record = Layer(
+                record.diff_id,
+                record.digest,
+                record.media_type,
+                record.size,
+                record.created_by,
+                False,
+                record.source,
+                problems,
+            )
+    else:
+        raise TypeError(f"not a readable layer source: {source!r}")
+    if cache is not None and record.verified:
+        cache.put(source.diff_id, index)
+    return record, index
+
+
+def unpacked_baseline(
+    name: str | None, config: ImageConfig, sources: Sequence[LayerSource]
+) -> ImageIndex:
+    """The image from unpacked layer directories (overlay lower dirs), bottom first.
+
+    Overlay semantics apply: a char 0/0 device is a whiteout, a directory marked
+    opaque hides what is below it. Nothing can be checked against the diff_ids
+    (the tar streams are gone), so every layer is unverified and says why.
+    """
+    tree = MergedTree()
+    errors: list[ErrorRecord] = []
+    layers = []
+    for position, source in enumerate(sources):
+        if not isinstance(source, UnpackedLayer):
+            raise TypeError("a baseline from lower dirs needs every layer unpacked")
+        walked = _native.walk(str(source.directory), hash_max_size=None)
+        for i, entry in enumerate(walked):
+            path = entry.path
+            if entry.error:
+                errors.append(ErrorRecord(path, f"layer {position}: {entry.error}"))
+            facts = facts_from_entry(entry)
+            if is_overlay_deletion(facts):
+                tree.remove(path)
+                continue
+            if is_opaque_dir(facts):
+                tree.clear(path)
+            tree.put(path, entry.kind, BaselineEntry(position, source=walked, index=i))
+        layers.append(
+            Layer(
+                diff_id=source.diff_id,
+                digest=None,
+                media_type="application/vnd.containerd.snapshot.unpacked",
+                size=0,
+                created_by=config.steps[position],
+                verified=False,
+                source="snapshot-lowerdir",
+                problems=(f"{source.reason}: {source.directory}",),
+            )
+        )
+    image = ImageRef(ref=name, id=config.digest, platform=host_platform_name(), config=config.data)
+    return ImageIndex(
+        image=image,
+        layers=tuple(layers),
+        entries=tree.entries,
+        links=tree.link_groups(),
+        errors=tuple(errors),
+        problems=tuple(config.problems),
+    )

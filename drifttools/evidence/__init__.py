@@ -1,0 +1,1 @@
+"""Evidence: the report, bundles and exports the pipeline writes."""

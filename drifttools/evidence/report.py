@@ -1,0 +1,201 @@
+"""Report v1: the JSON contract (``drifttools.report/v1``) and its schema.
+
+Field meanings are documented in ``docs/report-v1.md``; the JSON Schema ships
+in the package (:func:`report_schema`) and every report the tests produce is
+validated against it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import fields, is_dataclass
+from datetime import UTC, datetime
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from drifttools.models import Change, DriftReport, FileFacts, Finding, ImageRef, Layer, Target
+from drifttools.version import __version__
+
+SCHEMA_ID = "drifttools.report/v1"
+
+
+def rfc3339_ns(ns: int | None) -> str | None:
+    """Nanoseconds since the epoch as RFC 3339 UTC, e.g. ``2026-01-01T10:00:00.000000001Z``."""
+    if ns is None:
+        return None
+    seconds, fraction = divmod(ns, 1_000_000_000)
+    stamp = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{stamp}.{fraction:09d}Z"
+
+
+def now_rfc3339() -> str:
+    """The current time as RFC 3339 UTC with microseconds."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def facts_to_dict(facts: FileFacts) -> dict[str, Any]:
+    return {
+        "type": facts.kind,
+        "mode": f"{facts.mode:04o}",
+        "uid": facts.uid,
+        "gid": facts.gid,
+        "size": facts.size,
+        "mtime": rfc3339_ns(facts.mtime_ns),
+        "sha256": facts.sha256,
+        "target": facts.target,
+        "xattrs": {name: value.hex() for name, value in sorted(facts.xattrs.items())},
+        "rdev": f"{facts.rdev[0]}:{facts.rdev[1]}" if facts.rdev else None,
+        "ctime": rfc3339_ns(facts.ctime_ns),
+        "btime": rfc3339_ns(facts.btime_ns),
+    }
+
+
+_EMPTY_FACTS = {key: None for key in facts_to_dict(FileFacts("file", 0, 0, 0, 0, 0))}
+
+
+def change_to_dict(change: Change, layers: tuple[Layer, ...]) -> dict[str, Any]:
+    """One change: the container's facts on top (null when deleted), the image's in ``before``."""
+    now = facts_to_dict(change.after) if change.after else dict(_EMPTY_FACTS)
+    if change.after is None and change.before is not None:
+        now["type"] = change.before.kind
+    before = None
+    if change.before is not None:
+        layer = layers[change.layer] if change.layer is not None else None
+        before = {**facts_to_dict(change.before), "layer": layer.diff_id if layer else None}
+    return {
+        "path": change.path,
+        "change": change.change.value,
+        **now,
+        "before": before,
+        "mount": change.mount,
+        "tags": list(change.tags),
+        "severity": change.severity.value,
+        "yara": [dict(match) for match in change.yara],
+        "magic": change.magic,
+        "attack": list(change.attack),
+        "findings": [finding_to_dict(finding) for finding in change.findings],
+        "content": plain(change.content),
+    }
+
+
+def finding_to_dict(finding: Finding) -> dict[str, Any]:
+    return {
+        "rule": finding.rule,
+        "severity": finding.severity.value,
+        "attack": list(finding.attack),
+        "tags": list(finding.tags),
+        "detail": finding.detail,
+    }
+
+
+def image_to_dict(image: ImageRef | None) -> dict[str, Any] | None:
+    if image is None:
+        return None
+    return {"ref": image.ref, "id": image.id, "platform": image.platform}
+
+
+def target_to_dict(target: Target) -> dict[str, Any]:
+    return {
+        "runtime": target.runtime,
+        "id": target.id,
+        "name": target.name,
+        "image": image_to_dict(target.image),
+        "pid": target.pid,
+        **dict(target.details),
+    }
+
+
+def layer_to_dict(layer: Layer) -> dict[str, Any]:
+    return {
+        "diff_id": layer.diff_id,
+        "digest": layer.digest,
+        "media_type": layer.media_type,
+        "size": layer.size,
+        "verified": layer.verified,
+        "source": layer.source,
+        "created_by": layer.created_by,
+        "problems": list(layer.problems),
+    }
+
+
+def plain(value: Any) -> Any:
+    """A dataclass (or container of them) as JSON-native data: dicts, lists, scalars."""
+    if is_dataclass(value) and not isinstance(value, type):
+        return {f.name: plain(getattr(value, f.name)) for f in fields(value)}
+    if isinstance(value, Mapping):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    return value
+
+
+def report_to_dict(report: DriftReport) -> dict[str, Any]:
+    """The whole report as JSON-ready data."""
+    return {
+        "schema": SCHEMA_ID,
+        "tool": {"name": "drifttools", "version": __version__},
+        "acquired_at": report.acquired_at,
+        "target": target_to_dict(report.target),
+        "baseline": {
+            "verified": report.verified,
+            "problems": list(report.baseline_problems),
+            "layers": [layer_to_dict(layer) for layer in report.baseline],
+        },
+        "summary": report.summary(),
+        "changes": [change_to_dict(change, report.baseline) for change in report.changes],
+        "processes": [
+            {**plain(process), "findings": [finding_to_dict(f) for f in process.findings]}
+            for process in report.processes
+        ],
+        "sockets": [plain(socket) for socket in report.sockets],
+        "mounts": [plain(mount) for mount in report.mounts],
+        "packages": [dict(package) for package in report.packages],
+        "exclusions": [
+            {"path": e.path, "reason": e.reason, "subtree": e.subtree} for e in report.exclusions
+        ],
+        "errors": [{"path": e.path, "reason": e.reason} for e in report.errors],
+        "notes": list(report.notes),
+        **(
+            {"classification": plain(report.classification)}
+            if report.classification is not None
+            else {}
+        ),
+    }
+
+
+def report_to_json(report: DriftReport, indent: int | None = 2) -> str:
+    """The report as JSON. With ``indent``, each top-level field on its own lines and each
+    item of a list field (a change, a process...) on one line of its own: readable, diffable
+    with line tools, and encoded by the fast C encoder (``json`` has none for indented output)."""
+    data = report_to_dict(report)
+    if indent is None:
+        return json.dumps(data, ensure_ascii=False)
+    pad = " " * indent
+    fields = []
+    for key, value in data.items():
+        name = json.dumps(key)
+        if isinstance(value, list) and value:
+            items = f",\n{pad}{pad}".join(json.dumps(item, ensure_ascii=False) for item in value)
+            fields.append(f"{pad}{name}: [\n{pad}{pad}{items}\n{pad}]")
+        else:
+            fields.append(f"{pad}{name}: {json.dumps(value, ensure_ascii=False)}")
+    return "{\n" + ",\n".join(fields) + "\n}"
+
+
+def report_to_jsonl(report: DriftReport) -> Iterator[str]:
+    """JSON Lines: a header record (everything but the changes), then one line per change."""
+    data = report_to_dict(report)
+    changes = data.pop("changes")
+    yield json.dumps({"record": "report", **data}, ensure_ascii=False)
+    for change in changes:
+        yield json.dumps({"record": "change", **change}, ensure_ascii=False)
+
+
+@cache
+def report_schema() -> dict[str, Any]:
+    """The JSON Schema of report v1, as shipped in the package."""
+    schema = resources.files("drifttools").joinpath("evidence/schema/report-v1.json")
+    text = schema.read_text("utf-8")
+    return json.loads(text)
