@@ -6,10 +6,12 @@ The public API is re-exported here; everything else is internal.
 from drifttools.acquisition.rootfs import read_rootfs
 from drifttools.analysis.classifiers.allowlist import AllowlistError
 from drifttools.analysis.classifiers.yara import RulesError, RuleSet, compile_rules
-from drifttools.analysis.classify import ClassifyOptions, classify
+from drifttools.analysis.classify import classify
 from drifttools.analysis.diff import DEFAULT_EXCLUSIONS, diff_snapshot
 from drifttools.api import (
+    bundle,
     diff,
+    diff_checkpoint,
     diff_offline,
     offline_snapshot,
     processes,
@@ -36,7 +38,6 @@ from drifttools.evidence.bundle import (
     Bundle,
     BundleResult,
     Verification,
-    bundle,
     open_bundle,
     verify_bundle,
 )
@@ -62,15 +63,25 @@ from drifttools.models import (
     SocketRecord,
     Target,
 )
+from drifttools.options import (
+    AcquisitionOptions,
+    BaselineOptions,
+    BundleOptions,
+    ClassifyOptions,
+)
+from drifttools.progress import ProgressEvent, Stage
 from drifttools.version import __version__
 
 __all__ = [
     "DEFAULT_EXCLUSIONS",
+    "AcquisitionOptions",
     "AllowlistError",
     "BaselineEntry",
+    "BaselineOptions",
     "Bundle",
     "BundleCorrupt",
     "BundleError",
+    "BundleOptions",
     "BundleResult",
     "CacheError",
     "Change",
@@ -96,6 +107,7 @@ __all__ = [
     "MountPoint",
     "PermissionDenied",
     "ProcessRecord",
+    "ProgressEvent",
     "RootfsError",
     "RuleSet",
     "RulesError",
@@ -103,6 +115,7 @@ __all__ = [
     "Severity",
     "Snapshot",
     "SocketRecord",
+    "Stage",
     "Target",
     "Verification",
     "__version__",
@@ -110,6 +123,7 @@ __all__ = [
     "classify",
     "compile_rules",
     "diff",
+    "diff_checkpoint",
     "diff_offline",
     "diff_snapshot",
     "load_image",

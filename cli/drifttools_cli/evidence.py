@@ -15,31 +15,21 @@ import click
 import drifttools
 from drifttools.acquisition.runtime import runtime_for
 from drifttools.atomic import atomic_output
-from drifttools.evidence.bundle import (
-    DEFAULT_MAX_FILE_SIZE,
-    DEFAULT_MAX_TOTAL_SIZE,
-    is_bundle,
-    open_bundle,
-    verify_bundle,
-)
-from drifttools.evidence.bundle import bundle as write_bundle
+from drifttools.evidence.bundle import is_bundle, open_bundle, verify_bundle
 from drifttools.evidence.exports import FORMATS, export_lines
+from drifttools.options import DEFAULT_MAX_FILE_SIZE, DEFAULT_MAX_TOTAL_SIZE, BundleOptions
+from drifttools.pipeline import RunOptions
 from drifttools.text import printable
+from drifttools_cli.common import (
+    EXIT_OK,
+    endpoint_option,
+    progress_bar,
+    progress_option,
+    run_options,
+    troubles,
+)
 
-EXIT_VERIFIED, EXIT_FAILED, EXIT_TROUBLE = 0, 1, 2
-
-
-def _troubles():  # type: ignore[no-untyped-def]
-    # imported here: main registers these commands, so it imports this module
-    from drifttools_cli.main import troubles
-
-    return troubles()
-
-
-def _progress_bar(enabled: bool):  # type: ignore[no-untyped-def]
-    from drifttools_cli.main import progress_bar
-
-    return progress_bar(enabled)
+EXIT_FAILED = 1
 
 
 @click.command()
@@ -61,15 +51,6 @@ def _progress_bar(enabled: bool):  # type: ignore[no-untyped-def]
 )
 @click.option("--operator", help="Who acquired the evidence (recorded).")
 @click.option("--case-id", help="The case this acquisition belongs to (recorded).")
-@click.option("--freeze", is_flag=True, help="Pause the container while it is read.")
-@click.option(
-    "--method",
-    type=click.Choice(["auto", "upper", "merged", "export"]),
-    default="auto",
-    show_default=True,
-    help="How to read the container's filesystem.",
-)
-@click.option("--env-values", is_flag=True, help="Include environment values (can be secrets).")
 @click.option(
     "--max-file-size",
     type=click.IntRange(min=0),
@@ -84,14 +65,9 @@ def _progress_bar(enabled: bool):  # type: ignore[no-untyped-def]
     show_default=True,
     help="Bytes: stop storing blobs past this total (the rest is listed as skipped).",
 )
-@click.option("--host", "endpoint", help="Docker Engine endpoint.")
-@click.option(
-    "--cache-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Layer cache directory (default: $XDG_CACHE_HOME/drifttools).",
-)
-@click.option("--allow-unverified", is_flag=True, help="Go on when an image digest does not match.")
-@click.option("--progress/--no-progress", default=True, help="Progress bar on a terminal.")
+@run_options
+@endpoint_option
+@progress_option
 def bundle(
     container: str,
     output: Path,
@@ -99,33 +75,31 @@ def bundle(
     sign_key: Path | None,
     operator: str | None,
     case_id: str | None,
-    freeze: bool,
-    method: str,
-    env_values: bool,
     max_file_size: int,
     max_total_size: int,
+    options: RunOptions,
     endpoint: str | None,
-    cache_dir: Path | None,
-    allow_unverified: bool,
     progress: bool,
 ) -> None:
     """Collect CONTAINER's evidence into one sealed bundle; print its SHA-256 at the end."""
-    with _troubles(), _progress_bar(progress) as update:
-        result = write_bundle(
+    evidence = BundleOptions(
+        directory=as_directory,
+        max_file_size=max_file_size,
+        max_total_size=max_total_size,
+        operator=operator,
+        case_id=case_id,
+        sign_key=sign_key,
+    )
+    with troubles(), progress_bar(progress) as update:
+        result = drifttools.bundle(
             container,
             output,
-            directory=as_directory,
             runtime=runtime_for(container, endpoint=endpoint),
-            method=method,
-            freeze=freeze,
-            env_values=env_values,
-            cache=drifttools.LayerCache(cache_dir),
-            verify=not allow_unverified,
-            max_file_size=max_file_size,
-            max_total_size=max_total_size,
-            operator=operator,
-            case_id=case_id,
-            sign_key=sign_key,
+            acquisition=options.acquisition,
+            baseline=options.baseline,
+            classification=options.classification,
+            exclusions=options.exclusions,
+            evidence=evidence,
             progress=update,
         )
     for item in result.skipped:
@@ -144,7 +118,7 @@ def bundle(
 )
 def verify(path: Path, public_key: Path | None) -> None:
     """Check every byte of the bundle at PATH. Exit 0 verified, 1 failed, 2 trouble."""
-    with _troubles():
+    with troubles():
         result = verify_bundle(path, public_key=public_key)
     name = printable(str(path))
     if not result.ok:
@@ -156,7 +130,7 @@ def verify(path: Path, public_key: Path | None) -> None:
         "signed, key checked" if result.key_given else "signed" if result.signed else "unsigned"
     )
     click.echo(f"verified {name}: {result.members} members, {signed}, sha256:{result.sha256}")
-    sys.exit(EXIT_VERIFIED)
+    sys.exit(EXIT_OK)
 
 
 @click.command()
@@ -169,7 +143,7 @@ def verify(path: Path, public_key: Path | None) -> None:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write here (atomically) instead of stdout.",
 )
-@click.option("--host", "endpoint", help="Docker Engine endpoint (SOURCE a container).")
+@endpoint_option
 @click.option(
     "--cache-dir",
     type=click.Path(file_okay=False, path_type=Path),
@@ -179,7 +153,7 @@ def export(
     source: str, fmt: str, out_file: Path | None, endpoint: str | None, cache_dir: Path | None
 ) -> None:
     """Export SOURCE (a bundle, or a live container) as a bodyfile, Timesketch JSONL or CASE."""
-    with _troubles():
+    with troubles():
         if is_bundle(source):
             with open_bundle(source) as opened:
                 report, acquisition = opened.report, opened.acquisition
@@ -187,7 +161,7 @@ def export(
             report = drifttools.diff(
                 source,
                 runtime=runtime_for(source, endpoint=endpoint),
-                cache=drifttools.LayerCache(cache_dir),
+                baseline=drifttools.BaselineOptions(cache=drifttools.LayerCache(cache_dir)),
             )
             acquisition = None
         lines = export_lines(report, fmt, acquisition)

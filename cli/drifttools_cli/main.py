@@ -3,25 +3,28 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 import drifttools
 from drifttools.acquisition.runtime import runtime_for
 from drifttools.atomic import atomic_output
-from drifttools.baseline.cache import default_cache_dir
-from drifttools.progress import Progress as ProgressCallback
-from drifttools.progress import no_progress
+from drifttools.pipeline import RunOptions
 from drifttools.text import printable
+from drifttools_cli.common import (
+    EXIT_DRIFT,
+    EXIT_OK,
+    endpoint_option,
+    progress_bar,
+    progress_option,
+    run_options,
+    troubles,
+)
 from drifttools_cli.evidence import bundle, export, verify
 from drifttools_cli.render import (
     OutputFormat,
@@ -31,45 +34,6 @@ from drifttools_cli.render import (
     machine_lines,
     stdout_console,
 )
-
-EXIT_NO_DRIFT, EXIT_DRIFT, EXIT_TROUBLE = 0, 1, 2
-
-
-class Trouble(click.ClickException):
-    """One clear line on stderr, exit 2."""
-
-    exit_code = EXIT_TROUBLE
-
-    def show(self, file: Any = None) -> None:
-        click.echo(f"drifttools: error: {printable(self.message)}", err=True)
-
-
-@contextmanager
-def troubles() -> Iterator[None]:
-    """Turn the library's typed errors, and OS errors, into one line and exit 2."""
-    try:
-        yield
-    except drifttools.DriftError as exc:
-        raise Trouble(str(exc)) from exc
-    except OSError as exc:
-        raise Trouble(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": ")) from exc
-
-
-@contextmanager
-def progress_bar(enabled: bool) -> Iterator[ProgressCallback]:
-    """A rich progress bar on stderr when it is a terminal; otherwise nothing drawn."""
-    stderr = Console(stderr=True)
-    if not enabled or not stderr.is_terminal:
-        yield no_progress
-        return
-    columns = (TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=stderr, transient=True) as bar:
-        task = bar.add_task("starting", total=None)
-
-        def update(stage: str, done: int, total: int | None) -> None:
-            bar.update(task, description=stage, completed=done, total=total)
-
-        yield update
 
 
 def emit(report: drifttools.DriftReport, output: OutputFormat, out_file: Path | None) -> None:
@@ -89,8 +53,8 @@ def emit(report: drifttools.DriftReport, output: OutputFormat, out_file: Path | 
 def exit_status(report: drifttools.DriftReport, fail_on: drifttools.Severity | None = None) -> int:
     """diff(1) codes; with ``fail_on``, 1 means "something reached that severity"."""
     if fail_on is not None:
-        return EXIT_DRIFT if report.highest_severity.rank >= fail_on.rank else EXIT_NO_DRIFT
-    return EXIT_DRIFT if report.has_drift else EXIT_NO_DRIFT
+        return EXIT_DRIFT if report.highest_severity.rank >= fail_on.rank else EXIT_OK
+    return EXIT_DRIFT if report.has_drift else EXIT_OK
 
 
 def common_output_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -109,11 +73,7 @@ def common_output_options(command: Callable[..., Any]) -> Callable[..., Any]:
         type=click.Path(dir_okay=False, path_type=Path),
         help="Write the report here (JSON unless --format jsonl), atomically.",
     )(command)
-    return click.option(
-        "--progress/--no-progress",
-        default=os.environ.get("DRIFTTOOLS_PROGRESS", "1") != "0",
-        help="Progress bar on stderr (only ever drawn on a terminal).",
-    )(command)
+    return progress_option(command)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -139,65 +99,8 @@ def cli() -> None:
 @click.option("--upper", is_flag=True, help="Offline: --rootfs is an overlay upper dir.")
 @click.option("--ref", help="Offline: which image of an archive that holds several (its tag).")
 @click.option("--platform", help="Offline: platform of a multi-platform image (linux/arm64).")
-@click.option(
-    "--method",
-    type=click.Choice(["auto", "upper", "merged", "export"]),
-    default="auto",
-    show_default=True,
-    help="Live: how to read the container's filesystem.",
-)
-@click.option(
-    "--verify-all",
-    is_flag=True,
-    help="Live: hash every file of the merged view against the image (--method merged).",
-)
-@click.option("--freeze", is_flag=True, help="Live: pause the container while it is read.")
-@click.option(
-    "--env-values",
-    is_flag=True,
-    help="Live: include environment values of processes (they can be secrets).",
-)
-@click.option(
-    "--host", "endpoint", help="Docker Engine endpoint (default: DOCKER_HOST or the socket)."
-)
-@click.option(
-    "--cache-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Layer cache directory (default: $XDG_CACHE_HOME/drifttools).",
-)
-@click.option("--no-cache", is_flag=True, help="Read and verify every layer again.")
-@click.option(
-    "--trust-host-layers",
-    is_flag=True,
-    help="Live: read uncached image layers from the engine's layer dirs, unverified (faster).",
-)
-@click.option(
-    "--allow-unverified",
-    is_flag=True,
-    help="Go on when a digest does not match; the report says so.",
-)
-@click.option(
-    "--rules",
-    "rules",
-    multiple=True,
-    type=click.Path(exists=True, path_type=Path),
-    help="YARA rules file or directory, added to the bundled rules (repeatable).",
-)
-@click.option(
-    "--yara-engine",
-    type=click.Choice(["yara-x", "yara-python"]),
-    default="yara-x",
-    show_default=True,
-    help="YARA engine: yara-x (per-scan timeout) or yara-python (libyara).",
-)
-@click.option("--no-yara", is_flag=True, help="Do not scan with YARA.")
-@click.option(
-    "--allow",
-    "allow",
-    multiple=True,
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Allowlist of expected drift: '[IMAGE-GLOB] PATH-GLOB' a line (repeatable).",
-)
+@run_options
+@endpoint_option
 @click.option(
     "--fail-on",
     type=click.Choice([level.value for level in drifttools.Severity]),
@@ -211,19 +114,8 @@ def diff(
     upper: bool,
     ref: str | None,
     platform: str | None,
-    method: str,
-    verify_all: bool,
-    freeze: bool,
-    env_values: bool,
+    options: RunOptions,
     endpoint: str | None,
-    cache_dir: Path | None,
-    no_cache: bool,
-    trust_host_layers: bool,
-    allow_unverified: bool,
-    rules: tuple[Path, ...],
-    yara_engine: str,
-    no_yara: bool,
-    allow: tuple[Path, ...],
     fail_on: str | None,
     output: str,
     out_file: Path | None,
@@ -240,46 +132,30 @@ def diff(
         offline == (container is not None) or (offline and (image is None or rootfs is None))
     ):
         raise click.UsageError("give a CONTAINER, or both --image and --rootfs")
-    cache = None if no_cache else drifttools.LayerCache(cache_dir)
-    classification = drifttools.ClassifyOptions(
-        rules=rules,
-        yara=not no_yara,
-        yara_engine=yara_engine,
-        allow=allow,
-        cache_dir=(cache_dir or default_cache_dir()) if not no_cache else None,
-    )
+    stages = _stages(options)
     with troubles(), progress_bar(progress) as update:
         if checkpoint:
-            from drifttools.acquisition.runtimes.checkpoint import (
-                diff_checkpoint,  # gRPC stubs: only here
-            )
-
-            report = diff_checkpoint(
-                container, image=image, verify=not allow_unverified, cache=cache
-            )
+            assert container is not None and image is not None
+            report = drifttools.diff_checkpoint(container, image=image, **stages, progress=update)
         elif container is not None:
+            runtime = runtime_for(container, endpoint=endpoint)
             report = drifttools.diff(
                 container,
-                runtime=runtime_for(container, endpoint=endpoint),
-                method="merged" if verify_all else method,
-                freeze=freeze,
-                env_values=env_values,
-                cache=cache,
-                verify=not allow_unverified,
-                trust_host_layers=trust_host_layers,
-                classification=classification,
+                runtime=runtime,
+                acquisition=options.acquisition,
+                **stages,
                 progress=update,
             )
         else:
+            assert image is not None and rootfs is not None
             report = drifttools.diff_offline(
                 image=image,
                 rootfs=rootfs,
                 upper=upper,
                 ref=ref,
                 platform=platform,
-                cache=cache,
-                verify=not allow_unverified,
-                classification=classification,
+                acquisition=options.acquisition,
+                **stages,
                 progress=update,
             )
         emit(report, OutputFormat(output), out_file)
@@ -293,10 +169,19 @@ def diff(
     sys.exit(exit_status(report, threshold))
 
 
+def _stages(options: RunOptions) -> dict[str, Any]:
+    """The options every diff takes past the acquisition, as keyword arguments."""
+    return {
+        "baseline": options.baseline,
+        "classification": options.classification,
+        "exclusions": options.exclusions,
+    }
+
+
 @cli.command()
 @click.argument("container")
 @click.option("--env-values", is_flag=True, help="Include environment values (can be secrets).")
-@click.option("--host", "endpoint", help="Docker Engine endpoint.")
+@endpoint_option
 @click.option(
     "--format", "output", type=click.Choice(["table", "json"]), default="table", show_default=True
 )
@@ -304,7 +189,9 @@ def ps(container: str, env_values: bool, endpoint: str | None, output: str) -> N
     """The processes of CONTAINER, read from the host's /proc, tagged against the image."""
     with troubles():
         records = drifttools.processes(
-            container, runtime=runtime_for(container, endpoint=endpoint), env_values=env_values
+            container,
+            runtime=runtime_for(container, endpoint=endpoint),
+            acquisition=drifttools.AcquisitionOptions(env_values=env_values),
         )
     if output == "json":
         click.echo(json.dumps([asdict(r) for r in records], indent=2, ensure_ascii=False))

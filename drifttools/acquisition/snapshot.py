@@ -30,10 +30,10 @@ from drifttools import _native
 from drifttools.acquisition.mounts import data_mounts, parse_mountinfo
 from drifttools.acquisition.processes import RootGuard, container_pids, read_processes
 from drifttools.acquisition.rootfs import DEFAULT_HASH_CAP, PSEUDO_FILESYSTEMS
-from drifttools.acquisition.runtime import Runtime, runtime_for
+from drifttools.acquisition.runtime import Runtime
+from drifttools.clock import now_rfc3339
 from drifttools.entries import join_mount
 from drifttools.errors import DriftError, RootfsError
-from drifttools.evidence.report import now_rfc3339
 from drifttools.models import (
     ContainerInfo,
     ErrorRecord,
@@ -43,9 +43,8 @@ from drifttools.models import (
     Snapshot,
     Target,
 )
-from drifttools.progress import Progress, no_progress
-
-METHODS = ("auto", "upper", "merged", "export")
+from drifttools.options import AcquisitionOptions
+from drifttools.progress import Progress, ProgressEvent, Stage, no_progress, walk_progress
 
 #: Called right after the processes were read, before any file: the moment to take what is
 #: most volatile next (the executables behind ``/proc/<pid>/exe``, for evidence bundles).
@@ -68,43 +67,38 @@ def frozen(runtime: Runtime, info: ContainerInfo, freeze: bool, notes: list[str]
 
 
 def take_snapshot(
-    reference: str,
+    info: ContainerInfo,
+    runtime: Runtime,
+    options: AcquisitionOptions,
     *,
-    runtime: Runtime | None = None,
-    method: str = "auto",
-    freeze: bool = False,
-    env_values: bool = False,
-    hash_max_size: int | None = DEFAULT_HASH_CAP,
     progress: Progress = no_progress,
     after_processes: ProcessHook | None = None,
 ) -> Snapshot:
-    """Snapshot the container ``reference`` (name, id or id prefix) without touching it.
+    """Snapshot the container ``info`` (resolved by ``runtime``) without touching it.
 
     Order of volatility (RFC 3227): processes and sockets, then ``after_processes``
     (when given), mounts, the mounts the container writes to (tmpfs first: memory),
     then the root filesystem.
     """
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, not {method!r}")
-    runtime = runtime or runtime_for(reference)
-    info = runtime.resolve(reference)
     acquired_at = now_rfc3339()
     notes: list[str] = []
     errors: list[ErrorRecord] = []
     processes, sockets, mounts = (), (), list(info.mounts)
     guard = RootGuard.take(info.id, info.pid) if info.pid is not None else None
-    with frozen(runtime, info, freeze, notes):
+    with frozen(runtime, info, options.freeze, notes):
         if info.running:
-            progress("processes", 0, None)
+            progress(ProgressEvent(Stage.PROCESSES))
             pids = container_pids_of(runtime, info, notes)
-            processes, sockets = read_processes(pids, env_values=env_values)
+            processes, sockets = read_processes(pids, env_values=options.env_values)
             if after_processes is not None:
                 after_processes(info, processes)
             mounts = _live_mounts(info)
-        progress("mounts", 0, None)
-        mount_states = _mount_states(info, mounts, hash_max_size, errors, guard)
-        progress("filesystem", 0, None)
-        filesystems = [_rootfs(info, runtime, method, hash_max_size, notes, guard), *mount_states]
+        progress(ProgressEvent(Stage.MOUNTS))
+        cap = options.hash_max_size
+        mount_states = _mount_states(info, mounts, cap, errors, guard, progress)
+        progress(ProgressEvent(Stage.FILESYSTEM))
+        rootfs = _rootfs(info, runtime, options.method, cap, notes, guard, progress)
+        filesystems = [rootfs, *mount_states]
     target = Target(
         runtime=info.runtime,
         id=info.id,
@@ -170,7 +164,9 @@ def _rootfs(
     cap: int | None,
     notes: list[str],
     guard: RootGuard | None,
+    progress: Progress,
 ) -> FilesystemState:
+    walked = walk_progress(progress, Stage.FILESYSTEM)
     if method == "auto":
         if info.upper_dir and os.path.isdir(info.upper_dir):
             method = "upper"
@@ -183,14 +179,18 @@ def _rootfs(
     if method == "upper":
         if not info.upper_dir:
             raise RootfsError(f"{info.name}: storage driver {info.storage_driver} has no upper dir")
-        tree = _native.walk(info.upper_dir, hash_max_size=cap)
+        tree = _native.walk(info.upper_dir, hash_max_size=cap, progress=walked)
         return FilesystemState("/", "upper", info.upper_dir, "walk", tree, host_root=info.upper_dir)
     if method == "merged":
         if guard is None:
             raise RootfsError(f"{info.name} is not running: its merged view cannot be walked")
         # /dev is the runtime's (its tmpfs mounts are read as mounts)
         tree = walk_container_root(
-            guard, exclude=[*PSEUDO_FILESYSTEMS, "/dev"], one_filesystem=True, hash_max_size=cap
+            guard,
+            exclude=[*PSEUDO_FILESYSTEMS, "/dev"],
+            one_filesystem=True,
+            hash_max_size=cap,
+            progress=walked,
         )
         return FilesystemState(
             "/", "merged", guard.root, "walk", tree, host_root=guard.root, guard=guard
@@ -211,19 +211,21 @@ def _mount_states(
     cap: int | None,
     errors: list[ErrorRecord],
     guard: RootGuard | None,
+    progress: Progress,
 ) -> list[FilesystemState]:
+    walked = walk_progress(progress, Stage.MOUNTS)
     states = []
     for mount in data_mounts(mounts):
         try:
             if guard is not None:
                 root, subpath = guard.root, mount.mountpoint
                 tree = walk_container_root(
-                    guard, subpath=subpath, one_filesystem=True, hash_max_size=cap
+                    guard, subpath=subpath, one_filesystem=True, hash_max_size=cap, progress=walked
                 )
                 source = f"{root}{mount.mountpoint}"
             elif mount.kind in ("volume", "bind") and mount.source:
                 root, subpath = mount.source, "/"
-                tree = _native.walk(root, one_filesystem=True, hash_max_size=cap)
+                tree = _native.walk(root, one_filesystem=True, hash_max_size=cap, progress=walked)
                 source = mount.source
             else:
                 continue  # a stopped container's tmpfs is gone

@@ -16,8 +16,6 @@ import dataclasses
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from drifttools import _native
@@ -31,14 +29,7 @@ from drifttools.analysis.classifiers.persistence import persistence_findings, st
 from drifttools.analysis.classifiers.processes import exposed_ports, process_findings, read_exe
 from drifttools.analysis.classifiers.severity import cap_expected, score
 from drifttools.analysis.classifiers.tampering import tampering_findings
-from drifttools.analysis.classifiers.yara import (
-    DEFAULT_ENGINE,
-    DEFAULT_MAX_SCAN,
-    DEFAULT_TIMEOUT,
-    RuleSet,
-    ScanTimeout,
-    compile_rules,
-)
+from drifttools.analysis.classifiers.yara import RuleSet, ScanTimeout, compile_rules
 from drifttools.models import (
     Change,
     ChangeKind,
@@ -49,7 +40,8 @@ from drifttools.models import (
     Severity,
     Snapshot,
 )
-from drifttools.progress import Progress, no_progress
+from drifttools.options import DEFAULT_CLASSIFICATION, ClassifyOptions
+from drifttools.progress import Progress, ProgressEvent, Stage, no_progress
 
 #: Reads a path's bytes (up to a limit) from the image, or None when it cannot.
 ImageFiles = Callable[[str, int], bytes | None]
@@ -59,24 +51,6 @@ _BATCH_BYTES = 256 * 1024 * 1024
 #: Files examined at once: libmagic and the YARA engines release the GIL while they scan.
 _EXAMINERS = min(4, os.cpu_count() or 1)
 _CONTENT_KINDS = (ChangeKind.ADDED, ChangeKind.MODIFIED, ChangeKind.TYPE, ChangeKind.METADATA)
-
-
-@dataclass(frozen=True)
-class ClassifyOptions:
-    """How to classify. The defaults scan with the bundled rules on yara-x."""
-
-    rules: Sequence[str | Path] = ()  # extra YARA files or directories
-    bundled_rules: bool = True
-    yara: bool = True
-    yara_engine: str = DEFAULT_ENGINE  # yara-x | yara-python
-    yara_timeout: int = DEFAULT_TIMEOUT  # seconds per file
-    max_scan_size: int = DEFAULT_MAX_SCAN  # bytes of one file read and scanned at most
-    allow: Sequence[str | Path] = ()  # allowlist files ([IMAGE-GLOB] PATH-GLOB a line)
-    cache_dir: Path | None = None  # compiled rule sets are kept here when given
-
-
-#: What :func:`drifttools.diff` and :func:`drifttools.diff_offline` classify with by default.
-DEFAULT_CLASSIFICATION = ClassifyOptions()
 
 
 def yara_finding(match: Mapping[str, Any]) -> Finding:
@@ -240,7 +214,7 @@ def classify(
                 )
             samples.update((path, future.result()) for path, future in pending.items())
             done += len(batch)
-            progress("classify files", done, len(wanted))
+            progress(ProgressEvent(Stage.CLASSIFY_FILES, done, len(wanted)))
 
     executables = {p for p, s in samples.items() if "executable" in s.tags}
 
@@ -307,7 +281,7 @@ def classify(
     processes = tuple(
         _classify_process(p, exposed_ports(config), ruleset, cap) for p in report.processes
     )
-    progress("classify processes", len(processes), len(processes))
+    progress(ProgressEvent(Stage.CLASSIFY_PROCESSES, len(processes), len(processes)))
     description: dict[str, Any] = {
         "yara": ruleset.describe() if ruleset is not None else None,
         "allowlist": sorted({r.origin for r in allow.rules}),

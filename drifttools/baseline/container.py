@@ -39,7 +39,7 @@ from drifttools.baseline.merge import MergedTree
 from drifttools.entries import facts_from_entry
 from drifttools.errors import ImageNotFound, LayerCorrupt
 from drifttools.models import BaselineEntry, ContainerInfo, ErrorRecord, ImageIndex, ImageRef, Layer
-from drifttools.progress import Progress, no_progress
+from drifttools.progress import Progress, ProgressEvent, Stage, no_progress
 
 _LAYER_TYPE = "application/vnd.oci.image.layer.v1.tar"
 
@@ -71,19 +71,21 @@ def container_baseline(
         if stored and trust_host_layers:
             stored = [_unpacked(layer) for layer in stored]
         if stored and any(isinstance(layer, UnpackedLayer) for layer in stored):
-            progress("snapshot lower dirs", 0, len(stored))
+            progress(ProgressEvent(Stage.BASELINE, 0, len(stored), "snapshot lower dirs"))
             return unpacked_baseline(info.image_ref, config, stored)
         if stored is not None:
             loaded = []
             total = len(hits)
             for position, hit in enumerate(hits):
-                progress(f"layer {position + 1}/{total}", position, total)
+                progress(
+                    ProgressEvent(Stage.BASELINE, position, total, f"layer {position + 1}/{total}")
+                )
                 if hit is None:
                     hit = _read_source(stored[position], config.steps[position], cache)
                 loaded.append(hit)
-            progress("merge", total, total)
+            progress(ProgressEvent(Stage.MERGE, total, total))
             return assemble(info.image_ref, config, host_platform_name(), loaded)
-    progress(f"{runtime.name} image export (stream)", 0, None)
+    progress(ProgressEvent(Stage.BASELINE, detail=f"{runtime.name} image export (stream)"))
     blobs = StreamedBlobs(
         runtime.save_stream(info.image_id), f"{runtime.name} image {info.image_id}"
     )

@@ -26,7 +26,7 @@ from drifttools.baseline.images.oci_layout import DirectoryBlobs
 from drifttools.baseline.merge import merge_layers
 from drifttools.errors import DigestMismatch, ImageError, ImageNotFound, LayerCorrupt
 from drifttools.models import ImageIndex, ImageRef, Layer
-from drifttools.progress import Progress, no_progress
+from drifttools.progress import Progress, ProgressEvent, Stage, no_progress
 
 INDEX_TYPES = {
     "application/vnd.oci.image.index.v1+json",
@@ -125,9 +125,9 @@ def index_image(
     loaded = []
     total = len(found.layers)
     for position, (blob, diff_id) in enumerate(zip(found.layers, config.diff_ids, strict=True)):
-        progress(f"layer {position + 1}/{total}", position, total)
+        progress(ProgressEvent(Stage.BASELINE, position, total, f"layer {position + 1}/{total}"))
         loaded.append(_load_layer(blobs, blob, diff_id, config.steps[position], cache))
-    progress("merge", total, total)
+    progress(ProgressEvent(Stage.MERGE, total, total))
     return assemble(found.name, config, wanted_platform, loaded, found.problems)
 
 

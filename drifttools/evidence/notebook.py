@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 from typing import TYPE_CHECKING, Any
 
-from drifttools.evidence.report import rfc3339_ns
+from drifttools.clock import rfc3339_ns
 from drifttools.text import printable
 
 if TYPE_CHECKING:

@@ -10,29 +10,15 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Mapping
 from dataclasses import fields, is_dataclass
-from datetime import UTC, datetime
 from functools import cache
 from importlib import resources
 from typing import Any
 
+from drifttools.clock import rfc3339_ns
 from drifttools.models import Change, DriftReport, FileFacts, Finding, ImageRef, Layer, Target
 from drifttools.version import __version__
 
 SCHEMA_ID = "drifttools.report/v1"
-
-
-def rfc3339_ns(ns: int | None) -> str | None:
-    """Nanoseconds since the epoch as RFC 3339 UTC, e.g. ``2026-01-01T10:00:00.000000001Z``."""
-    if ns is None:
-        return None
-    seconds, fraction = divmod(ns, 1_000_000_000)
-    stamp = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
-    return f"{stamp}.{fraction:09d}Z"
-
-
-def now_rfc3339() -> str:
-    """The current time as RFC 3339 UTC with microseconds."""
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def facts_to_dict(facts: FileFacts) -> dict[str, Any]:

@@ -168,7 +168,7 @@ class CheckpointRuntime:
 
     def snapshot(self) -> Snapshot:
         """The archive's changes as an upper view, and its dumped processes in the notes."""
-        from drifttools.evidence.report import now_rfc3339
+        from drifttools.clock import now_rfc3339
 
         info = self.resolve()
         changes = FilesystemState(

@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from drifttools.evidence.report import rfc3339_ns
+from drifttools.clock import rfc3339_ns
 from drifttools.evidence.report_read import ns_from_rfc3339
 from drifttools.models import ChangeKind, DriftReport, FileFacts, ProcessRecord
 from drifttools.text import printable

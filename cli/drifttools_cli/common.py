@@ -1,0 +1,213 @@
+"""What every command shares: exit codes, one-line errors, the progress bar, and the options
+of a run's stages, each group turned into the library's own options object."""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+import drifttools
+from drifttools.analysis.diff import DEFAULT_EXCLUSIONS
+from drifttools.baseline.cache import default_cache_dir
+from drifttools.options import METHODS, AcquisitionOptions, BaselineOptions, ClassifyOptions
+from drifttools.pipeline import RunOptions
+from drifttools.progress import Progress as ProgressCallback
+from drifttools.progress import ProgressEvent, no_progress
+from drifttools.text import printable
+
+EXIT_OK, EXIT_DRIFT, EXIT_TROUBLE = 0, 1, 2
+
+Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
+
+
+class Trouble(click.ClickException):
+    """One clear line on stderr, exit 2."""
+
+    exit_code = EXIT_TROUBLE
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"drifttools: error: {printable(self.message)}", err=True)
+
+
+@contextmanager
+def troubles() -> Iterator[None]:
+    """Turn the library's typed errors, and OS errors, into one line and exit 2."""
+    try:
+        yield
+    except drifttools.DriftError as exc:
+        raise Trouble(str(exc)) from exc
+    except OSError as exc:
+        raise Trouble(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": ")) from exc
+
+
+@contextmanager
+def progress_bar(enabled: bool) -> Iterator[ProgressCallback]:
+    """A rich progress bar on stderr when it is a terminal; otherwise nothing drawn."""
+    stderr = Console(stderr=True)
+    if not enabled or not stderr.is_terminal:
+        yield no_progress
+        return
+    columns = (TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=stderr, transient=True) as bar:
+        task = bar.add_task("starting", total=None)
+
+        def update(event: ProgressEvent) -> None:
+            bar.update(task, description=event.description, completed=event.done, total=event.total)
+
+        yield update
+
+
+progress_option = click.option(
+    "--progress/--no-progress",
+    default=os.environ.get("DRIFTTOOLS_PROGRESS", "1") != "0",
+    help="Progress bar on stderr (only ever drawn on a terminal).",
+)
+
+endpoint_option = click.option(
+    "--host", "endpoint", help="Docker Engine endpoint (default: DOCKER_HOST or the socket)."
+)
+
+
+def _options(*decorators: Decorator) -> Decorator:
+    def apply(command: Callable[..., Any]) -> Callable[..., Any]:
+        for decorator in reversed(decorators):
+            command = decorator(command)
+        return command
+
+    return apply
+
+
+#: How the container is read (``AcquisitionOptions``).
+_ACQUISITION = _options(
+    click.option(
+        "--method",
+        type=click.Choice(list(METHODS)),
+        default="auto",
+        show_default=True,
+        help="Live: how to read the container's filesystem.",
+    ),
+    click.option(
+        "--verify-all",
+        is_flag=True,
+        help="Live: hash every file of the merged view against the image (--method merged).",
+    ),
+    click.option("--freeze", is_flag=True, help="Live: pause the container while it is read."),
+    click.option(
+        "--env-values",
+        is_flag=True,
+        help="Live: include environment values of processes (they can be secrets).",
+    ),
+)
+
+#: Where the image's layers come from (``BaselineOptions``).
+_BASELINE = _options(
+    click.option(
+        "--cache-dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        help="Layer cache directory (default: $XDG_CACHE_HOME/drifttools).",
+    ),
+    click.option("--no-cache", is_flag=True, help="Read and verify every layer again."),
+    click.option(
+        "--trust-host-layers",
+        is_flag=True,
+        help="Live: read uncached image layers from the engine's layer dirs, unverified (faster).",
+    ),
+    click.option(
+        "--allow-unverified",
+        is_flag=True,
+        help="Go on when a digest does not match; the report says so.",
+    ),
+)
+
+#: How changes are classified (``ClassifyOptions``).
+_CLASSIFICATION = _options(
+    click.option(
+        "--rules",
+        "rules",
+        multiple=True,
+        type=click.Path(exists=True, path_type=Path),
+        help="YARA rules file or directory, added to the bundled rules (repeatable).",
+    ),
+    click.option(
+        "--yara-engine",
+        type=click.Choice(["yara-x", "yara-python"]),
+        default="yara-x",
+        show_default=True,
+        help="YARA engine: yara-x (per-scan timeout) or yara-python (libyara).",
+    ),
+    click.option("--no-yara", is_flag=True, help="Do not scan with YARA."),
+    click.option(
+        "--allow",
+        "allow",
+        multiple=True,
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        help="Allowlist of expected drift: '[IMAGE-GLOB] PATH-GLOB' a line (repeatable).",
+    ),
+)
+
+_RUN_KEYS = (
+    "method",
+    "verify_all",
+    "freeze",
+    "env_values",
+    "cache_dir",
+    "no_cache",
+    "trust_host_layers",
+    "allow_unverified",
+    "rules",
+    "yara_engine",
+    "no_yara",
+    "allow",
+)
+
+
+def run_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Give ``command`` the options of every stage of a run, passed as ``options``."""
+
+    @functools.wraps(command)
+    def with_options(**values: Any) -> Any:
+        values["options"] = _run_options(**{key: values.pop(key) for key in _RUN_KEYS})
+        return command(**values)
+
+    return _options(_ACQUISITION, _BASELINE, _CLASSIFICATION)(with_options)
+
+
+def _run_options(
+    *,
+    method: str,
+    verify_all: bool,
+    freeze: bool,
+    env_values: bool,
+    cache_dir: Path | None,
+    no_cache: bool,
+    trust_host_layers: bool,
+    allow_unverified: bool,
+    rules: tuple[Path, ...],
+    yara_engine: str,
+    no_yara: bool,
+    allow: tuple[Path, ...],
+) -> RunOptions:
+    acquisition = AcquisitionOptions(
+        method="merged" if verify_all else method, freeze=freeze, env_values=env_values
+    )
+    baseline = BaselineOptions(
+        cache=None if no_cache else drifttools.LayerCache(cache_dir),
+        verify=not allow_unverified,
+        trust_host_layers=trust_host_layers,
+    )
+    classification = ClassifyOptions(
+        rules=rules,
+        yara=not no_yara,
+        yara_engine=yara_engine,
+        allow=allow,
+        cache_dir=None if no_cache else (cache_dir or default_cache_dir()),
+    )
+    return RunOptions(acquisition, baseline, DEFAULT_EXCLUSIONS, classification)

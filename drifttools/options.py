@@ -1,0 +1,120 @@
+"""How each stage of the pipeline runs: one frozen options object per stage.
+
+The library's entry points, the CLI and every command build the same objects, so an
+option exists once, with one default, whatever command passes it on:
+
+==========================  ===============================================================
+:class:`AcquisitionOptions`  how the container is read (method, freeze, env values, hash cap)
+:class:`BaselineOptions`     where the image's layers come from and how strictly they verify
+:class:`ClassifyOptions`     YARA, allowlists, scan caps (None: changes keep their base severity)
+:class:`BundleOptions`       what an evidence bundle stores and how it is sealed
+==========================  ===============================================================
+
+The diff stage's only option, the paths it leaves out, is ``exclusions``
+(:data:`drifttools.analysis.diff.DEFAULT_EXCLUSIONS`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from drifttools.acquisition.rootfs import DEFAULT_HASH_CAP
+from drifttools.analysis.classifiers.yara import DEFAULT_ENGINE, DEFAULT_MAX_SCAN, DEFAULT_TIMEOUT
+from drifttools.baseline.cache import DEFAULT_CACHE, LayerCache
+
+#: How a live container's filesystem can be read (see :mod:`drifttools.acquisition.snapshot`).
+METHODS = ("auto", "upper", "merged", "export")
+
+#: A file or executable larger than this is listed as skipped, not stored in a bundle.
+DEFAULT_MAX_FILE_SIZE = 256 << 20
+#: Blobs stop being stored once they would take more than this in all.
+DEFAULT_MAX_TOTAL_SIZE = 4 << 30
+
+
+@dataclass(frozen=True)
+class AcquisitionOptions:
+    """How the container is read. Never by exec, never by writing into it.
+
+    ``method``: ``auto`` (the overlay upper dir when readable, else the merged view of a
+    running container, else the engine's export), ``upper``, ``merged`` (walk and hash the
+    whole filesystem: ``--verify-all``) or ``export``. ``freeze`` pauses the container while
+    it is read (always unpaused). ``env_values`` keeps process environment values (they can
+    be secrets; names are always kept). Files above ``hash_max_size`` bytes keep their facts
+    but are not hashed (None: no cap).
+    """
+
+    method: str = "auto"
+    freeze: bool = False
+    env_values: bool = False
+    hash_max_size: int | None = DEFAULT_HASH_CAP
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, not {self.method!r}")
+
+
+#: How the entry points read a container by default.
+DEFAULT_ACQUISITION = AcquisitionOptions()
+
+
+@dataclass(frozen=True)
+class BaselineOptions:
+    """Where the image's layers come from, and how strictly they must verify.
+
+    ``cache``: a :class:`LayerCache`, ``"default"`` (the user's cache directory) or None
+    (read and verify every layer again). With ``verify`` a digest mismatch stops the run
+    (:class:`~drifttools.errors.DigestMismatch`); without, it is recorded in the report.
+    ``trust_host_layers`` reads uncached layers from the engine's own unpacked layer
+    directories without verifying them (faster; the report says so).
+    """
+
+    cache: LayerCache | Literal["default"] | None = DEFAULT_CACHE
+    verify: bool = True
+    trust_host_layers: bool = False
+
+
+#: Where the entry points find layers by default: the user's layer cache, verified.
+DEFAULT_BASELINE = BaselineOptions()
+
+
+@dataclass(frozen=True)
+class ClassifyOptions:
+    """How to classify. The defaults scan with the bundled rules on yara-x."""
+
+    rules: Sequence[str | Path] = ()  # extra YARA files or directories
+    bundled_rules: bool = True
+    yara: bool = True
+    yara_engine: str = DEFAULT_ENGINE  # yara-x | yara-python
+    yara_timeout: int = DEFAULT_TIMEOUT  # seconds per file
+    max_scan_size: int = DEFAULT_MAX_SCAN  # bytes of one file read and scanned at most
+    allow: Sequence[str | Path] = ()  # allowlist files ([IMAGE-GLOB] PATH-GLOB a line)
+    cache_dir: Path | None = None  # compiled rule sets are kept here when given
+
+
+#: What the entry points classify with by default.
+DEFAULT_CLASSIFICATION = ClassifyOptions()
+
+
+@dataclass(frozen=True)
+class BundleOptions:
+    """What an evidence bundle stores, and how it is sealed.
+
+    A deterministic tar unless ``directory``. Files and executables above
+    ``max_file_size`` bytes, and blobs past ``max_total_size`` in all, are listed as
+    skipped. ``operator`` and ``case_id`` are recorded; ``sign_key`` is a PEM Ed25519
+    private key (unencrypted) the manifest is signed with.
+    """
+
+    directory: bool = False
+    max_file_size: int = DEFAULT_MAX_FILE_SIZE
+    max_total_size: int = DEFAULT_MAX_TOTAL_SIZE
+    operator: str | None = None
+    case_id: str | None = None
+    sign_key: str | Path | None = None
+
+
+#: What a bundle stores by default: a tar, unsigned, within the size caps above.
+DEFAULT_BUNDLE = BundleOptions()
