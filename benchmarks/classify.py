@@ -85,7 +85,7 @@ def main() -> None:
     print(f"{args.files} drifted files, {size / 1e6:.1f} MB, yara CLI {_yara_version()}")
 
     baseline = load_image(image)
-    snapshot = offline_snapshot(rootfs, image=baseline)
+    snapshot = offline_snapshot(rootfs)
     report = diff_snapshot(snapshot, baseline)
     files = [rootfs / c.path.lstrip("/") for c in report.changes if c.after.kind == "file"]
     datas = [p.read_bytes() for p in files]  # warm cache; the scan itself is measured below

@@ -241,7 +241,7 @@ class FilesystemState:
     mount: str  # where it is mounted in the container, "/" for the rootfs
     view: str  # merged | upper
     source: str  # where it was read from (a path, an archive) — for the record
-    method: str  # how: walk | archive
+    method: str  # how: walk | archive | export | checkpoint (content not read again)
     tree: Tree  # the entries, held compactly by the native core
     has_baseline: bool = True  # False for tmpfs, volumes and bind mounts: all is added
     top: str | None = None  # the container path of the tree's root when not the mount's

@@ -6,8 +6,8 @@ import threading
 
 import pytest
 
-from drifttools.api import in_background
 from drifttools.errors import ImageNotFound
+from drifttools.pipeline import in_background
 
 
 def test_background_work_returns_its_value_from_another_thread() -> None:

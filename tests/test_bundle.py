@@ -27,20 +27,14 @@ from drifttools_cli.evidence import bundle as bundle_command
 from drifttools_cli.evidence import verify as verify_command
 
 import drifttools
+from drifttools import bundle
 from drifttools.acquisition.processes import container_pids, read_processes
-from drifttools.evidence.bundle import (
-    ACQUISITION,
-    ACTIONS,
-    MANIFEST,
-    Bundle,
-    BundleCorrupt,
-    _Members,
-    bundle,
-    open_bundle,
-    verify_bundle,
-    write_tar,
-)
+from drifttools.errors import BundleCorrupt
+from drifttools.evidence.bundle import Bundle, open_bundle, verify_bundle
+from drifttools.evidence.bundle.layout import ACQUISITION, ACTIONS, MANIFEST, write_tar
+from drifttools.evidence.bundle.members import Members
 from drifttools.evidence.report_read import report_from_dict
+from drifttools.options import BaselineOptions, BundleOptions
 from tests.conftest import assert_valid_report
 from tests.engine import BUSYBOX, build_image, compile_c, docker, unique
 
@@ -91,7 +85,8 @@ def scene(engine: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[di
             assert time.monotonic() < deadline, f"scene not up: {states}"
             time.sleep(0.1)
         cache = drifttools.LayerCache(work / "cache")
-        drifttools.diff(name, cache=cache)  # warm: every bundle reads the layers the same way
+        # warm: every bundle reads the layers the same way
+        drifttools.diff(name, baseline=BaselineOptions(cache=cache))
         key = Ed25519PrivateKey.generate()
         private, public = work / "key.pem", work / "key.pub"
         private.write_bytes(
@@ -123,10 +118,12 @@ def scene(engine: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[di
 def sealed(scene: dict) -> dict:
     """Two signed tar bundles of the unchanged scene, and a directory bundle."""
     out = scene["work"] / "bundles"
-    common = {"cache": scene["cache"], "operator": "alice", "case_id": "CASE-42"}
-    first = bundle(scene["name"], out / "first.tar", sign_key=scene["key"], **common)
-    second = bundle(scene["name"], out / "second.tar", sign_key=scene["key"], **common)
-    directory = bundle(scene["name"], out / "dir", directory=True, **common)
+    baseline = BaselineOptions(cache=scene["cache"])
+    signed = BundleOptions(operator="alice", case_id="CASE-42", sign_key=scene["key"])
+    unsigned = BundleOptions(operator="alice", case_id="CASE-42", directory=True)
+    first = bundle(scene["name"], out / "first.tar", baseline=baseline, evidence=signed)
+    second = bundle(scene["name"], out / "second.tar", baseline=baseline, evidence=signed)
+    directory = bundle(scene["name"], out / "dir", baseline=baseline, evidence=unsigned)
     return {"first": first, "second": second, "dir": directory, "out": out}
 
 
@@ -220,7 +217,7 @@ def _flipped(source: Path, target: Path, offset: int) -> Path:
 def test_one_flipped_byte_anywhere_fails_verification(sealed: dict, tmp_path: Path) -> None:
     source = sealed["first"].path  # alone in tmp_path: no .sha256 beside the copies
     size = source.stat().st_size
-    members = _Members(source)
+    members = Members(source)
     try:
         spans = dict(members.spans)
     finally:
@@ -294,7 +291,7 @@ def test_bundling_twice_gives_the_same_bytes_apart_from_the_acquisition_record(
 
 
 def test_report_round_trips_through_json(scene: dict) -> None:
-    report = drifttools.diff(scene["name"], cache=scene["cache"])
+    report = drifttools.diff(scene["name"], baseline=BaselineOptions(cache=scene["cache"]))
     document = report.to_dict()
     assert report_from_dict(json.loads(json.dumps(document))).to_dict() == document
 

@@ -20,6 +20,7 @@ import pytest
 import drifttools
 from drifttools import ChangeKind, ClassifyOptions, LayerCache, Severity
 from drifttools.analysis.classifiers.elf import content_facts, elf_facts, shebang
+from drifttools.options import BaselineOptions
 from tests.conftest import assert_valid_report
 from tests.engine import build_image, compile_c, docker, unique
 from tests.test_cli import EXE
@@ -115,7 +116,7 @@ def report(attacked: dict, tmp_path_factory: pytest.TempPathFactory) -> drifttoo
     cache = LayerCache(tmp_path_factory.mktemp("cache"))
     deadline = time.monotonic() + 20
     while True:
-        found = drifttools.diff(attacked["name"], cache=cache)
+        found = drifttools.diff(attacked["name"], baseline=BaselineOptions(cache=cache))
         shells = [p for p in found.processes if "reverse-shell" in p.tags]
         if shells or time.monotonic() > deadline:
             return found
@@ -261,8 +262,8 @@ def test_yara_python_engine_gives_the_same_matches(
 ) -> None:
     other = drifttools.diff(
         attacked["name"],
-        cache=LayerCache(tmp_path),
         classification=ClassifyOptions(yara_engine="yara-python"),
+        baseline=BaselineOptions(cache=LayerCache(tmp_path)),
     )
     for change in report.changes:
         if change.yara:

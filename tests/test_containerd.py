@@ -24,6 +24,7 @@ from drifttools import ChangeKind, ContainerNotFound, LayerCache
 from drifttools.acquisition.runtime import runtime_for
 from drifttools.acquisition.runtimes.containerd import ContainerdRuntime, parse_target
 from drifttools.errors import RuntimeUnavailable
+from drifttools.options import BaselineOptions
 from tests.conftest import assert_valid_report
 from tests.engine import docker, unique
 from tests.test_cli import EXE, one_clear_line
@@ -225,7 +226,9 @@ def test_diff_matches_the_docker_path(
     # what each engine itself puts into a fresh container (mount points, /etc/hosts ...)
     fresh_docker = container(busybox_image["tag"])
     ctd.run("fresh")
-    plumbing = set(rootfs_changes(drifttools.diff(fresh_docker, cache=cache)))
+    plumbing = set(
+        rootfs_changes(drifttools.diff(fresh_docker, baseline=BaselineOptions(cache=cache)))
+    )
     plumbing |= set(rootfs_changes(drifttools.diff("k8s://default/fresh", runtime=runtime)))
 
     drifted_docker = container(busybox_image["tag"])
@@ -233,8 +236,10 @@ def test_diff_matches_the_docker_path(
     drifted_ctd = ctd.run("web-1")
     ctd.exec(drifted_ctd, MUTATIONS)
 
-    via_docker = drifttools.diff(drifted_docker, cache=cache)
-    via_grpc = drifttools.diff("k8s://default/web-1", runtime=runtime, cache=cache)
+    via_docker = drifttools.diff(drifted_docker, baseline=BaselineOptions(cache=cache))
+    via_grpc = drifttools.diff(
+        "k8s://default/web-1", runtime=runtime, baseline=BaselineOptions(cache=cache)
+    )
     assert_valid_report(via_grpc.to_dict())
     expected = {p: k for p, k in rootfs_changes(via_docker).items() if p not in plumbing}
     found = {p: k for p, k in rootfs_changes(via_grpc).items() if p not in plumbing}
@@ -268,7 +273,9 @@ def test_baseline_reads_blobs_through_content_read(ctd: Daemon, tmp_path: Path) 
     remote = ContainerdRuntime(ctd.socket)
     remote.content_root = None  # as if the store were not readable here
     report = drifttools.diff(
-        f"containerd://k8s.io/{container_id}", runtime=remote, cache=LayerCache(tmp_path / "cache")
+        f"containerd://k8s.io/{container_id}",
+        runtime=remote,
+        baseline=BaselineOptions(cache=LayerCache(tmp_path / "cache")),
     )
     assert report.verified
     assert [layer.source for layer in report.baseline] == ["engine-store"] * 4

@@ -24,12 +24,12 @@ import pytest
 import drifttools
 from drifttools import ChangeKind, LayerCache
 from drifttools.acquisition.runtime import runtime_for
-from drifttools.acquisition.runtimes.checkpoint import diff_checkpoint
 from drifttools.acquisition.runtimes.containerd import ContainerdRuntime
 from drifttools.acquisition.runtimes.containerd_root import ContainerdRootRuntime
 from drifttools.acquisition.runtimes.docker_root import DockerRootRuntime
 from drifttools.baseline.images.layer_store import chain_ids
 from drifttools.errors import ContainerNotFound, DigestMismatch, RuntimeUnavailable
+from drifttools.options import BaselineOptions
 from tests.conftest import assert_valid_report
 from tests.engine import docker
 from tests.test_containerd import MUTATIONS, cleanup_daemon, image_tar, start_daemon
@@ -88,14 +88,16 @@ def test_docker_data_root_equals_live_diff(busybox_image: dict, container, tmp_p
     docker("exec", name, "sh", "-c", MUTATIONS)
     docker("stop", "-t", "1", name)
     cache = LayerCache(tmp_path / "cache")
-    live = drifttools.diff(name, cache=cache)
+    live = drifttools.diff(name, baseline=BaselineOptions(cache=cache))
     root = copy_docker_container(name, tmp_path / "disk")
     before = fingerprint(root)
 
     reference = f"docker-root://{root}#{name}"
     runtime = runtime_for(reference)
     assert isinstance(runtime, DockerRootRuntime)
-    offline = drifttools.diff(reference, runtime=runtime, cache=LayerCache(tmp_path / "c2"))
+    offline = drifttools.diff(
+        reference, runtime=runtime, baseline=BaselineOptions(cache=LayerCache(tmp_path / "c2"))
+    )
     assert rootfs_changes(offline) == rootfs_changes(live)
     assert offline.verified and {layer.source for layer in offline.baseline} == {"engine-store"}
     assert offline.target.runtime == "offline" and offline.processes == ()
@@ -118,7 +120,9 @@ def stopped_containerd(image_tar: Path, tmp_path: Path) -> Iterator[tuple[Path, 
         daemon.exec(container_id, MUTATIONS)
         runtime = ContainerdRuntime(daemon.socket)
         live = drifttools.diff(
-            "k8s://default/db-0", runtime=runtime, cache=LayerCache(tmp_path / "cache")
+            "k8s://default/db-0",
+            runtime=runtime,
+            baseline=BaselineOptions(cache=LayerCache(tmp_path / "cache")),
         )
         runtime.close()
         daemon.stop(container_id)
@@ -139,7 +143,9 @@ def test_containerd_root_equals_live_diff(
     reference = f"containerd-root://{root}#k8s://default/db-0"
     runtime = runtime_for(reference)
     assert isinstance(runtime, ContainerdRootRuntime)
-    offline = drifttools.diff(reference, runtime=runtime, cache=LayerCache(tmp_path / "c2"))
+    offline = drifttools.diff(
+        reference, runtime=runtime, baseline=BaselineOptions(cache=LayerCache(tmp_path / "c2"))
+    )
     assert rootfs_changes(offline) == live
     assert offline.verified and {layer.source for layer in offline.baseline} == {"engine-store"}
     assert_valid_report(offline.to_dict())
@@ -165,13 +171,14 @@ def test_garbage_collected_blobs_fall_back_to_lower_dirs(
         (blobs / layer["digest"][7:]).unlink()
     with pytest.raises(DigestMismatch, match="garbage-collected"):
         drifttools.diff(
-            "k8s://default/db-0", runtime=ContainerdRootRuntime(root), cache=LayerCache(tmp_path)
+            "k8s://default/db-0",
+            runtime=ContainerdRootRuntime(root),
+            baseline=BaselineOptions(cache=LayerCache(tmp_path)),
         )
     report = drifttools.diff(
         "k8s://default/db-0",
         runtime=ContainerdRootRuntime(root),
-        verify=False,
-        cache=LayerCache(tmp_path),
+        baseline=BaselineOptions(verify=False, cache=LayerCache(tmp_path)),
     )
     assert {layer.source for layer in report.baseline} == {"snapshot-lowerdir"}
     assert not report.verified
@@ -210,7 +217,7 @@ def checkpoint_archive(path: Path) -> None:
 def test_checkpoint_archive(busybox_image: dict, tmp_path: Path) -> None:
     archive = tmp_path / "checkpoint.tar"
     checkpoint_archive(archive)
-    report = diff_checkpoint(f"checkpoint://{archive}", image=busybox_image["save"])
+    report = drifttools.diff_checkpoint(f"checkpoint://{archive}", image=busybox_image["save"])
     found = {c.path: c.change for c in report.changes}
     assert found == {
         "/opt/app/a": ChangeKind.MODIFIED,

@@ -8,6 +8,7 @@ import pytest
 
 from drifttools import LayerCache, diff_offline
 from drifttools.models import ChangeKind
+from drifttools.options import BaselineOptions
 from tests.conftest import assert_valid_report
 from tests.engine import docker, docker_bytes
 
@@ -62,7 +63,9 @@ def test_export_diff_finds_every_change_and_explains_docker_diff(
     busybox_image, drifted, cache_dir: Path
 ) -> None:
     report = diff_offline(
-        image=busybox_image["save"], rootfs=drifted["export"], cache=LayerCache(cache_dir)
+        image=busybox_image["save"],
+        rootfs=drifted["export"],
+        baseline=BaselineOptions(cache=LayerCache(cache_dir)),
     )
     assert_valid_report(report.to_dict())
     found = {c.path: c.change for c in report.changes}
@@ -96,7 +99,10 @@ def test_overlay_upper_dir_gives_the_same_drift_as_the_export(
 ) -> None:
     cache = LayerCache(cache_dir)
     report = diff_offline(
-        image=busybox_image["save"], rootfs=drifted["upper"], upper=True, cache=cache
+        image=busybox_image["save"],
+        rootfs=drifted["upper"],
+        upper=True,
+        baseline=BaselineOptions(cache=cache),
     )
     assert_valid_report(report.to_dict())
     found = {c.path: c.change for c in report.changes}
@@ -112,7 +118,11 @@ def test_an_unchanged_container_has_no_drift(
     name = container(busybox_image["tag"])
     export = tmp_path / "export.tar"
     export.write_bytes(docker_bytes("export", name))
-    report = diff_offline(image=busybox_image["save"], rootfs=export, cache=LayerCache(cache_dir))
+    report = diff_offline(
+        image=busybox_image["save"],
+        rootfs=export,
+        baseline=BaselineOptions(cache=LayerCache(cache_dir)),
+    )
     assert report.changes == ()
     assert {e.path for e in report.exclusions} >= {"/proc", "/sys", "/dev", "/etc/hosts"}
     assert_valid_report(report.to_dict())

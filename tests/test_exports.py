@@ -17,10 +17,11 @@ import pytest
 from click.testing import CliRunner
 from drifttools_cli.evidence import export as export_command
 
-from drifttools.evidence.bundle import bundle, open_bundle
+from drifttools import bundle, open_bundle
 from drifttools.evidence.exports import export_lines
 from drifttools.evidence.exports.bodyfile import escape, mode_string
 from drifttools.models import Change, ChangeKind, DriftReport, FileFacts, Target
+from drifttools.options import BaselineOptions, BundleOptions
 from tests.test_bundle import BUSYBOX_SHA256, HOSTILE, scene  # noqa: F401 - the fixture
 
 CASE_VALIDATE = shutil.which("case_validate") or str(
@@ -33,7 +34,12 @@ SECOND = 1_000_000_000
 @pytest.fixture(scope="module")
 def sealed_bundle(scene: dict) -> Path:  # noqa: F811 - pytest fixture imported above
     target = scene["work"] / "exports.tar"
-    bundle(scene["name"], target, cache=scene["cache"], operator="bob", case_id="IR-7")
+    bundle(
+        scene["name"],
+        target,
+        baseline=BaselineOptions(cache=scene["cache"]),
+        evidence=BundleOptions(operator="bob", case_id="IR-7"),
+    )
     return target
 
 

@@ -16,6 +16,8 @@ from hypothesis import strategies as st
 
 import drifttools
 from drifttools import ChangeKind, ContainerNotFound, LayerCache
+from drifttools.options import AcquisitionOptions, BaselineOptions
+from drifttools.progress import ProgressEvent, Stage
 from tests.conftest import assert_valid_report
 from tests.engine import docker, unique
 from tests.test_cli import EXE, one_clear_line
@@ -63,7 +65,7 @@ def test_drift_explains_docker_diff_and_sees_more(
     docker("exec", name, "sh", "-c", script)
     oracle = docker_diff(name)
 
-    report = drifttools.diff(name, cache=warm_cache)
+    report = drifttools.diff(name, baseline=BaselineOptions(cache=warm_cache))
     assert_valid_report(report.to_dict())
     found = {c.path: c.change for c in report.changes}
     for path, kind in oracle.items():
@@ -99,8 +101,12 @@ def test_the_scan_never_execs_never_writes_and_keeps_atimes(
     before_diff, before_atimes = docker_diff(name), upper_atimes(upper)
     time.sleep(0.2)  # the test's own exec above must fall before the window
     since = f"{time.time():.9f}"
-    report = drifttools.diff(name, cache=warm_cache, method="merged")
-    drifttools.diff(name, cache=warm_cache)
+    report = drifttools.diff(
+        name,
+        acquisition=AcquisitionOptions(method="merged"),
+        baseline=BaselineOptions(cache=warm_cache),
+    )
+    drifttools.diff(name, baseline=BaselineOptions(cache=warm_cache))
     until = f"{time.time() + 0.2:.9f}"
     events = docker(
         "events",
@@ -135,7 +141,11 @@ def test_a_symlink_to_the_host_never_yields_host_content(
 
     host_digest = hashlib.sha256(host_passwd).hexdigest()
     for method in ("upper", "merged"):
-        report = drifttools.diff(name, cache=warm_cache, method=method)
+        report = drifttools.diff(
+            name,
+            acquisition=AcquisitionOptions(method=method),
+            baseline=BaselineOptions(cache=warm_cache),
+        )
         digests = {c.after.sha256 for c in report.changes if c.after}
         assert host_digest not in digests
         paths = {c.path for c in report.changes}
@@ -165,7 +175,7 @@ def test_processes_mounts_and_posture_are_in_the_report(
     try:
         deadline = time.time() + 20
         while time.time() < deadline:
-            report = drifttools.diff(name, cache=warm_cache)
+            report = drifttools.diff(name, baseline=BaselineOptions(cache=warm_cache))
             if any(p.exe == "/tmp/sleep" for p in report.processes):
                 break
             time.sleep(0.3)
@@ -190,7 +200,7 @@ def test_a_stopped_container_is_diffed_from_its_upper_dir(
     name = container(busybox_image["tag"])
     docker("exec", name, "sh", "-c", "echo x > /tmp/left-behind")
     docker("stop", "-t", "0", name)
-    report = drifttools.diff(name, cache=warm_cache)
+    report = drifttools.diff(name, baseline=BaselineOptions(cache=warm_cache))
     assert report.processes == ()
     assert "/tmp/left-behind" in {c.path for c in report.changes}
     assert report.target.details["status"] == "exited"
@@ -200,21 +210,31 @@ def test_freeze_pauses_and_always_unpauses(busybox_image, container, warm_cache)
     name = container(busybox_image["tag"])
     seen = []
 
-    def progress(stage: str, done: int, total: int | None) -> None:
-        if stage == "filesystem":
+    def progress(event: ProgressEvent) -> None:
+        if event.stage is Stage.FILESYSTEM:
             seen.append(docker("inspect", "--format", "{{.State.Paused}}", name).strip())
 
-    report = drifttools.diff(name, cache=warm_cache, freeze=True, progress=progress)
-    assert seen == ["true"]
+    report = drifttools.diff(
+        name,
+        progress=progress,
+        acquisition=AcquisitionOptions(freeze=True),
+        baseline=BaselineOptions(cache=warm_cache),
+    )
+    assert seen and set(seen) == {"true"}
     assert docker("inspect", "--format", "{{.State.Paused}}", name).strip() == "false"
     assert any("paused" in note for note in report.notes)
 
-    def interrupt(stage: str, done: int, total: int | None) -> None:
-        if stage == "filesystem":
+    def interrupt(event: ProgressEvent) -> None:
+        if event.stage is Stage.FILESYSTEM:
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        drifttools.diff(name, cache=warm_cache, freeze=True, progress=interrupt)
+        drifttools.diff(
+            name,
+            progress=interrupt,
+            acquisition=AcquisitionOptions(freeze=True),
+            baseline=BaselineOptions(cache=warm_cache),
+        )
     assert docker("inspect", "--format", "{{.State.Paused}}", name).strip() == "false"
 
 
@@ -223,11 +243,15 @@ def test_export_method_and_cold_cache_give_the_same_changes(
 ) -> None:
     name = container(busybox_image["tag"])
     docker("exec", name, "sh", "-c", "echo x > /tmp/a && rm -rf /var/log && chmod 700 /etc")
-    cold = drifttools.diff(name, cache=LayerCache(tmp_path / "cold"))
+    cold = drifttools.diff(name, baseline=BaselineOptions(cache=LayerCache(tmp_path / "cold")))
     assert {layer.source for layer in cold.baseline} == {"engine-store"}
-    warm = drifttools.diff(name, cache=LayerCache(tmp_path / "cold"))
+    warm = drifttools.diff(name, baseline=BaselineOptions(cache=LayerCache(tmp_path / "cold")))
     assert {layer.source for layer in warm.baseline} == {"cache"}
-    exported = drifttools.diff(name, cache=LayerCache(tmp_path / "cold"), method="export")
+    exported = drifttools.diff(
+        name,
+        acquisition=AcquisitionOptions(method="export"),
+        baseline=BaselineOptions(cache=LayerCache(tmp_path / "cold")),
+    )
     expected = {(c.path, c.change) for c in cold.changes}
     assert {(c.path, c.change) for c in warm.changes} == expected
     assert {(c.path, c.change) for c in exported.changes if c.mount == "/"} == {
@@ -313,8 +337,13 @@ def test_investigation_notebook_runs_end_to_end(busybox_image, container, monkey
 def test_trust_host_layers_reads_lower_dirs_unverified(busybox_image, container, tmp_path) -> None:
     name = container(busybox_image["tag"])
     docker("exec", name, "sh", "-c", "echo x > /tmp/a && rm -rf /var/log && chmod 700 /etc")
-    verified = drifttools.diff(name, cache=LayerCache(tmp_path / "verified"))
-    trusted = drifttools.diff(name, cache=LayerCache(tmp_path / "trusted"), trust_host_layers=True)
+    verified = drifttools.diff(
+        name, baseline=BaselineOptions(cache=LayerCache(tmp_path / "verified"))
+    )
+    trusted = drifttools.diff(
+        name,
+        baseline=BaselineOptions(cache=LayerCache(tmp_path / "trusted"), trust_host_layers=True),
+    )
     assert {(c.path, c.change) for c in trusted.changes} == {
         (c.path, c.change) for c in verified.changes
     }

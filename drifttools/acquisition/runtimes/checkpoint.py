@@ -175,7 +175,7 @@ class CheckpointRuntime:
             "/",
             "upper",
             f"{self.archive.path}:rootfs-diff.tar",
-            "archive",
+            "checkpoint",  # content stays inside the archive: not read again
             self.archive.changes_tree(),
         )
         states = [changes]
@@ -186,7 +186,7 @@ class CheckpointRuntime:
                     "/",
                     "upper",
                     f"{self.archive.path}:deleted.files",
-                    "archive",
+                    "checkpoint",
                     _whiteouts(deleted),
                 )
             )
