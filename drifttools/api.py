@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Literal, NamedTuple, TypeVar
 
 from drifttools import _native
-from drifttools.acquisition.processes import read_processes, tag_processes
+from drifttools.acquisition.processes import read_processes
 from drifttools.acquisition.rootfs import DEFAULT_HASH_CAP, read_rootfs
 from drifttools.acquisition.runtime import Runtime, runtime_for
 from drifttools.acquisition.snapshot import add_hardlink_siblings, container_pids_of, take_snapshot
@@ -20,6 +20,7 @@ from drifttools.analysis.classify import (
     image_files_from_layers,
 )
 from drifttools.analysis.diff import DEFAULT_EXCLUSIONS, diff_snapshot
+from drifttools.analysis.process_tags import tag_processes
 from drifttools.baseline.cache import DEFAULT_CACHE, LayerCache, resolve_cache
 from drifttools.baseline.container import container_baseline
 from drifttools.baseline.image import load_image, require_verified

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from drifttools._native import Tree
-    from drifttools.acquisition.processes import RootGuard
+    from drifttools.acquisition.guard import RootGuard
 
 
 class ChangeKind(StrEnum):
@@ -302,6 +302,12 @@ class Finding:
     attack: tuple[str, ...] = ()  # MITRE ATT&CK technique ids
     tags: tuple[str, ...] = ()
     detail: str = ""  # what was seen, in words
+
+
+#: The kernel links a file deleted since it was opened or mapped as its path and this
+#: suffix; a memfd as ``/memfd:<name> (deleted)``.
+DELETED_SUFFIX = " (deleted)"
+MEMFD_PREFIX = "/memfd:"
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,7 +27,8 @@ from drifttools_cli.evidence import bundle as bundle_command
 from drifttools_cli.evidence import verify as verify_command
 
 import drifttools
-from drifttools.acquisition.processes import container_pids, read_processes
+from drifttools.acquisition.cgroups import container_pids
+from drifttools.acquisition.processes import read_processes
 from drifttools.evidence.bundle import (
     ACQUISITION,
     ACTIONS,

@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from drifttools import _native
-from drifttools.acquisition.processes import RootGuard
+from drifttools.acquisition.guard import RootGuard
 from drifttools.errors import ContentUnavailable, RootfsError
 from drifttools.models import FilesystemState, Snapshot
 

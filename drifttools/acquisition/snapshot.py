@@ -27,8 +27,10 @@ from dataclasses import replace
 from pathlib import Path
 
 from drifttools import _native
+from drifttools.acquisition.cgroups import container_pids
+from drifttools.acquisition.guard import RootGuard
 from drifttools.acquisition.mounts import data_mounts, parse_mountinfo
-from drifttools.acquisition.processes import RootGuard, container_pids, read_processes
+from drifttools.acquisition.processes import read_processes
 from drifttools.acquisition.rootfs import DEFAULT_HASH_CAP, PSEUDO_FILESYSTEMS
 from drifttools.acquisition.runtime import Runtime, runtime_for
 from drifttools.entries import join_mount

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
 from drifttools.acquisition.content import ContentReader, ContentUnavailable
-from drifttools.acquisition.processes import opened_exe
+from drifttools.acquisition.guard import opened_exe
 from drifttools.acquisition.rootfs import DEFAULT_HASH_CAP
 from drifttools.acquisition.runtime import Runtime, runtime_for
 from drifttools.acquisition.snapshot import take_snapshot
