@@ -14,11 +14,25 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from drifttools._native import Tree
-    from drifttools.acquisition.guard import RootGuard
+
+
+class GuardedRoot(Protocol):
+    """What the model needs of the pid-reuse guard of a ``/proc/<pid>/root``
+    (:class:`drifttools.acquisition.guard.RootGuard`)."""
+
+    @property
+    def root(self) -> str:
+        """The host path of the container's root, ``/proc/<pid>/root``."""
+        ...
+
+    def check(self) -> None:
+        """Raise :class:`~drifttools.errors.RootfsError` unless the pid is still the
+        container's process."""
+        ...
 
 
 class ChangeKind(StrEnum):
@@ -247,7 +261,7 @@ class FilesystemState:
     top: str | None = None  # the container path of the tree's root when not the mount's
     host_root: str | None = None  # host directory the tree was walked under (content reads)
     host_subpath: str = "/"  # the tree's root inside host_root
-    guard: RootGuard | None = None  # when host_root is /proc/<pid>/root: checked around reads
+    guard: GuardedRoot | None = None  # when host_root is /proc/<pid>/root: checked around reads
 
     @property
     def prefix(self) -> str:
@@ -269,7 +283,7 @@ class Snapshot:
     errors: tuple[ErrorRecord, ...] = ()  # what could not be read beyond the trees' own entries
     finished_at: str | None = None
     container: ContainerInfo | None = None  # the runtime's record, raw JSON included
-    root_guard: RootGuard | None = None  # ties /proc/<pid>/root to the container's process
+    root_guard: GuardedRoot | None = None  # ties /proc/<pid>/root to the container's process
 
 
 @dataclass(frozen=True, slots=True)
