@@ -17,7 +17,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from drifttools._native import Tree
+    from drifttools._native import Entry, Tree
 
 
 class GuardedRoot(Protocol):
@@ -112,6 +112,29 @@ class ImageRef:
     config: Mapping[str, Any] = field(default_factory=dict)  # the raw config JSON: evidence
 
 
+def facts_from_entry(entry: Entry) -> FileFacts:
+    """The facts of one native entry (a hardlink is resolved by the caller)."""
+    rdev = (entry.rdev_major, entry.rdev_minor) if entry.kind in ("char", "block") else None
+    xattrs = MappingProxyType(dict(entry.xattrs)) if entry.xattrs else NO_XATTRS
+    return FileFacts(
+        kind=entry.kind,
+        mode=entry.mode,
+        uid=entry.uid,
+        gid=entry.gid,
+        size=entry.size,
+        mtime_ns=entry.mtime_ns,
+        sha256=entry.sha256,
+        target=entry.target,
+        xattrs=xattrs,
+        rdev=rdev,
+        atime_ns=entry.atime_ns,
+        ctime_ns=entry.ctime_ns,
+        btime_ns=entry.btime_ns,
+        inode=entry.inode,
+        nlink=entry.nlink,
+    )
+
+
 class BaselineEntry:
     """A path of the image's merged view and the layer that gave it.
 
@@ -138,8 +161,6 @@ class BaselineEntry:
     @property
     def facts(self) -> FileFacts:
         if self._facts is None:
-            from drifttools.entries import facts_from_entry
-
             assert self._source is not None
             self._facts = facts_from_entry(self._source[self._index])
         return self._facts
