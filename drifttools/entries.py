@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping
 
 from drifttools import _native
-from drifttools.models import ErrorRecord, FileFacts, facts_from_entry
+from drifttools.models import FileFacts, facts_from_entry
 
 #: Extended attributes compared between image and container. SELinux labels
 #: are kept as facts but not compared: the host policy assigns them.
@@ -55,17 +55,6 @@ def _unresolved(entry: _native.Entry) -> FileFacts:
         size=0,
         mtime_ns=entry.mtime_ns,
         target=entry.target,
-    )
-
-
-def tree_errors(tree: _native.Tree, mount: str = "/") -> tuple[ErrorRecord, ...]:
-    """Every entry the native core could not read fully, with its reason."""
-    if not tree.error_count:
-        return ()
-    return tuple(
-        ErrorRecord(join_mount(mount, entry.path), entry.error)
-        for entry in tree
-        if entry.error is not None
     )
 
 
