@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from drifttools import _native
-from drifttools.acquisition.processes import read_processes, tag_processes
+from drifttools.acquisition.processes import read_processes
 from drifttools.acquisition.runtime import Runtime, offline_location, runtime_for, split_reference
 from drifttools.acquisition.snapshot import container_pids_of
 from drifttools.analysis.diff import DEFAULT_EXCLUSIONS
+from drifttools.analysis.process_tags import tag_processes
 from drifttools.evidence.bundle import BundleResult, BundleWriter
 from drifttools.models import DriftReport, Exclusion, ImageIndex, ProcessRecord, Snapshot
 from drifttools.options import (

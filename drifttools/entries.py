@@ -1,43 +1,21 @@
-"""Turn entries read by the native core into the model's :class:`FileFacts`.
+"""Entries read by the native core, as the model sees them: facts with hardlinks resolved,
+container paths, the extended attributes that count as drift.
 
 The native core keeps a walked tree or a layer's entries compactly in Rust;
-Python materialises facts one entry at a time, only where it needs them.
+Python materialises facts one entry at a time
+(:func:`~drifttools.models.facts_from_entry`), only where it needs them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
-from types import MappingProxyType
 
 from drifttools import _native
-from drifttools.models import NO_XATTRS, ErrorRecord, FileFacts
+from drifttools.models import FileFacts, facts_from_entry
 
 #: Extended attributes compared between image and container. SELinux labels
 #: are kept as facts but not compared: the host policy assigns them.
 COMPARED_XATTRS = (_native.DRIFT_XATTR,)  # the drift keys compare the same one
-
-
-def facts_from_entry(entry: _native.Entry) -> FileFacts:
-    """The facts of one native entry (a hardlink is resolved by the caller)."""
-    rdev = (entry.rdev_major, entry.rdev_minor) if entry.kind in ("char", "block") else None
-    xattrs = MappingProxyType(dict(entry.xattrs)) if entry.xattrs else NO_XATTRS
-    return FileFacts(
-        kind=entry.kind,
-        mode=entry.mode,
-        uid=entry.uid,
-        gid=entry.gid,
-        size=entry.size,
-        mtime_ns=entry.mtime_ns,
-        sha256=entry.sha256,
-        target=entry.target,
-        xattrs=xattrs,
-        rdev=rdev,
-        atime_ns=entry.atime_ns,
-        ctime_ns=entry.ctime_ns,
-        btime_ns=entry.btime_ns,
-        inode=entry.inode,
-        nlink=entry.nlink,
-    )
 
 
 def iter_facts(
@@ -77,17 +55,6 @@ def _unresolved(entry: _native.Entry) -> FileFacts:
         size=0,
         mtime_ns=entry.mtime_ns,
         target=entry.target,
-    )
-
-
-def tree_errors(tree: _native.Tree, mount: str = "/") -> tuple[ErrorRecord, ...]:
-    """Every entry the native core could not read fully, with its reason."""
-    if not tree.error_count:
-        return ()
-    return tuple(
-        ErrorRecord(join_mount(mount, entry.path), entry.error)
-        for entry in tree
-        if entry.error is not None
     )
 
 

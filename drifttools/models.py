@@ -14,11 +14,25 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from drifttools._native import Tree
-    from drifttools.acquisition.processes import RootGuard
+    from drifttools._native import Entry, Tree
+
+
+class GuardedRoot(Protocol):
+    """What the model needs of the pid-reuse guard of a ``/proc/<pid>/root``
+    (:class:`drifttools.acquisition.guard.RootGuard`)."""
+
+    @property
+    def root(self) -> str:
+        """The host path of the container's root, ``/proc/<pid>/root``."""
+        ...
+
+    def check(self) -> None:
+        """Raise :class:`~drifttools.errors.RootfsError` unless the pid is still the
+        container's process."""
+        ...
 
 
 class ChangeKind(StrEnum):
@@ -98,6 +112,29 @@ class ImageRef:
     config: Mapping[str, Any] = field(default_factory=dict)  # the raw config JSON: evidence
 
 
+def facts_from_entry(entry: Entry) -> FileFacts:
+    """The facts of one native entry (a hardlink is resolved by the caller)."""
+    rdev = (entry.rdev_major, entry.rdev_minor) if entry.kind in ("char", "block") else None
+    xattrs = MappingProxyType(dict(entry.xattrs)) if entry.xattrs else NO_XATTRS
+    return FileFacts(
+        kind=entry.kind,
+        mode=entry.mode,
+        uid=entry.uid,
+        gid=entry.gid,
+        size=entry.size,
+        mtime_ns=entry.mtime_ns,
+        sha256=entry.sha256,
+        target=entry.target,
+        xattrs=xattrs,
+        rdev=rdev,
+        atime_ns=entry.atime_ns,
+        ctime_ns=entry.ctime_ns,
+        btime_ns=entry.btime_ns,
+        inode=entry.inode,
+        nlink=entry.nlink,
+    )
+
+
 class BaselineEntry:
     """A path of the image's merged view and the layer that gave it.
 
@@ -124,8 +161,6 @@ class BaselineEntry:
     @property
     def facts(self) -> FileFacts:
         if self._facts is None:
-            from drifttools.entries import facts_from_entry
-
             assert self._source is not None
             self._facts = facts_from_entry(self._source[self._index])
         return self._facts
@@ -247,7 +282,7 @@ class FilesystemState:
     top: str | None = None  # the container path of the tree's root when not the mount's
     host_root: str | None = None  # host directory the tree was walked under (content reads)
     host_subpath: str = "/"  # the tree's root inside host_root
-    guard: RootGuard | None = None  # when host_root is /proc/<pid>/root: checked around reads
+    guard: GuardedRoot | None = None  # when host_root is /proc/<pid>/root: checked around reads
 
     @property
     def prefix(self) -> str:
@@ -269,7 +304,7 @@ class Snapshot:
     errors: tuple[ErrorRecord, ...] = ()  # what could not be read beyond the trees' own entries
     finished_at: str | None = None
     container: ContainerInfo | None = None  # the runtime's record, raw JSON included
-    root_guard: RootGuard | None = None  # ties /proc/<pid>/root to the container's process
+    root_guard: GuardedRoot | None = None  # ties /proc/<pid>/root to the container's process
 
 
 @dataclass(frozen=True, slots=True)
@@ -302,6 +337,12 @@ class Finding:
     attack: tuple[str, ...] = ()  # MITRE ATT&CK technique ids
     tags: tuple[str, ...] = ()
     detail: str = ""  # what was seen, in words
+
+
+#: The kernel links a file deleted since it was opened or mapped as its path and this
+#: suffix; a memfd as ``/memfd:<name> (deleted)``.
+DELETED_SUFFIX = " (deleted)"
+MEMFD_PREFIX = "/memfd:"
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,7 +28,8 @@ from drifttools_cli.evidence import verify as verify_command
 
 import drifttools
 from drifttools import bundle
-from drifttools.acquisition.processes import container_pids, read_processes
+from drifttools.acquisition.cgroups import container_pids
+from drifttools.acquisition.processes import read_processes
 from drifttools.errors import BundleCorrupt
 from drifttools.evidence.bundle import Bundle, open_bundle, verify_bundle
 from drifttools.evidence.bundle.layout import ACQUISITION, ACTIONS, MANIFEST, write_tar

@@ -355,7 +355,7 @@ def test_trust_host_layers_reads_lower_dirs_unverified(busybox_image, container,
 
 
 def test_proc_root_is_only_read_while_the_pid_is_the_containers(busybox_image, container) -> None:
-    from drifttools.acquisition.processes import RootGuard
+    from drifttools.acquisition.guard import RootGuard
     from drifttools.acquisition.snapshot import walk_container_root
     from drifttools.errors import RootfsError
 

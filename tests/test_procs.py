@@ -23,7 +23,10 @@ import pytest
 
 from drifttools import _native, load_image
 from drifttools.acquisition import processes as procs
-from drifttools.acquisition.processes import VANISHED, container_pids, read_processes, tag_processes
+from drifttools.acquisition.cgroups import container_pids
+from drifttools.acquisition.processes import VANISHED, read_processes
+from drifttools.acquisition.sockets import unix_sockets
+from drifttools.analysis.process_tags import tag_processes
 from drifttools.models import ProcessRecord, SocketRecord
 from tests.engine import BUSYBOX, build_image, compile_c, docker, unique
 
@@ -353,7 +356,7 @@ def test_unix_table_paths_with_newlines_and_abstract_names() -> None:
         b"0000000000000000: 00000003 00000000 00000000 0001 03 102\n"
         b"0000000000000000: 00000002 00000000 00000000 0002 01 103 /tmp/\xff\n"
     )
-    found = [(s.local, s.state, s.inode) for s in procs._unix_sockets(table)]
+    found = [(s.local, s.state, s.inode) for s in unix_sockets(table)]
     assert found == [
         ("/run/a\nb", "LISTEN", 100),
         ("@abstract@x", "CONNECTED", 101),

@@ -17,9 +17,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from drifttools import _native
-from drifttools.acquisition.processes import RootGuard
 from drifttools.errors import ContentUnavailable, RootfsError
-from drifttools.models import FilesystemState, Snapshot
+from drifttools.models import FilesystemState, GuardedRoot, Snapshot
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +68,7 @@ class ContentReader:
         """
         results: dict[str, Content | ContentUnavailable] = {}
         from_archives: dict[str, list[str]] = {}
-        guarded: dict[str, RootGuard] = {}
+        guarded: dict[str, GuardedRoot] = {}
         for path in paths:
             state = self._state_for(path)
             if state is None:
@@ -96,7 +95,7 @@ class ContentReader:
         return results
 
 
-def _holds(guard: RootGuard) -> bool:
+def _holds(guard: GuardedRoot) -> bool:
     try:
         guard.check()
     except RootfsError:

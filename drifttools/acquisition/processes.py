@@ -26,180 +26,34 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
-import re
 import select
-import socket
 import stat
-import sys
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from drifttools._native import escape_path
-from drifttools.errors import ProcessGone, RootfsError
-from drifttools.models import BaselineEntry, OpenFile, ProcessRecord, SocketRecord
+from drifttools.acquisition.procfs import (
+    CHUNK,
+    PROC_TEXT_LIMIT,
+    ProcStat,
+    parse_stat,
+    read_file,
+    reason,
+)
+from drifttools.acquisition.sockets import namespace_sockets
+from drifttools.models import DELETED_SUFFIX, MEMFD_PREFIX, OpenFile, ProcessRecord, SocketRecord
 
 #: Executables larger than this are not hashed (an error says so).
 EXE_HASH_LIMIT = 512 * 1024 * 1024
-#: A ``/proc`` text (cmdline, environ, maps, socket tables) is read up to this size.
-PROC_TEXT_LIMIT = 64 * 1024 * 1024
 #: The error a process gets when it exited or its pid was reaped while it was read.
 VANISHED = "process exited or pid reused during read"
 
-_CHUNK = 1024 * 1024
-_DELETED = b" (deleted)"
-_MEMFD = b"/memfd:"
-_READ_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW
+_DELETED = DELETED_SUFFIX.encode()
+_MEMFD = MEMFD_PREFIX.encode()
 _DIR_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_DIRECTORY | os.O_NOFOLLOW
-
-# include/net/tcp_states.h
-_TCP_STATES = {
-    0x01: "ESTABLISHED",
-    0x02: "SYN_SENT",
-    0x03: "SYN_RECV",
-    0x04: "FIN_WAIT1",
-    0x05: "FIN_WAIT2",
-    0x06: "TIME_WAIT",
-    0x07: "CLOSE",
-    0x08: "CLOSE_WAIT",
-    0x09: "LAST_ACK",
-    0x0A: "LISTEN",
-    0x0B: "CLOSING",
-    0x0C: "NEW_SYN_RECV",
-}
-_UDP_STATES = {**_TCP_STATES, 0x07: "UNCONN"}
-# include/uapi/linux/net.h (socket_state); __SO_ACCEPTCON marks a listening socket.
-_UNIX_STATES = {0x01: "UNCONNECTED", 0x02: "CONNECTING", 0x03: "CONNECTED", 0x04: "DISCONNECTING"}
-_SO_ACCEPTCON = 0x00010000
-_UNIX_LINE = re.compile(
-    rb"[0-9a-fA-F]+: [0-9A-F]{8} [0-9A-F]{8} ([0-9A-F]{8}) [0-9A-F]{4} ([0-9A-F]{2}) +(\d+)"
-    rb"(?: (.*))?",
-)
-
-
-def container_pids(container_id: str, *, proc: Path = Path("/proc")) -> list[int]:
-    """Host pids of every process in the container, sorted.
-
-    A process belongs to the container when a line of its ``/proc/<pid>/cgroup``
-    names the full container id as a path component, bare (cgroup v1
-    ``/docker/<id>``, cgroup v2 ``0::/docker/<id>``, kubepods
-    ``.../pod<uid>/<id>``) or as a systemd scope (``docker-<id>.scope``,
-    ``cri-containerd-<id>.scope``, ``crio-<id>.scope``); nested cgroups below it
-    count too. The ``conmon`` scopes of podman and CRI-O are not the container.
-    Pass the full id: a prefix matches nothing.
-    """
-    if not container_id or any(char in container_id for char in "/:\n\0"):
-        raise ValueError(f"not a container id: {container_id!r}")
-    wanted = container_id.encode()
-    pids = []
-    for name in os.listdir(proc):
-        if not (name.isascii() and name.isdigit()):
-            continue
-        try:
-            raw = _read_file(os.fspath(proc / name / "cgroup"))
-        except OSError:
-            continue  # exited while /proc was listed
-        if _cgroup_names(raw, wanted):
-            pids.append(int(name))
-    return sorted(pids)
-
-
-@dataclass(frozen=True)
-class RootGuard:
-    """Ties ``/proc/<pid>/root`` to the container process it is read through.
-
-    A pid can be reused once its process exits; ``/proc/<pid>/root`` would then
-    be another process's root, possibly the host's. Every read through it is
-    bracketed by :meth:`check`: same start time, still in the container's cgroup.
-    """
-
-    container_id: str
-    pid: int
-    start_ticks: int
-
-    @property
-    def root(self) -> str:
-        return f"/proc/{self.pid}/root"
-
-    @classmethod
-    def take(cls, container_id: str, pid: int) -> RootGuard:
-        """The guard of ``pid`` now; it must belong to the container."""
-        guard = cls(container_id, pid, _start_ticks_of(pid) or -1)
-        guard.check()
-        return guard
-
-    def check(self) -> None:
-        """Raise :class:`RootfsError` unless ``pid`` is still the container's process."""
-        try:
-            cgroup = _read_file(f"/proc/{self.pid}/cgroup")
-        except OSError:
-            cgroup = b""
-        alive = _start_ticks_of(self.pid) == self.start_ticks and self.start_ticks >= 0
-        if not alive or not _cgroup_names(cgroup, self.container_id.encode()):
-            raise RootfsError(
-                f"process {self.pid} is no longer the container's: its /proc root is not read"
-            )
-
-
-@contextmanager
-def opened_exe(process: ProcessRecord, *, proc: str = "/proc") -> Iterator[int]:
-    """The executable of a recorded process, as an fd opened through ``/proc/<pid>/exe``.
-
-    Never by path (the file may be deleted, a memfd, or a symlink on the host), and only
-    while the same process lives: its start time is checked before the open and after the
-    caller is done. Raises :class:`ProcessGone` otherwise (an ``OSError``).
-    """
-    try:
-        dirfd = os.open(f"{proc}/{process.pid}", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    except OSError as exc:
-        raise ProcessGone(f"process gone: {_reason(exc)}") from exc
-    try:
-        if _dir_start_ticks(dirfd) != process.start_ticks:
-            raise ProcessGone("process gone: its pid was reused since the processes were read")
-        try:
-            fd = os.open("exe", os.O_RDONLY | os.O_NOATIME | os.O_CLOEXEC, dir_fd=dirfd)
-        except PermissionError:
-            fd = os.open("exe", os.O_RDONLY | os.O_CLOEXEC, dir_fd=dirfd)
-        try:
-            yield fd
-        finally:
-            os.close(fd)
-        if _dir_start_ticks(dirfd) != process.start_ticks:
-            raise ProcessGone("process gone while its executable was read")
-    finally:
-        os.close(dirfd)
-
-
-def _dir_start_ticks(dirfd: int) -> int | None:
-    try:
-        return _parse_stat(_read_file("stat", dir_fd=dirfd)).start_ticks
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def _start_ticks_of(pid: int) -> int | None:
-    try:
-        return _parse_stat(_read_file(f"/proc/{pid}/stat")).start_ticks
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def _cgroup_names(raw: bytes, container_id: bytes) -> bool:
-    for line in raw.split(b"\n"):
-        fields = line.split(b":", 2)
-        if len(fields) != 3:
-            continue
-        for component in fields[2].split(b"/"):
-            name = component.removesuffix(b".scope")
-            if name == container_id:
-                return True
-            prefix = name.removesuffix(b"-" + container_id)
-            if prefix != name and not prefix.endswith(b"conmon"):
-                return True
-    return False
 
 
 def read_processes(
@@ -234,7 +88,8 @@ def read_processes(
     executable itself and without pseudo mappings (``[vdso]``), each path exactly
     as the kernel links it: a file deleted since it was mapped keeps the kernel's
     ``" (deleted)"`` suffix and a memfd reads ``/memfd:<name> (deleted)``, so the
-    evidence stays in the path (:func:`tag_processes` strips it to look it up).
+    evidence stays in the path
+    (:func:`~drifttools.analysis.process_tags.tag_processes` strips it to look it up).
 
     ``env_names`` lists the names of the environment in order (duplicates kept);
     ``env`` holds the values only with ``env_values=True`` (they can be secrets),
@@ -273,58 +128,6 @@ def read_processes(
     return processes, sockets
 
 
-def tag_processes(
-    processes: Sequence[ProcessRecord], baseline: Mapping[str, BaselineEntry]
-) -> tuple[ProcessRecord, ...]:
-    """Add tags that compare each process with the image; return new records.
-
-    * ``memfd``: the process runs from an anonymous memory file (fileless).
-    * ``exe-deleted``: its executable was deleted after it started.
-    * ``exe-not-in-image``: the executable's path is not in the image (also
-      checked for a deleted executable, at the path it had).
-    * ``exe-modified``: the image has that path, but not as a regular file with
-      the same sha256 (not said when the executable could not be hashed).
-    * ``library-not-in-image``: a mapped library's path is not in the image.
-    * ``library-deleted``, ``library-memfd``: a mapped library was deleted, or is
-      a memfd.
-
-    Tags a record already has are kept, first.
-    """
-    return tuple(
-        dataclasses.replace(
-            process, tags=tuple(dict.fromkeys((*process.tags, *_tags(process, baseline))))
-        )
-        for process in processes
-    )
-
-
-def _tags(process: ProcessRecord, baseline: Mapping[str, BaselineEntry]) -> list[str]:
-    tags = []
-    if process.exe_state == "memfd":
-        tags.append("memfd")
-    elif process.exe is not None and process.exe_state in ("present", "deleted"):
-        if process.exe_state == "deleted":
-            tags.append("exe-deleted")
-        entry = baseline.get(process.exe)
-        if entry is None:
-            tags.append("exe-not-in-image")
-        elif process.exe_sha256 is not None and (
-            entry.facts.kind != "file" or entry.facts.sha256 != process.exe_sha256
-        ):
-            tags.append("exe-modified")
-    deleted = _DELETED.decode()
-    for library in process.libraries:
-        if library.startswith(_MEMFD.decode()) and library.endswith(deleted):
-            tags.append("library-memfd")
-            continue
-        if library.endswith(deleted):
-            tags.append("library-deleted")
-            library = library.removesuffix(deleted)
-        if library not in baseline:
-            tags.append("library-not-in-image")
-    return tags
-
-
 @dataclass(frozen=True, slots=True)
 class _Clock:
     """How to turn start ticks into time: the boot time and the tick rate."""
@@ -335,7 +138,7 @@ class _Clock:
     @classmethod
     def read(cls, proc: Path) -> _Clock:
         btime = 0
-        for line in _read_file(os.fspath(proc / "stat")).split(b"\n"):
+        for line in read_file(os.fspath(proc / "stat")).split(b"\n"):
             if line.startswith(b"btime "):
                 btime = int(line.split()[1])
         return cls(datetime.fromtimestamp(btime, UTC), os.sysconf("SC_CLK_TCK"))
@@ -347,27 +150,6 @@ class _Clock:
     def now_ticks(self) -> int:
         """Clock ticks since boot now, on the clock the kernel stamps start times with."""
         return time.clock_gettime_ns(time.CLOCK_BOOTTIME) * self.hz // 1_000_000_000
-
-
-@dataclass(frozen=True, slots=True)
-class _Stat:
-    comm: bytes
-    state: str
-    ppid: int
-    start_ticks: int
-
-
-def _parse_stat(raw: bytes) -> _Stat:
-    """``/proc/<pid>/stat``: the name sits in parentheses and may hold ``)`` and spaces,
-    so the fields are counted from the last ``)``."""
-    close = raw.rindex(b")")
-    fields = raw[close + 2 :].split()  # fields[0] is field 3, the state
-    return _Stat(
-        comm=raw[raw.index(b"(") + 1 : close],
-        state=fields[0].decode("ascii"),
-        ppid=int(fields[1]),
-        start_ticks=int(fields[19]),
-    )
 
 
 def _status_ids(raw: bytes) -> dict[bytes, list[int]]:
@@ -389,10 +171,10 @@ class _ProcessDir:
 
     def read(self, name: str, *, quiet: bool = False) -> bytes | None:
         try:
-            raw = _read_file(name, self.fd)
+            raw = read_file(name, self.fd)
         except OSError as exc:
             if not quiet:
-                self.errors.append(f"{name}: {_reason(exc)}")
+                self.errors.append(f"{name}: {reason(exc)}")
             return None
         if len(raw) > PROC_TEXT_LIMIT:
             self.errors.append(f"{name}: truncated at {PROC_TEXT_LIMIT} bytes")
@@ -405,13 +187,13 @@ class _ProcessDir:
         try:
             return os.readlink(name.encode(), dir_fd=fd)
         except OSError as exc:
-            self.errors.append(f"{folder}{'/' if folder else ''}{name}: {_reason(exc)}")
+            self.errors.append(f"{folder}{'/' if folder else ''}{name}: {reason(exc)}")
             return None
 
-    def stat(self) -> _Stat | None:
+    def stat(self) -> ProcStat | None:
         raw = self.read("stat", quiet=True)
         try:
-            return None if raw is None else _parse_stat(raw)
+            return None if raw is None else parse_stat(raw)
         except (ValueError, IndexError):
             return None
 
@@ -437,7 +219,7 @@ def _read_process(pid: int, scan: _Scan) -> tuple[ProcessRecord, set[int]] | Non
         return None
     except OSError as exc:
         pidfd = None
-        errors.append(f"pidfd_open: {_reason(exc)}")
+        errors.append(f"pidfd_open: {reason(exc)}")
     try:
         try:
             dirfd = os.open(os.fspath(scan.proc / str(pid)), _DIR_FLAGS)
@@ -559,7 +341,7 @@ def _hash_exe(
     try:
         fd = os.open("exe", os.O_RDONLY | os.O_NOATIME | os.O_CLOEXEC, dir_fd=d.fd)
     except OSError as exc:
-        d.errors.append(f"exe: open: {_reason(exc)}")
+        d.errors.append(f"exe: open: {reason(exc)}")
         return None, None
     try:
         info = os.fstat(fd)
@@ -574,7 +356,7 @@ def _hash_exe(
             return None, info.st_size
         digest = hashlib.sha256()
         size = 0
-        while chunk := os.read(fd, _CHUNK):
+        while chunk := os.read(fd, CHUNK):
             size += len(chunk)
             if size > EXE_HASH_LIMIT:
                 d.errors.append(f"exe: grew over the {EXE_HASH_LIMIT} byte limit while read")
@@ -583,7 +365,7 @@ def _hash_exe(
         hashes[identity] = digest.hexdigest(), size
         return hashes[identity]
     except OSError as exc:
-        d.errors.append(f"exe: read: {_reason(exc)}")
+        d.errors.append(f"exe: read: {reason(exc)}")
         return None, None
     finally:
         os.close(fd)
@@ -593,7 +375,7 @@ def _open_files(d: _ProcessDir) -> tuple[OpenFile, ...]:
     try:
         fd_dir = os.open("fd", _DIR_FLAGS, dir_fd=d.fd)
     except OSError as exc:
-        d.errors.append(f"fd: {_reason(exc)}")
+        d.errors.append(f"fd: {reason(exc)}")
         return ()
     try:
         names = sorted((n for n in os.listdir(fd_dir) if n.isascii() and n.isdigit()), key=int)
@@ -604,7 +386,7 @@ def _open_files(d: _ProcessDir) -> tuple[OpenFile, ...]:
                 found.append(OpenFile(int(name), _fd_kind(target), escape_path(target)))
         return tuple(found)
     except OSError as exc:
-        d.errors.append(f"fd: {_reason(exc)}")
+        d.errors.append(f"fd: {reason(exc)}")
         return ()
     finally:
         os.close(fd_dir)
@@ -646,7 +428,7 @@ def _libraries(d: _ProcessDir, exe_link: bytes | None) -> tuple[str, ...]:
             except OSError as exc:
                 # maps writes a newline in a name as \012; keep its text as evidence
                 if not fallback_noted:
-                    d.errors.append(f"{name}: {_reason(exc)}; paths as maps writes them")
+                    d.errors.append(f"{name}: {reason(exc)}; paths as maps writes them")
                     fallback_noted = True
                 exact[key] = text
         if exact[key] != exe_link:
@@ -675,116 +457,14 @@ def _split_nul(raw: bytes) -> tuple[str, ...]:
 
 
 def _read_sockets(d: _ProcessDir, tables: dict[bytes, list[SocketRecord]]) -> None:
-    """The socket tables of the process's network namespace, unless already read.
+    """The sockets of the process's network namespace, unless already read.
 
-    A namespace counts as read once its ``tcp`` and ``unix`` tables were (they
-    always exist; ``tcp6`` and ``udp6`` do not without IPv6); otherwise the next
-    process in it tries again.
+    A namespace whose tables could not be read (:func:`namespace_sockets` says
+    which count) is tried again with the next process in it.
     """
     namespace = d.readlink("ns/net")
     if namespace is None or namespace in tables:
         return
-    table: list[SocketRecord] = []
-    complete = True
-    for protocol in ("tcp", "tcp6", "udp", "udp6", "unix"):
-        raw = d.read(f"net/{protocol}")
-        if raw is None:
-            complete = complete and protocol not in ("tcp", "unix")
-        elif protocol == "unix":
-            table.extend(_unix_sockets(raw))
-        else:
-            table.extend(_inet_sockets(protocol, raw))
-    if complete:
+    table = namespace_sockets(d.read)
+    if table is not None:
         tables[namespace] = table
-
-
-def _inet_sockets(protocol: str, raw: bytes) -> list[SocketRecord]:
-    states = _UDP_STATES if protocol.startswith("udp") else _TCP_STATES
-    found = []
-    for line in raw.split(b"\n")[1:]:
-        fields = line.split()
-        if len(fields) < 10:
-            continue
-        try:
-            local, _ = _endpoint(fields[1])
-            remote, unset = _endpoint(fields[2])
-            code = int(fields[3], 16)
-            inode = int(fields[9])
-        except ValueError:
-            continue  # the kernel writes these lines; a malformed one is not a socket
-        found.append(
-            SocketRecord(
-                protocol=protocol,
-                state=states.get(code, f"UNKNOWN({code:02X})"),
-                local=local,
-                remote="" if unset else remote,
-                inode=inode,
-            )
-        )
-    return found
-
-
-def _endpoint(text: bytes) -> tuple[str, bool]:
-    """``0100007F:1F90`` to ``127.0.0.1:8080`` (``[::1]:8080`` for IPv6), and whether it
-    is unset (all zero). The kernel writes each 32-bit word of the address in host
-    byte order and the port as a number."""
-    host, port = text.split(b":")
-    if len(host) not in (8, 32):
-        raise ValueError(f"address of {len(host)} hex digits")
-    packed = b"".join(
-        int(host[i : i + 8], 16).to_bytes(4, sys.byteorder) for i in range(0, len(host), 8)
-    )
-    number = int(port, 16)
-    unset = number == 0 and not any(packed)
-    if len(packed) == 4:
-        return f"{socket.inet_ntop(socket.AF_INET, packed)}:{number}", unset
-    return f"[{socket.inet_ntop(socket.AF_INET6, packed)}]:{number}", unset
-
-
-def _unix_sockets(raw: bytes) -> list[SocketRecord]:
-    """``/proc/<pid>/net/unix``. Paths are written raw, so one may hold a newline: a
-    line that is not a socket line continues the previous path. (A path crafted to
-    look like a whole socket line would still read as one.)"""
-    lines = raw.split(b"\n")[1:]
-    if lines and not lines[-1]:
-        lines.pop()
-    parsed: list[tuple[int, int, int, list[bytes]]] = []
-    for line in lines:
-        match = _UNIX_LINE.fullmatch(line)
-        if match is None:
-            if parsed:
-                parsed[-1][3].append(line)
-            continue
-        flags, state, inode, path = match.groups()
-        parsed.append((int(flags, 16), int(state, 16), int(inode), [path or b""]))
-    return [
-        SocketRecord(
-            protocol="unix",
-            state="LISTEN" if flags & _SO_ACCEPTCON else _unix_state(state),
-            local=escape_path(b"\n".join(path)),
-            remote="",
-            inode=inode,
-        )
-        for flags, state, inode, path in parsed
-    ]
-
-
-def _unix_state(code: int) -> str:
-    return _UNIX_STATES.get(code, f"UNKNOWN({code:02X})")
-
-
-def _read_file(name: str, dir_fd: int | None = None) -> bytes:
-    fd = os.open(name, _READ_FLAGS, dir_fd=dir_fd)
-    try:
-        parts = []
-        size = 0
-        while size <= PROC_TEXT_LIMIT and (chunk := os.read(fd, _CHUNK)):
-            parts.append(chunk)
-            size += len(chunk)
-        return b"".join(parts)
-    finally:
-        os.close(fd)
-
-
-def _reason(exc: OSError) -> str:
-    return exc.strerror or type(exc).__name__

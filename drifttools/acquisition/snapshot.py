@@ -27,8 +27,10 @@ from dataclasses import replace
 from pathlib import Path
 
 from drifttools import _native
+from drifttools.acquisition.cgroups import container_pids
+from drifttools.acquisition.guard import RootGuard
 from drifttools.acquisition.mounts import data_mounts, parse_mountinfo
-from drifttools.acquisition.processes import RootGuard, container_pids, read_processes
+from drifttools.acquisition.processes import read_processes
 from drifttools.acquisition.rootfs import DEFAULT_HASH_CAP, PSEUDO_FILESYSTEMS
 from drifttools.acquisition.runtime import Runtime
 from drifttools.clock import now_rfc3339
@@ -38,6 +40,7 @@ from drifttools.models import (
     ContainerInfo,
     ErrorRecord,
     FilesystemState,
+    GuardedRoot,
     MountPoint,
     ProcessRecord,
     Snapshot,
@@ -148,7 +151,7 @@ def _live_mounts(info: ContainerInfo) -> list[MountPoint]:
     return parse_mountinfo(text, info.mounts)
 
 
-def walk_container_root(guard: RootGuard, subpath: str | None = None, **options) -> _native.Tree:
+def walk_container_root(guard: GuardedRoot, subpath: str | None = None, **options) -> _native.Tree:
     """Walk ``/proc/<pid>/root`` (or a directory inside it), checking before and after that
     the pid is still the container's: a reused pid must never lend us another root."""
     guard.check()

@@ -24,7 +24,7 @@ from dataclasses import replace
 from functools import cached_property
 from typing import TYPE_CHECKING
 
-from drifttools.acquisition.processes import tag_processes
+from drifttools.analysis.process_tags import tag_processes
 from drifttools.baseline.merge import is_opaque_marker, whiteout_target
 from drifttools.entries import compared_xattrs, iter_facts, join_mount
 from drifttools.models import (

@@ -36,9 +36,16 @@ from drifttools.baseline.image import (
 from drifttools.baseline.images.layer_store import StoredLayer, read_stored_layer
 from drifttools.baseline.images.stream import StreamedBlobs
 from drifttools.baseline.merge import MergedTree
-from drifttools.entries import facts_from_entry
 from drifttools.errors import ImageNotFound, LayerCorrupt
-from drifttools.models import BaselineEntry, ContainerInfo, ErrorRecord, ImageIndex, ImageRef, Layer
+from drifttools.models import (
+    BaselineEntry,
+    ContainerInfo,
+    ErrorRecord,
+    ImageIndex,
+    ImageRef,
+    Layer,
+    facts_from_entry,
+)
 from drifttools.progress import Progress, ProgressEvent, Stage, no_progress
 
 _LAYER_TYPE = "application/vnd.oci.image.layer.v1.tar"

@@ -13,7 +13,7 @@ import posixpath
 from collections.abc import Mapping
 from typing import Any
 
-from drifttools.acquisition.processes import opened_exe
+from drifttools.acquisition.guard import opened_exe
 from drifttools.analysis.classifiers.locations import WRITABLE_DIRS, under
 from drifttools.models import Finding, ProcessRecord, Severity
 
@@ -154,7 +154,7 @@ def read_exe(
     """Up to ``limit`` bytes of the process's executable, or None and why not.
 
         Read only while the record's process lives
-    (:func:`drifttools.acquisition.processes.opened_exe`) and,
+    (:func:`drifttools.acquisition.guard.opened_exe`) and,
     when the whole file was read, only if it hashes to ``exe_sha256``.
     """
     try:

@@ -24,7 +24,7 @@ from types import TracebackType
 from typing import Any
 
 from drifttools.acquisition.content import ContentReader, ContentUnavailable
-from drifttools.acquisition.processes import opened_exe
+from drifttools.acquisition.guard import opened_exe
 from drifttools.errors import BundleError
 from drifttools.evidence.bundle.actions import ActionLog, now
 from drifttools.evidence.bundle.layout import (
