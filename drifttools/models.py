@@ -16,6 +16,9 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Protocol
 
+from drifttools.evidence.notebook import changes_frame, report_html
+from drifttools.evidence.report import report_to_dict, report_to_json
+
 if TYPE_CHECKING:
     from drifttools._native import Entry, Tree
 
@@ -456,23 +459,15 @@ class DriftReport:
 
     def to_dict(self) -> dict[str, Any]:
         """The report as JSON-ready data (schema ``drifttools.report/v1``)."""
-        from drifttools.evidence.report import report_to_dict
-
         return report_to_dict(self)
 
     def to_json(self, indent: int | None = 2) -> str:
         """The report as JSON text (schema ``drifttools.report/v1``)."""
-        from drifttools.evidence.report import report_to_json
-
         return report_to_json(self, indent=indent)
 
     def to_pandas(self) -> Any:
         """The changes as a pandas DataFrame, one row per change (needs ``drifttools[pandas]``)."""
-        from drifttools.evidence.notebook import changes_frame
-
         return changes_frame(self)
 
     def _repr_html_(self) -> str:
-        from drifttools.evidence.notebook import report_html
-
         return report_html(self)

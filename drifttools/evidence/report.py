@@ -12,11 +12,13 @@ from collections.abc import Iterator, Mapping
 from dataclasses import fields, is_dataclass
 from functools import cache
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from drifttools.clock import rfc3339_ns
-from drifttools.models import Change, DriftReport, FileFacts, Finding, ImageRef, Layer, Target
 from drifttools.version import __version__
+
+if TYPE_CHECKING:  # the model calls these renderers: it is imported for its types only
+    from drifttools.models import Change, DriftReport, FileFacts, Finding, ImageRef, Layer, Target
 
 SCHEMA_ID = "drifttools.report/v1"
 
@@ -38,7 +40,23 @@ def facts_to_dict(facts: FileFacts) -> dict[str, Any]:
     }
 
 
-_EMPTY_FACTS = {key: None for key in facts_to_dict(FileFacts("file", 0, 0, 0, 0, 0))}
+#: The keys of :func:`facts_to_dict`, all null: a deleted path has no facts now.
+_EMPTY_FACTS: dict[str, Any] = dict.fromkeys(
+    [
+        "type",
+        "mode",
+        "uid",
+        "gid",
+        "size",
+        "mtime",
+        "sha256",
+        "target",
+        "xattrs",
+        "rdev",
+        "ctime",
+        "btime",
+    ]
+)
 
 
 def change_to_dict(change: Change, layers: tuple[Layer, ...]) -> dict[str, Any]:

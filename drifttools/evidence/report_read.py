@@ -9,7 +9,6 @@ raw config, a process environment that was not collected).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import fields
 from datetime import UTC, datetime
@@ -174,8 +173,3 @@ def report_from_dict(data: Mapping[str, Any]) -> DriftReport:
         notes=tuple(data.get("notes", ())),
         classification=data.get("classification"),
     )
-
-
-def report_from_json(text: str | bytes) -> DriftReport:
-    """A report v1 JSON text as the :class:`DriftReport` model."""
-    return report_from_dict(json.loads(text))

@@ -38,7 +38,3 @@ def score(floor: Severity, findings: Sequence[Finding]) -> Severity:
     if highest is Severity.HIGH and len(high_rules) >= 2:
         return Severity.CRITICAL
     return highest
-
-
-def at_least(level: Severity, threshold: Severity) -> bool:
-    return level.rank >= threshold.rank
