@@ -254,7 +254,10 @@ impl PyTree {
 
     /// Every entry's path (escaped text), in order, in one call.
     fn paths(&self) -> Vec<String> {
-        self.inner.iter().map(|e| text::escape_path(e.path)).collect()
+        self.inner
+            .iter()
+            .map(|e| text::escape_path(e.path))
+            .collect()
     }
 
     /// Every entry's kind, in order, in one call.
@@ -684,10 +687,13 @@ fn py_read_file<'py>(
     limit: Option<usize>,
 ) -> PyResult<(Bound<'py, PyBytes>, u64)> {
     let raw = text::unescape_path(path).map_err(|e| PyValueError::new_err(e.to_string()))?;
-    let shown = format!("{}/{}", root.trim_end_matches('/'), path.trim_start_matches('/'));
-    let result = py.detach(|| {
-        confine::read_regular(root.as_bytes(), &raw, limit.unwrap_or(usize::MAX))
-    });
+    let shown = format!(
+        "{}/{}",
+        root.trim_end_matches('/'),
+        path.trim_start_matches('/')
+    );
+    let result =
+        py.detach(|| confine::read_regular(root.as_bytes(), &raw, limit.unwrap_or(usize::MAX)));
     match result {
         Ok((data, size)) => Ok((PyBytes::new(py, &data), size)),
         Err(e) if e.kind() == io::ErrorKind::InvalidInput => {
