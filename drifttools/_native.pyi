@@ -10,13 +10,27 @@ round-trip). Control characters are kept as they are; renderers escape them.
 
 Errors
 ------
-Operating-system failures raise :class:`OSError` subclasses
-(``FileNotFoundError``, ``PermissionError``, ...). Corrupt data raises
-:class:`ValueError` with a message starting ``"corrupt tree: "``,
-``"corrupt layer index: "``, ``"corrupt layer: "`` or, when a cap is exceeded,
-``"layer exceeds cap: "``. Ctrl-C during :func:`walk` / :func:`read_layer`
-raises :class:`KeyboardInterrupt` after the worker threads have stopped
-(also during :func:`read_tar_split`).
+Failures raise the library's own classes from :mod:`drifttools.errors`, mapped
+once in the native glue; each also derives from the builtin that means the same
+(``except ValueError`` / ``except OSError`` keep working):
+
+- :class:`~drifttools.errors.LayerCorrupt` (a ``ValueError``): a layer stream is
+  not a readable tar or tar-split record (message ``"corrupt layer: ..."``) or a
+  cap was exceeded (``"layer exceeds cap: ..."``).
+- :class:`~drifttools.errors.IndexCorrupt` (a ``ValueError``): bytes given to
+  :meth:`Tree.from_bytes` / :meth:`LayerIndex.from_bytes` are damaged
+  (``"corrupt tree: ..."``, ``"corrupt layer index: ..."``).
+- :class:`~drifttools.errors.MalformedPath` (a ``ValueError``): path text with a
+  malformed escape.
+- :class:`~drifttools.errors.NotRegularFile` (an ``OSError`` and a ``ValueError``):
+  :func:`read_file` was pointed at something other than a regular file.
+
+Operating-system failures raise the builtin :class:`OSError` subclasses
+(``FileNotFoundError``, ``PermissionError``, ...; ``errno`` and ``filename`` set
+where a path is known). Ctrl-C during :func:`walk`, :func:`read_layer` or
+:func:`read_tar_split` raises :class:`KeyboardInterrupt` after the worker
+threads have stopped. A ``source.read`` that breaks its contract raises
+``TypeError`` (returned ``None``) or a builtin ``ValueError`` (more than asked).
 """
 
 from collections.abc import Callable, Iterator, Sequence
@@ -135,7 +149,7 @@ class Tree:
         trailing SHA-256 of everything before it."""
     @staticmethod
     def from_bytes(data: bytes | bytearray) -> Tree:
-        """Inverse of :meth:`to_bytes`. ``ValueError("corrupt tree: ...")`` on bad magic,
+        """Inverse of :meth:`to_bytes`. ``IndexCorrupt("corrupt tree: ...")`` on bad magic,
         unsupported version, checksum mismatch or truncation."""
 
 @final
@@ -164,7 +178,7 @@ class LayerIndex:
         :meth:`Tree.to_bytes`."""
     @staticmethod
     def from_bytes(data: bytes | bytearray) -> LayerIndex:
-        """``ValueError("corrupt layer index: ...")`` on bad data."""
+        """``IndexCorrupt("corrupt layer index: ...")`` on bad data."""
 
 #: The extended attribute that :meth:`Tree.drift_keys` (and the diff) compare.
 DRIFT_XATTR: str
@@ -214,8 +228,9 @@ def walk(
     exception it raises cancels the walk and is re-raised.
 
     Raises ``OSError`` (e.g. ``FileNotFoundError``, ``NotADirectoryError``) when
-    ``root`` itself cannot be opened or listed; ``ValueError`` for a malformed
-    escape in ``exclude``.
+    ``root`` itself cannot be opened or listed; ``MalformedPath("bad exclude path
+    ...")`` / ``MalformedPath("bad subpath ...")`` for a malformed escape in
+    ``exclude`` / ``subpath``; whatever ``progress`` raises.
     """
 
 def read_layer(
@@ -243,12 +258,13 @@ def read_layer(
     (``"./"``) is not returned. Hardlinks are ``kind="hardlink"``, ``size=0``,
     ``target`` = normalised link path, ``sha256=None``.
 
-    Raises ``ValueError("corrupt layer: <what> at offset N")`` (N is an offset in
+    Raises ``LayerCorrupt("corrupt layer: <what> at offset N")`` (N is an offset in
     the uncompressed stream) for bad checksums, bad numeric fields, truncation
-    or corrupt compressed data; ``ValueError("layer exceeds cap: ...")`` when
+    or corrupt compressed data; ``LayerCorrupt("layer exceeds cap: ...")`` when
     ``max_entries``, ``max_path_len`` (checked before a long name is read) or
     ``max_bytes`` (decompressed bytes) is exceeded; ``OSError`` when the file
-    cannot be read; whatever ``source.read`` raises.
+    cannot be opened or read; whatever ``source.read`` raises; ``TypeError`` for
+    a ``source`` that is neither a path nor readable.
     """
 
 def read_tar_split(
@@ -290,11 +306,12 @@ def read_tar_split(
     tar-split itself does).
 
     Raises ``OSError`` when ``tar_split`` (a symlink: ``ELOOP``; not a
-    regular file: ``EINVAL``) or ``layer_dir`` cannot be opened;
-    ``ValueError("corrupt layer: tar-split: ...")`` for malformed JSON,
-    base64, entry types or positions, ``ValueError("corrupt layer: ...")``
+    regular file: ``EINVAL``) or ``layer_dir`` cannot be opened, or
+    ``tar_split`` cannot be read (``filename`` is ``tar_split``);
+    ``LayerCorrupt("corrupt layer: tar-split: ...")`` for malformed JSON,
+    base64, entry types or positions, ``LayerCorrupt("corrupt layer: ...")``
     when the reassembled stream is not a valid tar, and
-    ``ValueError("layer exceeds cap: ...")`` as :func:`read_layer` does
+    ``LayerCorrupt("layer exceeds cap: ...")`` as :func:`read_layer` does
     (``max_bytes`` counts reassembled bytes).
     """
 
@@ -305,15 +322,20 @@ def read_file(root: str, path: str, *, limit: int | None = None) -> tuple[bytes,
     ``root`` (no symlink followed in any component), checked to be a regular
     file, and only then reopened for reading (``O_NOATIME|O_NONBLOCK``): FIFOs
     and devices are never opened. Returns at most ``limit`` bytes and the
-    file's size. OSError when it cannot be opened (ELOOP for a symlink),
-    ValueError when it is not a regular file.
+    file's size.
+
+    Raises ``OSError`` when it cannot be opened or read (``ELOOP`` for a
+    symlink; ``filename`` is ``root`` joined with ``path``);
+    ``NotRegularFile("not a regular file (never opened for reading): <root/path>")``
+    when it is not a regular file; ``MalformedPath`` for a malformed escape in
+    ``path``.
     """
 
 def escape_path(raw: bytes) -> str:
     """Text form of raw path bytes (see the module docstring)."""
 
 def unescape_path(text: str) -> bytes:
-    """Exact inverse of :func:`escape_path`; ``ValueError`` on a malformed escape
+    """Exact inverse of :func:`escape_path`; ``MalformedPath`` on a malformed escape
     (a backslash not followed by ``\\\\`` or ``xNN``)."""
 
 __all__ = [

@@ -45,6 +45,14 @@ class CacheError(DriftError):
     """The layer cache directory cannot be used."""
 
 
+class IndexCorrupt(DriftError, ValueError):
+    """A stored tree or layer index is damaged (bad magic, version or checksum; truncated)."""
+
+
+class MalformedPath(DriftError, ValueError):
+    """Path text has a malformed escape (a backslash not followed by ``\\\\`` or ``xNN``)."""
+
+
 class ContainerRuntimeError(DriftError):
     """Base of the errors a container runtime gives."""
 
@@ -87,6 +95,10 @@ class BoltError(DriftError, ValueError):
 
 class ContentUnavailable(DriftError, OSError):
     """The bytes of a path cannot be read again (vanished, streamed export, not a file)."""
+
+
+class NotRegularFile(ContentUnavailable, ValueError):
+    """The path names a directory, FIFO, socket or device, not a regular file (never opened)."""
 
 
 class ProcessGone(DriftError, ProcessLookupError):

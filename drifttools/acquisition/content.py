@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from drifttools import _native
-from drifttools.errors import ContentUnavailable, RootfsError
+from drifttools.errors import ContentUnavailable, MalformedPath, RootfsError
 from drifttools.models import FilesystemState, GuardedRoot, Snapshot
 
 
@@ -110,7 +110,7 @@ def _missing(path: str, reason: str) -> ContentUnavailable:
 def _read_confined(root: str, inside: str, limit: int, path: str) -> Content | ContentUnavailable:
     try:
         data, size = _native.read_file(root, inside, limit=limit)
-    except (OSError, ValueError) as exc:
+    except (OSError, MalformedPath) as exc:  # NotRegularFile is an OSError too
         return _missing(path, str(exc))
     return Content(data, size)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from drifttools import _native
-from drifttools.errors import RootfsError
+from drifttools.errors import LayerCorrupt, RootfsError
 from drifttools.models import FilesystemState
 
 #: Pseudo filesystems never walked: their content is the kernel's, not the container's.
@@ -48,7 +48,7 @@ def read_rootfs(
             method = "archive"
         else:
             raise RootfsError(f"container filesystem not found: {location}")
-    except ValueError as exc:
+    except LayerCorrupt as exc:
         raise RootfsError(f"container filesystem archive unreadable: {location}: {exc}") from exc
     except OSError as exc:
         raise RootfsError(f"cannot read container filesystem {location}: {exc}") from exc

@@ -35,7 +35,7 @@ from drifttools.acquisition.rootfs import DEFAULT_HASH_CAP, PSEUDO_FILESYSTEMS
 from drifttools.acquisition.runtime import Runtime
 from drifttools.clock import now_rfc3339
 from drifttools.entries import join_mount
-from drifttools.errors import DriftError, RootfsError
+from drifttools.errors import DriftError, LayerCorrupt, RootfsError
 from drifttools.models import (
     ContainerInfo,
     ErrorRecord,
@@ -203,7 +203,7 @@ def _rootfs(
     )
     try:
         tree = _native.read_layer(runtime.export_stream(info.id)).entries
-    except ValueError as exc:
+    except LayerCorrupt as exc:
         raise RootfsError(f"{info.name}: the exported filesystem is unreadable: {exc}") from exc
     return FilesystemState("/", "merged", f"{runtime.name} export {info.id}", "export", tree)
 

@@ -13,7 +13,7 @@ from typing import Final, Literal
 
 from drifttools import _native
 from drifttools.atomic import atomic_write
-from drifttools.errors import CacheError
+from drifttools.errors import CacheError, IndexCorrupt
 
 
 def default_cache_dir() -> Path:
@@ -48,7 +48,7 @@ class LayerCache:
             raise CacheError(f"cannot read layer cache {path}: {exc}") from exc
         try:
             index = _native.LayerIndex.from_bytes(data)
-        except ValueError:
+        except IndexCorrupt:
             path.unlink(missing_ok=True)
             return None
         if f"sha256:{index.uncompressed_sha256}" != diff_id:

@@ -125,7 +125,7 @@ def _read_source(
             index = _native.read_layer(source.open())
         except FileNotFoundError as exc:
             raise ImageNotFound(f"{source.location}: layer blob {source.digest} gone") from exc
-        except ValueError as exc:
+        except LayerCorrupt as exc:
             raise LayerCorrupt(f"{source.location}: layer {source.diff_id}: {exc}") from exc
         record = verified_layer(
             index,

@@ -224,7 +224,7 @@ def _load_layer(
         return hit
     try:
         index = blobs.read_layer(blob.name)
-    except ValueError as exc:
+    except LayerCorrupt as exc:
         raise LayerCorrupt(f"{blobs.location}: layer {diff_id}: {exc}") from exc
     layer = verified_layer(
         index,

@@ -232,6 +232,45 @@ fn component_walk(rootfd: RawFd, comps: &[&[u8]], flags: libc::c_int) -> io::Res
     }
 }
 
+/// Read at most `limit` bytes of the regular file `path` inside `root`, never
+/// leaving the root: the path is opened `O_PATH` confined to the root (no
+/// symlink followed in any component), checked to be a regular file, and only
+/// that inode is reopened for reading through `/proc/self/fd` (`O_NOATIME`,
+/// `O_NONBLOCK`): a FIFO or a device is never opened. Returns the bytes read
+/// and the file's size.
+pub fn read_regular(root: &[u8], path: &[u8], limit: usize) -> io::Result<(Vec<u8>, u64)> {
+    let root = cstring(root)?;
+    let rootfd = openat(
+        libc::AT_FDCWD,
+        &root,
+        libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+    )?;
+    let handle = open_in_root(rootfd.0, path, libc::O_PATH, &AtomicBool::new(true))?;
+    let st = fstat(handle.0)?;
+    if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a regular file (never opened for reading)",
+        ));
+    }
+    let reopen = cstring(format!("/proc/self/fd/{}", handle.0).as_bytes())?;
+    let flags = libc::O_RDONLY | libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOATIME;
+    let fd = openat_noatime(libc::AT_FDCWD, &reopen, flags)?;
+    let size = st.st_size as u64;
+    let wanted = limit.min(size as usize);
+    let mut data = vec![0u8; wanted];
+    let mut filled = 0;
+    while filled < wanted {
+        let n = crate::hash::read_fd(fd.0, &mut data[filled..])?;
+        if n == 0 {
+            break;
+        }
+        filled += n;
+    }
+    data.truncate(filled);
+    Ok((data, size))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -292,43 +331,4 @@ mod tests {
             assert_eq!(errno(&e), libc::ENOENT);
         }
     }
-}
-
-/// Read at most `limit` bytes of the regular file `path` inside `root`, never
-/// leaving the root: the path is opened `O_PATH` confined to the root (no
-/// symlink followed in any component), checked to be a regular file, and only
-/// that inode is reopened for reading through `/proc/self/fd` (`O_NOATIME`,
-/// `O_NONBLOCK`): a FIFO or a device is never opened. Returns the bytes read
-/// and the file's size.
-pub fn read_regular(root: &[u8], path: &[u8], limit: usize) -> io::Result<(Vec<u8>, u64)> {
-    let root = cstring(root)?;
-    let rootfd = openat(
-        libc::AT_FDCWD,
-        &root,
-        libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
-    )?;
-    let handle = open_in_root(rootfd.0, path, libc::O_PATH, &AtomicBool::new(true))?;
-    let st = fstat(handle.0)?;
-    if st.st_mode & libc::S_IFMT != libc::S_IFREG {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "not a regular file (never opened for reading)",
-        ));
-    }
-    let reopen = cstring(format!("/proc/self/fd/{}", handle.0).as_bytes())?;
-    let flags = libc::O_RDONLY | libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOATIME;
-    let fd = openat_noatime(libc::AT_FDCWD, &reopen, flags)?;
-    let size = st.st_size as u64;
-    let wanted = limit.min(size as usize);
-    let mut data = vec![0u8; wanted];
-    let mut filled = 0;
-    while filled < wanted {
-        let n = crate::hash::read_fd(fd.0, &mut data[filled..])?;
-        if n == 0 {
-            break;
-        }
-        filled += n;
-    }
-    data.truncate(filled);
-    Ok((data, size))
 }

@@ -15,6 +15,7 @@ pub mod walk;
 
 use entry::{EntryKind, EntryRef, Tree};
 use pyo3::exceptions::{PyIndexError, PyOSError, PyTypeError, PyValueError};
+use pyo3::import_exception;
 use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedBytes;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString};
@@ -24,7 +25,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
-// ------------------------------------------------------------------ helpers
+// ------------------------------------------------------------------ errors
+
+// The library's own classes (drifttools/errors.py), so Python code catches a
+// type, never a message. Each is also the builtin it was before (ValueError /
+// OSError), so `except ValueError` keeps working.
+import_exception!(drifttools.errors, IndexCorrupt);
+import_exception!(drifttools.errors, LayerCorrupt);
+import_exception!(drifttools.errors, MalformedPath);
+import_exception!(drifttools.errors, NotRegularFile);
 
 /// OSError(errno, strerror, filename): Python picks the subclass
 /// (FileNotFoundError, PermissionError, ...) from errno.
@@ -38,6 +47,37 @@ fn os_error(e: &io::Error, filename: &str) -> PyErr {
         None => PyOSError::new_err(e.to_string()),
     }
 }
+
+/// The one mapping of a layer reader's failure (`read_layer`, `read_tar_split`,
+/// named by `what`): I/O → `OSError` (errno and `filename` when given), corrupt
+/// data or a cap exceeded → `LayerCorrupt`, cancelled → the pending signal's
+/// exception (KeyboardInterrupt).
+fn layer_error(py: Python<'_>, e: layer::LayerError, what: &str, filename: Option<&str>) -> PyErr {
+    match e {
+        layer::LayerError::Io(e) => match filename {
+            Some(name) => os_error(&e, name),
+            None => PyErr::from(e),
+        },
+        layer::LayerError::Cancelled => match py.check_signals() {
+            Err(signal) => signal,
+            Ok(()) => PyOSError::new_err(format!("{what} cancelled")),
+        },
+        e @ (layer::LayerError::Corrupt(_) | layer::LayerError::Cap(_)) => {
+            LayerCorrupt::new_err(e.to_string())
+        }
+    }
+}
+
+/// Path text to its raw bytes; `MalformedPath` (message prefixed by `context`
+/// when given) on a malformed escape.
+fn unescape(text: &str, context: Option<&str>) -> PyResult<Vec<u8>> {
+    text::unescape_path(text).map_err(|e| match context {
+        Some(what) => MalformedPath::new_err(format!("{what} {text:?}: {e}")),
+        None => MalformedPath::new_err(e.to_string()),
+    })
+}
+
+// ------------------------------------------------------------------ helpers
 
 /// Run `work` on a helper thread with the GIL released, waking every 100 ms
 /// to call `tick` (progress, signal checks) with the GIL. When `tick` fails
@@ -254,7 +294,10 @@ impl PyTree {
 
     /// Every entry's path (escaped text), in order, in one call.
     fn paths(&self) -> Vec<String> {
-        self.inner.iter().map(|e| text::escape_path(e.path)).collect()
+        self.inner
+            .iter()
+            .map(|e| text::escape_path(e.path))
+            .collect()
     }
 
     /// Every entry's kind, in order, in one call.
@@ -284,7 +327,7 @@ impl PyTree {
     fn from_bytes(py: Python<'_>, data: PyBackedBytes) -> PyResult<PyTree> {
         let t = py
             .detach(|| Tree::from_bytes(&data))
-            .map_err(|e| PyValueError::new_err(format!("corrupt tree: {e}")))?;
+            .map_err(|e| IndexCorrupt::new_err(format!("corrupt tree: {e}")))?;
         Ok(PyTree { inner: Arc::new(t) })
     }
 
@@ -375,7 +418,7 @@ impl PyLayerIndex {
     fn from_bytes(py: Python<'_>, data: PyBackedBytes) -> PyResult<PyLayerIndex> {
         let li = py
             .detach(|| layer::LayerIndex::from_bytes(&data))
-            .map_err(|e| PyValueError::new_err(format!("corrupt layer index: {e}")))?;
+            .map_err(|e| IndexCorrupt::new_err(format!("corrupt layer index: {e}")))?;
         PyLayerIndex::new(py, li)
     }
 
@@ -409,22 +452,17 @@ fn py_walk(
     threads: usize,
     progress: Option<Bound<'_, PyAny>>,
 ) -> PyResult<PyTree> {
-    let mut ex = Vec::with_capacity(exclude.len());
-    for e in &exclude {
-        let raw = text::unescape_path(e)
-            .map_err(|err| PyValueError::new_err(format!("bad exclude path {e:?}: {err}")))?;
-        ex.push(raw);
-    }
-    let sub_raw = match &subpath {
-        Some(sp) => Some(
-            text::unescape_path(sp)
-                .map_err(|err| PyValueError::new_err(format!("bad subpath {sp:?}: {err}")))?,
-        ),
-        None => None,
-    };
+    let exclude = exclude
+        .iter()
+        .map(|e| unescape(e, Some("bad exclude path")))
+        .collect::<PyResult<Vec<_>>>()?;
+    let sub_raw = subpath
+        .as_deref()
+        .map(|sp| unescape(sp, Some("bad subpath")))
+        .transpose()?;
     let opts = walk::WalkOptions {
         subpath: sub_raw,
-        exclude: ex,
+        exclude,
         one_filesystem,
         hash_max_size,
         threads,
@@ -610,12 +648,7 @@ fn py_read_layer(
     }
     match result {
         Ok(li) => PyLayerIndex::new(py, li),
-        Err(layer::LayerError::Io(e)) => Err(PyErr::from(e)),
-        Err(layer::LayerError::Cancelled) => {
-            py.check_signals()?;
-            Err(PyOSError::new_err("read_layer cancelled"))
-        }
-        Err(e) => Err(PyValueError::new_err(e.to_string())),
+        Err(e) => Err(layer_error(py, e, "read_layer", None)),
     }
 }
 
@@ -663,12 +696,7 @@ fn py_read_tar_split(
     )?;
     match result {
         Ok(li) => PyLayerIndex::new(py, li),
-        Err(layer::LayerError::Io(e)) => Err(os_error(&e, &ts_name)),
-        Err(layer::LayerError::Cancelled) => {
-            py.check_signals()?;
-            Err(PyOSError::new_err("read_tar_split cancelled"))
-        }
-        Err(e) => Err(PyValueError::new_err(e.to_string())),
+        Err(e) => Err(layer_error(py, e, "read_tar_split", Some(&ts_name))),
     }
 }
 
@@ -683,15 +711,18 @@ fn py_read_file<'py>(
     path: &str,
     limit: Option<usize>,
 ) -> PyResult<(Bound<'py, PyBytes>, u64)> {
-    let raw = text::unescape_path(path).map_err(|e| PyValueError::new_err(e.to_string()))?;
-    let shown = format!("{}/{}", root.trim_end_matches('/'), path.trim_start_matches('/'));
-    let result = py.detach(|| {
-        confine::read_regular(root.as_bytes(), &raw, limit.unwrap_or(usize::MAX))
-    });
+    let raw = unescape(path, None)?;
+    let shown = format!(
+        "{}/{}",
+        root.trim_end_matches('/'),
+        path.trim_start_matches('/')
+    );
+    let result =
+        py.detach(|| confine::read_regular(root.as_bytes(), &raw, limit.unwrap_or(usize::MAX)));
     match result {
         Ok((data, size)) => Ok((PyBytes::new(py, &data), size)),
         Err(e) if e.kind() == io::ErrorKind::InvalidInput => {
-            Err(PyValueError::new_err(format!("{e}: {shown}")))
+            Err(NotRegularFile::new_err(format!("{e}: {shown}")))
         }
         Err(e) => Err(os_error(&e, &shown)),
     }
@@ -706,12 +737,11 @@ fn py_escape_path(raw: &[u8]) -> String {
     text::escape_path(raw)
 }
 
-/// Reverse escape_path exactly; ValueError on a malformed escape.
+/// Reverse escape_path exactly; MalformedPath on a malformed escape.
 #[pyfunction]
 #[pyo3(name = "unescape_path")]
 fn py_unescape_path<'py>(py: Python<'py>, text: &str) -> PyResult<Bound<'py, PyBytes>> {
-    let raw = text::unescape_path(text).map_err(|e| PyValueError::new_err(e.to_string()))?;
-    Ok(PyBytes::new(py, &raw))
+    Ok(PyBytes::new(py, &unescape(text, None)?))
 }
 
 #[pymodule]

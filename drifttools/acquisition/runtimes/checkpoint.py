@@ -24,7 +24,13 @@ from typing import Any, BinaryIO
 from drifttools import _native
 from drifttools.acquisition.runtime import offline_location, split_reference
 from drifttools.acquisition.runtimes.containerd import spec_mounts, spec_posture
-from drifttools.errors import ContainerNotFound, ImageNotFound, RootfsError, RuntimeUnavailable
+from drifttools.errors import (
+    ContainerNotFound,
+    ImageNotFound,
+    LayerCorrupt,
+    RootfsError,
+    RuntimeUnavailable,
+)
 from drifttools.models import ContainerInfo, FilesystemState, Snapshot, Target
 
 _JSON_LIMIT = 64 << 20
@@ -251,6 +257,6 @@ def diff_checkpoint(
         require_verified(baseline)
     try:
         taken = CheckpointRuntime(path, image=image).snapshot()
-    except (tarfile.TarError, EOFError, ValueError) as exc:
+    except (tarfile.TarError, EOFError, LayerCorrupt) as exc:
         raise RootfsError(f"{path}: checkpoint archive unreadable: {exc}") from exc
     return diff_snapshot(taken, baseline)

@@ -165,5 +165,5 @@ def read_stored_layer(layer: StoredLayer) -> _native.LayerIndex:
         raise ImageNotFound(
             f"layer {layer.diff_id} is no longer in the engine's store: {exc}"
         ) from exc
-    except ValueError as exc:
+    except LayerCorrupt as exc:
         raise LayerCorrupt(f"engine store: layer {layer.diff_id}: {exc}") from exc

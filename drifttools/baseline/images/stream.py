@@ -65,7 +65,7 @@ class StreamedBlobs:
             return
         try:
             self._layers[name] = _native.read_layer(_Prefixed(head, content))
-        except ValueError as exc:  # a VERSION file, or a corrupt layer if the manifest names it
+        except LayerCorrupt as exc:  # a VERSION file, or a corrupt layer if the manifest names it
             self._unreadable[name] = str(exc)
 
     def exists(self, name: str) -> bool:
