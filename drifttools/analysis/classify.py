@@ -20,15 +20,14 @@ from typing import Any
 
 from drifttools import _native
 from drifttools.acquisition.content import ContentReader, ContentUnavailable
+from drifttools.analysis.classifier import ChangeContext, rule_findings
 from drifttools.analysis.classifiers.allowlist import Allowlist
 from drifttools.analysis.classifiers.elf import content_facts
-from drifttools.analysis.classifiers.locations import location_findings
 from drifttools.analysis.classifiers.magic import describe
 from drifttools.analysis.classifiers.packages import package_drift
-from drifttools.analysis.classifiers.persistence import persistence_findings, start_scripts
+from drifttools.analysis.classifiers.persistence import start_scripts
 from drifttools.analysis.classifiers.processes import exposed_ports, process_findings, read_exe
 from drifttools.analysis.classifiers.severity import cap_expected, score
-from drifttools.analysis.classifiers.tampering import tampering_findings
 from drifttools.analysis.classifiers.yara import RuleSet, ScanTimeout, compile_rules
 from drifttools.models import (
     Change,
@@ -187,7 +186,7 @@ def classify(
     reader = ContentReader(snapshot)
     allow = Allowlist.build(options.allow, report.target.image)
     config = baseline.image.config
-    starts = start_scripts(config, baseline.entries)
+    starts = frozenset(start_scripts(config, baseline.entries))
     by_path = {c.path: c for c in report.changes}
     notes = list(report.notes)
 
@@ -245,10 +244,7 @@ def classify(
             content["error"] = unreadable[change.path]
         if sample:
             findings += [yara_finding(m) for m in sample.yara]
-        tagset = set(tags)
-        findings += location_findings(change, tagset)
-        findings += persistence_findings(change, tagset, starts)
-        findings += tampering_findings(change)
+        findings += rule_findings(change, ChangeContext(frozenset(tags), starts))
         findings += packages.findings.get(change.path, [])
         if (
             packages.owned is not None

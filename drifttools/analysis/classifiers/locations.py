@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from drifttools.analysis.classifiers.context import ChangeContext
 from drifttools.models import Change, Finding, Severity
 
 #: World-writable or runtime directories where tools are dropped (T1105 ingress tool transfer).
@@ -37,9 +38,9 @@ def under(path: str, directories: tuple[str, ...]) -> bool:
     return any(path == d or path.startswith(d + "/") for d in directories)
 
 
-def location_findings(change: Change, tags: set[str]) -> list[Finding]:
+def location_findings(change: Change, context: ChangeContext) -> list[Finding]:
     """Findings for a changed executable by where it is and what it is named."""
-    if "executable" not in tags or change.after is None:
+    if "executable" not in context.tags or change.after is None:
         return []
     path = change.path
     found = []

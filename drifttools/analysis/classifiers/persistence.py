@@ -9,6 +9,7 @@ from collections.abc import Iterable, Mapping
 from fnmatch import fnmatchcase
 from typing import Any
 
+from drifttools.analysis.classifiers.context import ChangeContext
 from drifttools.models import Change, ChangeKind, Finding, Severity
 
 #: (glob, rule, severity, ATT&CK id, tag, what it is)
@@ -131,7 +132,7 @@ def start_scripts(config: Mapping[str, Any], baseline: Iterable[str]) -> set[str
     }
 
 
-def persistence_findings(change: Change, tags: set[str], starts: set[str]) -> list[Finding]:
+def persistence_findings(change: Change, context: ChangeContext) -> list[Finding]:
     """Findings for a change of a path that runs again later: persistence or accounts."""
     if change.change not in _TOUCHING:
         return []
@@ -142,7 +143,7 @@ def persistence_findings(change: Change, tags: set[str], starts: set[str]) -> li
                 Finding(rule, severity, (attack,), ("persistence", tag), f"{what} changed")
             )
             break
-    if change.path in starts and change.change is not ChangeKind.METADATA:
+    if change.path in context.start_scripts and change.change is not ChangeKind.METADATA:
         found.append(
             Finding(
                 "persistence.start-script",
@@ -152,7 +153,7 @@ def persistence_findings(change: Change, tags: set[str], starts: set[str]) -> li
                 "the image's entrypoint/cmd script changed: it runs at every start",
             )
         )
-    if "shared-library" in tags and change.change is ChangeKind.ADDED:
+    if "shared-library" in context.tags and change.change is ChangeKind.ADDED:
         where = "a library directory" if change.path.startswith(_LIB_DIRS) else "the filesystem"
         found.append(
             Finding(

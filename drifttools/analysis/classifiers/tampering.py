@@ -3,12 +3,13 @@ capabilities, and image executables that were deleted."""
 
 from __future__ import annotations
 
+from drifttools.analysis.classifiers.context import ChangeContext
 from drifttools.models import Change, ChangeKind, Finding, Severity
 
 _SETID = 0o6000
 
 
-def tampering_findings(change: Change) -> list[Finding]:
+def tampering_findings(change: Change, context: ChangeContext) -> list[Finding]:
     before, after = change.before, change.after
     found = []
     if (

@@ -11,28 +11,24 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
+from drifttools.evidence.exports import bodyfile, case, timesketch
 from drifttools.models import DriftReport
 
 Export = Callable[[DriftReport, Mapping[str, Any] | None], Iterator[str]]
 
-FORMATS = ("bodyfile", "timesketch", "case")
-
-
-def exporter(name: str) -> Export:
-    """The export function of the format ``name`` (one of :data:`FORMATS`)."""
-    if name == "bodyfile":
-        from drifttools.evidence.exports.bodyfile import lines
-    elif name == "timesketch":
-        from drifttools.evidence.exports.timesketch import lines
-    elif name == "case":
-        from drifttools.evidence.exports.case import lines
-    else:
-        raise ValueError(f"export format must be one of {FORMATS}, not {name!r}")
-    return lines
+#: Every export by its ``--to`` name; a new one is a module here and a line in this map.
+EXPORTS: Mapping[str, Export] = {
+    "bodyfile": bodyfile.lines,
+    "timesketch": timesketch.lines,
+    "case": case.lines,
+}
+FORMATS = tuple(EXPORTS)
 
 
 def export_lines(
     report: DriftReport, name: str, acquisition: Mapping[str, Any] | None = None
 ) -> Iterator[str]:
-    """The lines of ``report`` in the export format ``name``."""
-    return exporter(name)(report, acquisition)
+    """The lines of ``report`` in the export format ``name`` (one of :data:`FORMATS`)."""
+    if name not in EXPORTS:
+        raise ValueError(f"export format must be one of {FORMATS}, not {name!r}")
+    return EXPORTS[name](report, acquisition)
