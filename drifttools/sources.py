@@ -104,17 +104,19 @@ class LiveContainer:
         return image_files_from_layers(baseline, layers)
 
 
-@dataclass(frozen=True)
-class AcquiredFilesystem:
-    """A container filesystem acquired earlier (a directory, an upper dir, a ``docker
-    export`` tar) and its image (a ``docker save`` tar or an OCI layout)."""
+class AcquiredInput:
+    """What the inputs acquired earlier share: nothing in them changes any more (no process
+    hook, nothing to complete), their image is an archive or a layout, and its files are
+    not read for classification."""
 
-    image: Path
-    rootfs: Path
-    upper: bool = False  # rootfs is an overlay upper dir (only the changes)
-    ref: str | None = None  # which image of an archive that holds several
-    platform: str | None = None  # of a multi-platform image
     volatile = False
+    image: Path  # a ``docker save`` tar or an OCI layout directory
+    ref: str | None  # which image of an archive that holds several
+    platform: str | None  # of a multi-platform image
+
+    def read(self, options: AcquisitionOptions, progress: Progress) -> Snapshot:
+        """The input's snapshot."""
+        raise NotImplementedError
 
     def snapshot(
         self,
@@ -122,7 +124,7 @@ class AcquiredFilesystem:
         progress: Progress,
         after_processes: ProcessHook | None,
     ) -> Snapshot:
-        return read_acquired(self.rootfs, self.upper, options, progress)
+        return self.read(options, progress)
 
     def baseline(self, options: BaselineOptions, progress: Progress) -> ImageIndex:
         return load_image(
@@ -142,15 +144,29 @@ class AcquiredFilesystem:
         return None
 
 
+@dataclass(frozen=True)
+class AcquiredFilesystem(AcquiredInput):
+    """A container filesystem acquired earlier (a directory, an upper dir, a ``docker
+    export`` tar) and its image."""
+
+    image: Path
+    rootfs: Path
+    upper: bool = False  # rootfs is an overlay upper dir (only the changes)
+    ref: str | None = None
+    platform: str | None = None
+
+    def read(self, options: AcquisitionOptions, progress: Progress) -> Snapshot:
+        return read_acquired(self.rootfs, self.upper, options, progress)
+
+
 def read_acquired(
     rootfs: Path, upper: bool, options: AcquisitionOptions, progress: Progress
 ) -> Snapshot:
-    """A snapshot of an acquired filesystem (nothing in it is volatile any more)."""
+    """A snapshot of an acquired filesystem (``upper``: an overlay upper dir)."""
     acquired_at = now_rfc3339()
     progress(ProgressEvent(Stage.FILESYSTEM))
-    state = read_rootfs(
-        rootfs, view="upper" if upper else "merged", hash_max_size=options.hash_max_size
-    )
+    view = "upper" if upper else "merged"
+    state = read_rootfs(rootfs, view=view, hash_max_size=options.hash_max_size)
     progress(ProgressEvent(Stage.FILESYSTEM, len(state.tree), len(state.tree)))
     target = Target(
         runtime="offline",
@@ -162,35 +178,20 @@ def read_acquired(
 
 
 @dataclass(frozen=True)
-class Checkpoint:
+class Checkpoint(AcquiredInput):
     """A Kubernetes checkpoint archive (KEP-2008) and its image, which the archive lacks."""
 
     archive: Path
     image: Path
-    volatile = False
+    ref: str | None = None
+    platform: str | None = None
 
-    def snapshot(
-        self,
-        options: AcquisitionOptions,
-        progress: Progress,
-        after_processes: ProcessHook | None,
-    ) -> Snapshot:
+    def read(self, options: AcquisitionOptions, progress: Progress) -> Snapshot:
         progress(ProgressEvent(Stage.FILESYSTEM))
         try:
             return CheckpointRuntime(self.archive, image=self.image).snapshot()
         except (tarfile.TarError, EOFError, ValueError) as exc:
             raise RootfsError(f"{self.archive}: checkpoint archive unreadable: {exc}") from exc
-
-    def baseline(self, options: BaselineOptions, progress: Progress) -> ImageIndex:
-        return load_image(self.image, cache=resolve_cache(options.cache), progress=progress)
-
-    def complete(
-        self, snapshot: Snapshot, baseline: ImageIndex, options: AcquisitionOptions
-    ) -> Snapshot:
-        return snapshot
-
-    def image_files(self, baseline: ImageIndex) -> ImageFiles | None:
-        return None
 
 
 def with_note(snapshot: Snapshot, note: str) -> Snapshot:
