@@ -35,7 +35,12 @@ threads have stopped. A ``source.read`` that breaks its contract raises
 
 from collections.abc import Callable, Iterator, Sequence
 from os import PathLike
-from typing import BinaryIO, Literal, final
+from typing import Literal, Protocol, final
+
+class _Readable(Protocol):
+    """What a byte source needs: ``read(size)`` returning at most ``size`` bytes."""
+
+    def read(self, size: int = ..., /) -> bytes: ...
 
 _EntryKind = Literal[
     "file", "dir", "symlink", "hardlink", "char", "block", "fifo", "socket", "unknown"
@@ -234,7 +239,7 @@ def walk(
     """
 
 def read_layer(
-    source: str | PathLike[str] | BinaryIO,
+    source: str | PathLike[str] | _Readable,
     *,
     offset: int = 0,
     length: int | None = None,

@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from drifttools import _native
 from drifttools.acquisition.cgroups import container_pids
@@ -44,6 +45,7 @@ from drifttools.models import (
     MountPoint,
     ProcessRecord,
     Snapshot,
+    SocketRecord,
     Target,
 )
 from drifttools.options import AcquisitionOptions
@@ -86,7 +88,9 @@ def take_snapshot(
     acquired_at = now_rfc3339()
     notes: list[str] = []
     errors: list[ErrorRecord] = []
-    processes, sockets, mounts = (), (), list(info.mounts)
+    processes: tuple[ProcessRecord, ...] = ()
+    sockets: tuple[SocketRecord, ...] = ()
+    mounts = list(info.mounts)
     guard = RootGuard.take(info.id, info.pid) if info.pid is not None else None
     with frozen(runtime, info, options.freeze, notes):
         if info.running:
@@ -151,7 +155,9 @@ def _live_mounts(info: ContainerInfo) -> list[MountPoint]:
     return parse_mountinfo(text, info.mounts)
 
 
-def walk_container_root(guard: GuardedRoot, subpath: str | None = None, **options) -> _native.Tree:
+def walk_container_root(
+    guard: GuardedRoot, subpath: str | None = None, **options: Any
+) -> _native.Tree:
     """Walk ``/proc/<pid>/root`` (or a directory inside it), checking before and after that
     the pid is still the container's: a reused pid must never lend us another root."""
     guard.check()

@@ -173,7 +173,7 @@ class _YaraPython:
     name = "yara-python"
 
     def __init__(self, relaxed: bool) -> None:
-        import yara  # type: ignore[import-not-found]
+        import yara
 
         self._y = yara
         self.relaxed = relaxed  # libyara's regex syntax is already the relaxed one

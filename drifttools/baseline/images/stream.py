@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import io
 import tarfile
-from typing import BinaryIO
+from typing import IO, BinaryIO
 
 from drifttools import _native
 from drifttools.errors import ImageError, ImageNotFound, LayerCorrupt
@@ -55,7 +55,7 @@ class StreamedBlobs:
         except (tarfile.TarError, EOFError) as exc:
             raise ImageError(f"{location}: image stream is not a readable archive: {exc}") from exc
 
-    def _take(self, member: tarfile.TarInfo, content: BinaryIO | None) -> None:
+    def _take(self, member: tarfile.TarInfo, content: IO[bytes] | None) -> None:
         assert content is not None
         name = member.name.removeprefix("./")
         self._sizes[name] = member.size

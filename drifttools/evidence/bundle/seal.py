@@ -30,7 +30,7 @@ def write_digest_file(stage: Path, final: Path, digest: str, name: str) -> None:
 def seal(root: Path, signer: Any) -> int:
     """Write ``manifest.json`` (and its signature) over every member staged under ``root``."""
     members = sorted(files_under(root))
-    manifest = {
+    manifest: dict[str, Any] = {
         "format": FORMAT,
         "algorithm": "sha256",
         "members": [
