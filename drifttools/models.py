@@ -389,6 +389,65 @@ class ProcessRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class PackageRef:
+    """One installed package, in its package manager's own terms."""
+
+    manager: str  # dpkg | apk | rpm | python | npm
+    name: str  # as the manager prints it: "jq" (the architecture is its own field)
+    version: str
+    architecture: str | None  # "amd64", "x86_64", "noarch"; None where there is none
+    purl: str  # the package URL: "pkg:deb/debian/jq@1.6-2.1%2Bdeb12u3?arch=amd64"
+
+
+class Record(StrEnum):
+    """How a path's bytes compare with the record its owning package keeps of them."""
+
+    MATCH = "match"  # the digest the package recorded (dpkg md5sums, RECORD, rpm, apk)
+    MISMATCH = "mismatch"  # the package's file, but not the bytes it installed
+    CONFFILE_EDITED = "conffile-edited"  # a configuration file edited after install (allowed)
+    MISSING = "missing"  # the package lists it, the container no longer has it
+    DIVERTED = "diverted"  # a dpkg diversion moved the package's file away: no package's
+    METADATA = "metadata"  # the manager's own record of the package (dpkg info, dist-info)
+    LINK = "link"  # a symlink to a file of the package that matches (made by its scripts)
+    UNCHECKED = "unchecked"  # owned, but no digest recorded or the bytes not readable
+
+
+@dataclass(frozen=True, slots=True)
+class Provenance:
+    """Which package owns a changed path in the container and in the image, and whether
+    the container's bytes are the ones that package recorded."""
+
+    package: PackageRef | None  # the owner in the container (None: no package's)
+    image_package: PackageRef | None  # the owner in the image
+    record: Record | None  # the container's bytes against ``package``'s record (None: no owner)
+    runtime: bool = False  # ``package`` was added, upgraded or downgraded after the image
+    listed_as: str | None = None  # the path as the record lists it, when not the same
+    #: (merged /usr: "/bin/cat" for /usr/bin/cat; a diversion: the original path)
+
+    @property
+    def runtime_drift(self) -> bool:
+        """A file a package added at runtime put there, with the bytes it recorded."""
+        return self.runtime and self.record in (Record.MATCH, Record.METADATA, Record.LINK)
+
+
+@dataclass(frozen=True, slots=True)
+class PackageRecord:
+    """One package that changed between the image and the container (``packages[]``)."""
+
+    manager: str  # dpkg | apk | rpm | python | npm
+    name: str  # as the manager prints it
+    change: str  # added | removed | upgraded | downgraded | modified (files no longer match)
+    before: str | None  # the version in the image
+    after: str | None  # the version in the container
+    architecture: str | None
+    purl: str  # of the container's version (of the image's when removed)
+    severity: Severity = Severity.MEDIUM
+    files: tuple[str, ...] = ()  # the drifted paths it owns, sorted
+    mismatched: tuple[str, ...] = ()  # those whose bytes are not the ones it recorded
+    location: str | None = None  # Python: its site directory; npm: its node_modules
+
+
+@dataclass(frozen=True, slots=True)
 class Change:
     """One drifted path, with the facts before (image) and after (container)."""
 
@@ -405,6 +464,7 @@ class Change:
     yara: tuple[Mapping[str, Any], ...] = ()
     findings: tuple[Finding, ...] = ()  # why it has its severity (classification)
     content: Mapping[str, Any] = field(default_factory=dict)  # ELF/script facts, errors
+    provenance: Provenance | None = None  # the package that owns the path (classification)
 
     @property
     def facts(self) -> FileFacts:
@@ -428,7 +488,7 @@ class DriftReport:
     processes: tuple[ProcessRecord, ...] = ()
     sockets: tuple[SocketRecord, ...] = ()
     mounts: tuple[MountPoint, ...] = ()
-    packages: tuple[Mapping[str, Any], ...] = ()
+    packages: tuple[PackageRecord, ...] = ()
     notes: tuple[str, ...] = ()
     classification: Mapping[str, Any] | None = None  # engine, rule set, rule problems
 
@@ -454,7 +514,7 @@ class DriftReport:
     def highest_severity(self) -> Severity:
         """The highest severity of any change, process or package entry (INFO when none)."""
         levels = [c.severity for c in self.changes] + [p.severity for p in self.processes]
-        levels += [Severity(p["severity"]) for p in self.packages if "severity" in p]
+        levels += [p.severity for p in self.packages]
         return max(levels, key=lambda level: level.rank, default=Severity.INFO)
 
     def to_dict(self) -> dict[str, Any]:

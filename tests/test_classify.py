@@ -192,11 +192,11 @@ def test_file_facts_magic_and_yara(report: drifttools.DriftReport) -> None:
 
 
 def test_packages_drift(report: drifttools.DriftReport) -> None:
-    entries = {(p["manager"], p["name"], p["change"]): p for p in report.packages}
-    downgrade = entries[("dpkg", "tool:amd64", "downgraded")]
-    assert (downgrade["before"], downgrade["after"]) == ("1.0", "0.9")
-    modified = entries[("dpkg", "tool", "modified")]
-    assert modified["files"] == ["/usr/bin/tool"]
+    entries = {(p.manager, p.name, p.change): p for p in report.packages}
+    downgrade = entries[("dpkg", "tool", "downgraded")]
+    assert (downgrade.before, downgrade.after, downgrade.architecture) == ("1.0", "0.9", "amd64")
+    assert downgrade.mismatched == ("/usr/bin/tool",)
+    assert downgrade.purl == "pkg:deb/debian/tool@0.9?arch=amd64"
 
 
 def _by_exe(report: drifttools.DriftReport) -> dict[str, drifttools.ProcessRecord]:

@@ -1,123 +1,536 @@
-"""Package databases parsed from bytes written here: dpkg, apk, rpm (sqlite), Python, npm."""
+"""Package drift and provenance over databases written here: dpkg (merged /usr, diversions,
+conffiles, maintainer-script links), apk, rpm (a database made by Debian's own rpm),
+Python RECORDs and npm; versions checked against dpkg, purls against packageurl-python."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import itertools
 import json
-import sqlite3
-import struct
+import shutil
+import subprocess
 from pathlib import Path
 
-from drifttools.analysis.classifiers.packages import (
-    package_drift,
-    parse_apk,
-    parse_dpkg_status,
-    parse_rpmdb,
-    version_key,
+import pytest
+from packageurl import PackageURL
+
+from drifttools.analysis.classifiers.packages import PackageDrift, package_drift
+from drifttools.analysis.classifiers.packages.purl import purl
+from drifttools.analysis.classifiers.packages.versions import compare_versions
+from drifttools.analysis.classifiers.processes import process_findings
+from drifttools.models import (
+    BaselineEntry,
+    Change,
+    ChangeKind,
+    FileFacts,
+    ProcessRecord,
+    Record,
+    Severity,
 )
-from drifttools.models import Change, ChangeKind, FileFacts
+
+STATUS = "/var/lib/dpkg/status"
+INFO = "/var/lib/dpkg/info"
+CAT = b"\x7fELF cat of coreutils"
+ID = b"\x7fELF id of coreutils"
+JQ = b"\x7fELF jq"
 
 
-def _facts(data: bytes) -> FileFacts:
-    return FileFacts("file", 0o644, 0, 0, len(data), 0, hashlib.sha256(data).hexdigest())
+def _md5(data: bytes) -> str:
+    return hashlib.md5(data).hexdigest()
 
 
-def _change(path: str, kind: ChangeKind, old: bytes | None, new: bytes | None) -> Change:
-    return Change(
-        path,
-        kind,
-        _facts(old) if old is not None else None,
-        _facts(new) if new is not None else None,
+def _facts(data: bytes | None = None, *, kind: str = "file", target: str | None = None):
+    if kind != "file":
+        return FileFacts(kind, 0o777 if kind == "symlink" else 0o755, 0, 0, 0, 1, target=target)
+    assert data is not None
+    return FileFacts("file", 0o755, 0, 0, len(data), 1, hashlib.sha256(data).hexdigest())
+
+
+class Tree:
+    """An image and a container as paths with bytes (or symlinks), and the drift between."""
+
+    def __init__(self, image: dict[str, bytes | str]) -> None:
+        self.image = dict(image)
+        self.container = dict(image)
+
+    def facts(self, value: bytes | str) -> FileFacts:
+        if isinstance(value, str):  # a symlink target
+            return _facts(kind="symlink", target=value)
+        return _facts(value)
+
+    def drift(self, binaries: set[str] | frozenset[str] = frozenset()) -> PackageDrift:
+        changes = {}
+        for path in sorted(self.image.keys() | self.container.keys()):
+            old, new = self.image.get(path), self.container.get(path)
+            if old == new:
+                continue
+            kind = (
+                ChangeKind.ADDED
+                if old is None
+                else ChangeKind.DELETED
+                if new is None
+                else ChangeKind.MODIFIED
+            )
+            changes[path] = Change(
+                path,
+                kind,
+                self.facts(old) if old is not None else None,
+                self.facts(new) if new is not None else None,
+            )
+        baseline = {p: BaselineEntry(0, self.facts(v)) for p, v in self.image.items()}
+
+        def reader(side: dict[str, bytes | str]):
+            return lambda path: v if isinstance(v := side.get(path), bytes) else None
+
+        return package_drift(
+            changes, baseline, reader(self.image), reader(self.container), binaries
+        )
+
+
+def _status(*packages: tuple[str, str, str], conffiles: str = "") -> bytes:
+    blocks = [
+        f"Package: {name}\nStatus: install ok installed\nArchitecture: {arch}\nVersion: {version}\n"
+        + (conffiles if name == "procps" else "")
+        for name, arch, version in packages
+    ]
+    return "\n".join(blocks).encode()
+
+
+COREUTILS = ("coreutils", "amd64", "9.1-1")
+
+
+def _bookworm() -> Tree:
+    """A merged-/usr image: coreutils lists bin/cat (as bookworm does) and usr/bin/id."""
+    return Tree(
+        {
+            "/bin": "usr/bin",
+            "/lib": "usr/lib",
+            "/usr/bin/cat": CAT,
+            "/usr/bin/id": ID,
+            "/usr/lib/os-release": b'PRETTY_NAME="Debian 12"\nID=debian\n',
+            "/etc/os-release": "../usr/lib/os-release",
+            STATUS: _status(COREUTILS),
+            f"{INFO}/coreutils.md5sums": f"{_md5(CAT)}  bin/cat\n{_md5(ID)}  usr/bin/id\n".encode(),
+            f"{INFO}/coreutils.list": b"/.\n/bin\n/bin/cat\n/usr/bin/id\n",
+        }
     )
 
 
-def test_dpkg_status_and_conffiles() -> None:
-    installed, conffiles = parse_dpkg_status(
-        "Package: a\nStatus: install ok installed\nArchitecture: amd64\nVersion: 1:2.3-1\n"
-        "Conffiles:\n /etc/a.conf 00ff\n\n"
-        "Package: gone\nStatus: deinstall ok config-files\nVersion: 1\n\n"
-        "Package: b\nStatus: install ok installed\nArchitecture: all\nVersion: 5\n"
+def test_merged_usr_a_trojan_under_an_alias_is_checked_against_its_package() -> None:
+    tree = _bookworm()
+    tree.container["/usr/bin/cat"] = b"#!/bin/sh\nexec /tmp/.x\n"
+    tree.container["/usr/bin/id"] = b"#!/bin/sh\nexec /tmp/.y\n"
+    drift = tree.drift(binaries={"/usr/bin/cat", "/usr/bin/id"})
+    cat, ident = drift.provenance["/usr/bin/cat"], drift.provenance["/usr/bin/id"]
+    assert cat.record is Record.MISMATCH and cat.listed_as == "/bin/cat"
+    assert ident.record is Record.MISMATCH and ident.listed_as is None
+    assert cat.package is not None and cat.package.name == "coreutils" and not cat.runtime
+    assert cat.image_package == cat.package
+    for path in ("/usr/bin/cat", "/usr/bin/id"):
+        [finding] = drift.findings[path]
+        assert (finding.rule, finding.severity, finding.attack) == (
+            "package.file-mismatch",
+            Severity.HIGH,
+            ("T1554",),
+        )
+    [record] = drift.records
+    assert (record.name, record.change, record.architecture) == ("coreutils", "modified", "amd64")
+    assert record.mismatched == ("/usr/bin/cat", "/usr/bin/id")
+    assert record.severity is Severity.HIGH
+    assert record.purl == "pkg:deb/debian/coreutils@9.1-1?arch=amd64"
+
+
+def test_a_local_diversion_moves_the_package_file() -> None:
+    tree = _bookworm()
+    tree.container["/usr/bin/id.distrib"] = ID  # dpkg-divert --local --rename --add /bin/id
+    tree.container["/usr/bin/id"] = b"#!/bin/sh\necho wrapped\n"
+    tree.container["/var/lib/dpkg/diversions"] = b"/bin/id\n/bin/id.distrib\n:\n"
+    drift = tree.drift(binaries={"/usr/bin/id", "/usr/bin/id.distrib"})
+    moved = drift.provenance["/usr/bin/id.distrib"]
+    assert moved.record is Record.MATCH and moved.package is not None
+    assert (moved.package.name, moved.listed_as) == ("coreutils", "/usr/bin/id")
+    replacement = drift.provenance["/usr/bin/id"]
+    assert replacement.package is None and replacement.record is Record.DIVERTED
+    assert replacement.image_package is not None and replacement.image_package.name == "coreutils"
+    [finding] = drift.findings["/usr/bin/id"]
+    assert (finding.rule, finding.severity) == ("package.diverted", Severity.MEDIUM)
+    assert "/usr/bin/id.distrib" not in drift.findings and drift.records == []
+
+
+PROCPS_INIT = b"#!/bin/sh\n### BEGIN INIT INFO\n# Provides: procps\n"
+LIBPROC = b"\x7fELF libproc2"
+TOP = b"\x7fELF top"
+
+
+def _with_procps(tree: Tree, top: bytes = TOP) -> None:
+    """What `dpkg -i procps_*.deb libproc2-0_*.deb` leaves behind."""
+    conffiles = f"Conffiles:\n /etc/init.d/procps {_md5(PROCPS_INIT)}\n"
+    tree.container[STATUS] = _status(
+        COREUTILS,
+        ("procps", "amd64", "2:4.0.2-3"),
+        ("libproc2-0", "amd64", "2:4.0.2-3"),
+        conffiles=conffiles,
     )
-    assert installed == {"a:amd64": "1:2.3-1", "b": "5"}
-    assert conffiles == {"/etc/a.conf"}
-    assert version_key("1.10") > version_key("1.9") and version_key("2.0") > version_key("1.99")
+    tree.container[f"{INFO}/procps.md5sums"] = f"{_md5(TOP)}  usr/bin/top\n".encode()
+    tree.container[f"{INFO}/procps.list"] = (
+        b"/.\n/etc/init.d/procps\n/usr/bin/top\n/usr/bin/pidwait\n"
+    )
+    tree.container[f"{INFO}/libproc2-0:amd64.md5sums"] = (
+        f"{_md5(LIBPROC)}  lib/x86_64-linux-gnu/libproc2.so.0.0.1\n".encode()
+    )
+    tree.container[f"{INFO}/libproc2-0:amd64.list"] = b"/lib/x86_64-linux-gnu/libproc2.so.0\n"
+    tree.container["/usr/bin/top"] = top
+    tree.container["/usr/bin/pidwait"] = "top"  # listed symlink of the same package
+    tree.container["/etc/init.d/procps"] = PROCPS_INIT
+    tree.container["/etc/rcS.d/S01procps"] = "../init.d/procps"  # made by update-rc.d
+    tree.container["/usr/lib/x86_64-linux-gnu/libproc2.so.0.0.1"] = LIBPROC
+    tree.container["/usr/lib/x86_64-linux-gnu/libproc2.so.0"] = "libproc2.so.0.0.1"
+
+
+def test_a_package_added_at_runtime_is_runtime_drift_grouped_under_it() -> None:
+    tree = _bookworm()
+    _with_procps(tree)
+    drift = tree.drift(binaries={"/usr/bin/top", "/usr/lib/x86_64-linux-gnu/libproc2.so.0.0.1"})
+    records = {r.name: r for r in drift.records}
+    assert set(records) == {"procps", "libproc2-0"}
+    procps = records["procps"]
+    assert (procps.change, procps.before, procps.after) == ("added", None, "2:4.0.2-3")
+    assert procps.purl == "pkg:deb/debian/procps@2:4.0.2-3?arch=amd64"
+    assert procps.severity is Severity.MEDIUM and procps.mismatched == ()
+    assert set(procps.files) == {
+        "/etc/init.d/procps",
+        "/etc/rcS.d/S01procps",
+        "/usr/bin/pidwait",
+        "/usr/bin/top",
+        f"{INFO}/procps.list",
+        f"{INFO}/procps.md5sums",
+    }
+    assert "/usr/lib/x86_64-linux-gnu/libproc2.so.0" in records["libproc2-0"].files
+    expected = {
+        "/usr/bin/top": Record.MATCH,
+        "/etc/init.d/procps": Record.MATCH,
+        "/etc/rcS.d/S01procps": Record.LINK,
+        "/usr/bin/pidwait": Record.LINK,
+        f"{INFO}/procps.md5sums": Record.METADATA,
+        "/usr/lib/x86_64-linux-gnu/libproc2.so.0.0.1": Record.MATCH,
+    }
+    for path, record in expected.items():
+        provenance = drift.provenance[path]
+        assert provenance.record is record and provenance.runtime_drift, (path, provenance)
+        assert provenance.image_package is None
+    [status] = drift.findings[STATUS]
+    assert status.rule == "package.db-changed" and "procps added" in status.detail
+
+
+def test_runtime_drift_is_capped_at_medium_unless_something_else_is_suspicious() -> None:
+    from drifttools.models import Finding
+
+    tree = _bookworm()
+    _with_procps(tree)
+    drift = tree.drift()
+    service = Finding("persistence.service", Severity.HIGH, ("T1543",), ("service",), "init")
+    setid = Finding("tampering.setid", Severity.HIGH, ("T1548.001",), ("setuid",), "setuid")
+    change = Change("/etc/rcS.d/S01procps", ChangeKind.ADDED, None, _facts(kind="symlink"))
+    found, tags = drift.judge(change, [service, setid])
+    assert [f.severity for f in found] == [Severity.MEDIUM, Severity.HIGH]
+    assert tags == ["runtime-package"]
+    stray = Change("/tmp/x", ChangeKind.ADDED, None, _facts(b"x"))
+    assert drift.judge(stray, [service]) == ([service], ["unowned"])
+
+
+def test_a_trojan_inside_a_runtime_package_keeps_its_severity() -> None:
+    tree = _bookworm()
+    _with_procps(tree, top=b"#!/bin/sh\nexec /tmp/miner\n")
+    drift = tree.drift(binaries={"/usr/bin/top"})
+    top = drift.provenance["/usr/bin/top"]
+    assert top.record is Record.MISMATCH and top.runtime and not top.runtime_drift
+    assert drift.findings["/usr/bin/top"][0].severity is Severity.HIGH
+    procps = next(r for r in drift.records if r.name == "procps")
+    assert procps.mismatched == ("/usr/bin/top",) and procps.severity is Severity.HIGH
+    assert "/usr/bin/pidwait" not in drift.provenance or not drift.runtime_package(
+        "/usr/bin/pidwait"
+    )
+
+
+def test_an_upgrade_and_an_edited_conffile() -> None:
+    tree = _bookworm()
+    _with_procps(tree)
+    tree.image = dict(tree.container)  # procps is in the image now
+    new_top = b"\x7fELF top 4.0.4"
+    tree.container[STATUS] = tree.image[STATUS].replace(  # type: ignore[union-attr]
+        b"Package: procps\nStatus: install ok installed\nArchitecture: amd64\nVersion: 2:4.0.2-3",
+        b"Package: procps\nStatus: install ok installed\nArchitecture: amd64\n"
+        b"Version: 2:4.0.4-1~bpo12+1",
+    )
+    tree.container[f"{INFO}/procps.md5sums"] = f"{_md5(new_top)}  usr/bin/top\n".encode()
+    tree.container["/usr/bin/top"] = new_top
+    tree.container["/etc/init.d/procps"] = PROCPS_INIT + b"# tuned by the admin\n"
+    drift = tree.drift(binaries={"/usr/bin/top"})
+    [record] = drift.records
+    assert (record.name, record.change) == ("procps", "upgraded")
+    assert (record.before, record.after) == ("2:4.0.2-3", "2:4.0.4-1~bpo12+1")
+    assert record.purl == "pkg:deb/debian/procps@2:4.0.4-1~bpo12%2B1?arch=amd64"
+    assert drift.provenance["/usr/bin/top"].runtime_drift
+    conffile = drift.provenance["/etc/init.d/procps"]
+    assert conffile.record is Record.CONFFILE_EDITED and not conffile.runtime_drift
+    assert "/etc/init.d/procps" not in drift.findings
+
+
+def _process(**changes: object) -> ProcessRecord:
+    base = dict(
+        pid=10,
+        ns_pid=7,
+        ppid=1,
+        uid=0,
+        euid=0,
+        gid=0,
+        egid=0,
+        started_at="2026-01-01T00:00:00Z",
+        start_ticks=1,
+        comm="top",
+        cmdline=("top", "-b"),
+        state="S",
+        exe="/usr/bin/top",
+        exe_state="present",
+        exe_sha256=hashlib.sha256(TOP).hexdigest(),
+        exe_size=len(TOP),
+        cwd="/",
+        libraries=(
+            "/usr/lib/x86_64-linux-gnu/libproc2.so.0.0.1",
+            "/usr/lib/x86_64-linux-gnu/libc.so.6",
+        ),
+        tags=("exe-not-in-image", "library-not-in-image"),
+    )
+    return ProcessRecord(**{**base, **changes})  # type: ignore[arg-type]
+
+
+def test_a_process_of_a_runtime_package_is_lowered_to_medium() -> None:
+    tree = _bookworm()
+    tree.image["/usr/lib/x86_64-linux-gnu/libc.so.6"] = b"\x7fELF libc"
+    tree.container["/usr/lib/x86_64-linux-gnu/libc.so.6"] = b"\x7fELF libc"
+    _with_procps(tree)
+    drift = tree.drift()
+    findings, tags = process_findings(_process(), set(), drift)
+    assert {f.rule: f.severity for f in findings} == {
+        "process.exe-not-in-image": Severity.MEDIUM,
+        "process.library-not-in-image": Severity.MEDIUM,
+    }
+    assert "runtime-package" in tags and "procps 2:4.0.2-3" in findings[0].detail
+    other = hashlib.sha256(b"something else").hexdigest()  # not the bytes the package has
+    findings, _ = process_findings(_process(exe_sha256=other), set(), drift)
+    assert {f.rule: f.severity for f in findings}["process.exe-not-in-image"] is Severity.HIGH
+    stray = _process(libraries=("/usr/lib/x86_64-linux-gnu/libproc2.so.0.0.1", "/tmp/.l.so"))
+    findings, _ = process_findings(stray, set(), drift)
+    assert {f.rule: f.severity for f in findings}["process.library-not-in-image"] is Severity.HIGH
+
+
+def _q1(data: bytes) -> str:
+    return "Q1" + base64.b64encode(hashlib.sha1(data).digest()).decode()
 
 
 def test_apk_versions_files_and_checksum_mismatch() -> None:
     good = b"busybox binary"
-    q1 = "Q1" + base64.b64encode(hashlib.sha1(good).digest()).decode()
-    old_db = f"P:busybox\nV:1.36.1-r0\nF:bin\nR:busybox\nZ:{q1}\n\nP:zlib\nV:1.3-r0\n"
-    new_db = f"P:busybox\nV:1.36.1-r0\nF:bin\nR:busybox\nZ:{q1}\n\nP:curl\nV:8.5-r0\n"
-    installed, files = parse_apk(old_db)
-    assert installed == {"busybox": "1.36.1-r0", "zlib": "1.3-r0"}
-    assert files == {"/bin/busybox": ("busybox", q1)}
-    content = {"/lib/apk/db/installed": new_db.encode(), "/bin/busybox": b"trojan"}
-    changes = {
-        "/lib/apk/db/installed": _change(
-            "/lib/apk/db/installed", ChangeKind.MODIFIED, old_db.encode(), new_db.encode()
-        ),
-        "/bin/busybox": _change("/bin/busybox", ChangeKind.MODIFIED, good, b"trojan"),
-        "/tmp/x": _change("/tmp/x", ChangeKind.ADDED, None, b"x"),
-    }
-    drift = package_drift(
-        changes, [], {"/lib/apk/db/installed": old_db.encode()}.get, content.get, {"/bin/busybox"}
-    )
-    got = {(e["name"], e["change"]) for e in drift.entries}
-    assert got == {("zlib", "removed"), ("curl", "added"), ("busybox", "modified")}
+    db = "/lib/apk/db/installed"
+    old = f"P:busybox\nV:1.36.1-r0\nA:x86_64\nF:bin\nR:busybox\nZ:{_q1(good)}\n\nP:zlib\nV:1.3-r0\n"
+    new = f"P:busybox\nV:1.36.1-r0\nA:x86_64\nF:bin\nR:busybox\nZ:{_q1(good)}\n\nP:curl\nV:8.5-r0\n"
+    tree = Tree({db: old.encode(), "/bin/busybox": good, "/etc/os-release": b"ID=alpine\n"})
+    tree.container.update({db: new.encode(), "/bin/busybox": b"trojan", "/tmp/x": b"x"})
+    drift = tree.drift(binaries={"/bin/busybox"})
+    got = {(r.name, r.change): r for r in drift.records}
+    assert set(got) == {("zlib", "removed"), ("curl", "added"), ("busybox", "modified")}
+    assert got[("busybox", "modified")].purl == "pkg:apk/alpine/busybox@1.36.1-r0?arch=x86_64"
     [finding] = drift.findings["/bin/busybox"]
     assert finding.rule == "package.file-mismatch" and finding.attack == ("T1554",)
-    assert drift.owned is not None and "/bin/busybox" in drift.owned and "/tmp/x" not in drift.owned
+    assert drift.known and "/tmp/x" not in drift.provenance
 
 
-def _rpm_header(**tags: str) -> bytes:
-    numbers = {"name": 1000, "version": 1001, "release": 1002}
-    store = b""
-    entries = b""
-    for key, value in tags.items():
-        entries += struct.pack(">IIiI", numbers[key], 6, len(store), 1)
-        store += value.encode() + b"\0"
-    return struct.pack(">II", len(tags), len(store)) + entries + store
+RPM_SPEC = """\
+Name: {name}
+Version: {version}
+Release: 3
+Summary: test
+License: MIT
+BuildArch: noarch
+%description
+test
+%install
+mkdir -p %{{buildroot}}/usr/bin %{{buildroot}}/etc
+printf '#!/bin/sh\\necho {name}\\n' > %{{buildroot}}/usr/bin/{name}
+chmod 755 %{{buildroot}}/usr/bin/{name}
+echo 'greeting=hi' > %{{buildroot}}/etc/{name}.conf
+%files
+/usr/bin/{name}
+%config(noreplace) /etc/{name}.conf
+"""
 
 
-def test_rpm_sqlite_database(tmp_path: Path) -> None:
-    path = tmp_path / "rpmdb.sqlite"
-    db = sqlite3.connect(path)
-    db.execute("CREATE TABLE Packages (hnum INTEGER PRIMARY KEY, blob BLOB NOT NULL)")
-    for header in (
-        _rpm_header(name="bash", version="5.2", release="1.el9"),
-        _rpm_header(name="openssl", version="3.0.7", release="2.el9"),
-    ):
-        db.execute("INSERT INTO Packages (blob) VALUES (?)", (header,))
-    db.commit()
-    db.close()
-    assert parse_rpmdb(path.read_bytes()) == {"bash": "5.2-1.el9", "openssl": "3.0.7-2.el9"}
+def _rpm(work: Path, name: str, version: str) -> Path:
+    spec = work / f"{name}.spec"
+    spec.write_text(RPM_SPEC.format(name=name, version=version))
+    subprocess.run(
+        ["rpmbuild", "-bb", "--define", f"_topdir {work / 'top'}", str(spec)],
+        check=True,
+        capture_output=True,
+    )
+    return next((work / "top" / "RPMS" / "noarch").glob(f"{name}-{version}-*.rpm"))
 
 
-def test_python_and_npm_packages_from_drifted_paths() -> None:
-    site = "/usr/lib/python3/site-packages"
-    old_meta = b"Metadata-Version: 2.1\nName: Requests\nVersion: 2.30.0\n"
-    new_meta = b"Metadata-Version: 2.1\nName: requests\nVersion: 2.31.0\n"
-    evil = b"Metadata-Version: 2.1\nName: evil_pkg\nVersion: 0.1\n"
+def _rpm_install(root: Path, package: Path) -> None:
+    subprocess.run(
+        ["rpm", "--root", str(root), "--dbpath", "/var/lib/rpm", "-i", "--nodeps", str(package)],
+        check=True,
+        capture_output=True,
+    )
+
+
+def _read_tree(root: Path) -> dict[str, bytes | str]:
+    found: dict[str, bytes | str] = {}
+    for path in root.rglob("*"):
+        name = "/" + str(path.relative_to(root))
+        if path.is_symlink():
+            found[name] = str(path.readlink())
+        elif path.is_file():
+            found[name] = path.read_bytes()
+    return found
+
+
+def test_rpm_database_made_by_rpm_itself(tmp_path: Path) -> None:
+    """rpm --root installs into a root as on Fedora: the file digests come from the database."""
+    tool, extra = _rpm(tmp_path, "hello-tool", "1.2"), _rpm(tmp_path, "extra-tool", "2.0")
+    image = tmp_path / "image"
+    subprocess.run(
+        ["rpm", "--root", str(image), "--dbpath", "/var/lib/rpm", "--initdb"], check=True
+    )
+    _rpm_install(image, tool)
+    (image / "etc" / "os-release").write_text("ID=fedora\n")
+    tree = Tree(_read_tree(image))
+    container = tmp_path / "container"
+    shutil.copytree(image, container, symlinks=True)
+    _rpm_install(container, extra)
+    (container / "usr" / "bin" / "hello-tool").write_text("#!/bin/sh\nexec /tmp/.m\n")
+    (container / "etc" / "hello-tool.conf").write_text("greeting=hello\n")
+    tree.container = _read_tree(container)
+    drift = tree.drift(binaries={"/usr/bin/hello-tool", "/usr/bin/extra-tool"})
+    records = {(r.name, r.change): r for r in drift.records}
+    added = records[("extra-tool", "added")]
+    assert (added.after, added.architecture) == ("2.0-3", "noarch")
+    assert added.purl == "pkg:rpm/fedora/extra-tool@2.0-3?arch=noarch"
+    assert drift.provenance["/usr/bin/extra-tool"].runtime_drift
+    assert records[("hello-tool", "modified")].mismatched == ("/usr/bin/hello-tool",)
+    assert drift.provenance["/usr/bin/hello-tool"].record is Record.MISMATCH
+    assert drift.findings["/usr/bin/hello-tool"][0].severity is Severity.HIGH
+    assert drift.provenance["/etc/hello-tool.conf"].record is Record.CONFFILE_EDITED
+
+
+def _wheel_record(site: str, files: dict[str, bytes]) -> bytes:
+    lines = []
+    for path, data in files.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+        lines.append(f"{path},sha256={digest},{len(data)}")
+    return ("\n".join(lines) + "\nsix-1.17.0.dist-info/RECORD,,\n").encode()
+
+
+def test_python_record_and_console_scripts() -> None:
+    site = "/usr/local/lib/python3.11/dist-packages"
+    old_meta = b"Metadata-Version: 2.1\nName: six\nVersion: 1.16.0\n"
+    new_meta = b"Metadata-Version: 2.1\nName: six\nVersion: 1.17.0\n"
+    six = b"# six 1.17.0\n"
+    script = b"#!/usr/bin/python3\nimport six\n"
+    tree = Tree(
+        {
+            f"{site}/six-1.16.0.dist-info/METADATA": old_meta,
+            f"{site}/six.py": b"# six 1.16.0\n",
+        }
+    )
+    record = _wheel_record(
+        site,
+        {"six.py": six, "../../../bin/six-tool": script, "six-1.17.0.dist-info/METADATA": new_meta},
+    )
+    del tree.container[f"{site}/six-1.16.0.dist-info/METADATA"]
+    tree.container.update(
+        {
+            f"{site}/six-1.17.0.dist-info/METADATA": new_meta,
+            f"{site}/six-1.17.0.dist-info/RECORD": record,
+            f"{site}/six.py": six,
+            "/usr/local/bin/six-tool": script,
+        }
+    )
+    drift = tree.drift()
+    [upgrade] = drift.records
+    assert (upgrade.manager, upgrade.name, upgrade.change) == ("python", "six", "upgraded")
+    assert (upgrade.purl, upgrade.location) == ("pkg:pypi/six@1.17.0", site)
+    assert drift.provenance["/usr/local/bin/six-tool"].runtime_drift
+    assert drift.provenance[f"{site}/six.py"].record is Record.MATCH
+    assert drift.provenance[f"{site}/six-1.17.0.dist-info/RECORD"].record is Record.METADATA
+    assert drift.provenance[f"{site}/six-1.16.0.dist-info/METADATA"].image_package is not None
+
+
+def test_npm_packages_own_their_directories() -> None:
     left = json.dumps({"name": "left-pad", "version": "1.3.0"}).encode()
-    nested = json.dumps({"name": "inner", "version": "9"}).encode()
-    files = {
-        f"{site}/requests-2.30.0.dist-info/METADATA": (old_meta, None),
-        f"{site}/requests-2.31.0.dist-info/METADATA": (None, new_meta),
-        f"{site}/evil_pkg-0.1.dist-info/METADATA": (None, evil),
-        "/app/node_modules/left-pad/package.json": (None, left),
-        "/app/node_modules/left-pad/node_modules/inner/package.json": (None, nested),
+    scoped = json.dumps({"name": "@babel/core", "version": "7.24.0"}).encode()
+    tree = Tree({"/app/package.json": b"{}"})
+    tree.container.update(
+        {
+            "/app/node_modules/left-pad/package.json": left,
+            "/app/node_modules/left-pad/index.js": b"module.exports = 1\n",
+            "/app/node_modules/@babel/core/package.json": scoped,
+        }
+    )
+    drift = tree.drift()
+    assert {(r.name, r.change, r.purl) for r in drift.records} == {
+        ("left-pad", "added", "pkg:npm/left-pad@1.3.0"),
+        ("@babel/core", "added", "pkg:npm/%40babel/core@7.24.0"),
     }
-    changes = {}
-    for path, (old, new) in files.items():
-        kind = ChangeKind.ADDED if old is None else ChangeKind.DELETED
-        changes[path] = _change(path, kind, old, new)
-    before = {p: o for p, (o, _) in files.items() if o is not None}
-    after = {p: n for p, (_, n) in files.items() if n is not None}
-    drift = package_drift(changes, [], before.get, after.get, set())
-    got = {(e["manager"], e["name"], e["change"], e["before"], e["after"]) for e in drift.entries}
-    assert got == {
-        ("python", "requests", "upgraded", "2.30.0", "2.31.0"),
-        ("python", "evil-pkg", "added", None, "0.1"),
-        ("npm", "left-pad", "added", None, "1.3.0"),
-    }
+    index = drift.provenance["/app/node_modules/left-pad/index.js"]
+    assert index.record is Record.UNCHECKED and not index.runtime_drift
+    assert not drift.known  # no system package database: nothing is "unowned"
+
+
+VERSIONS = [
+    "1.0",
+    "1.0~rc1",
+    "1.0-1",
+    "1.0-1~bpo12+1",
+    "1:0.9",
+    "1.10",
+    "1.9",
+    "2.0a",
+    "2.0",
+    "2.0+deb12u1",
+    "6.9.8-1",
+    "3.0.20-1~deb12u2",
+    "3.0.22-1~deb12u2",
+]
+
+
+def test_versions_order_as_dpkg_orders_them() -> None:
+    for a, b in itertools.combinations(VERSIONS, 2):
+        ours = compare_versions(a, b)
+        relation = "lt" if ours < 0 else "eq" if ours == 0 else "gt"
+        oracle = subprocess.run(["dpkg", "--compare-versions", a, relation, b], check=False)
+        assert oracle.returncode == 0, (a, relation, b)
+
+
+@pytest.mark.parametrize(
+    ("manager", "name", "version", "namespace", "qualifiers"),
+    [
+        ("dpkg", "jq", "1.6-2.1+deb12u3", "debian", {"arch": "amd64"}),
+        ("dpkg", "procps", "2:4.0.2-3", "debian", {"arch": "amd64"}),
+        ("python", "Charset_Normalizer", "3.3.2", None, {}),
+        ("npm", "@babel/core", "7.0.0", None, {}),
+        ("rpm", "curl", "7.50.3-1.fc25", "fedora", {"arch": "i386", "epoch": "1"}),
+        ("apk", "curl", "8.5.0-r0", "alpine", {"arch": "x86_64"}),
+        ("dpkg", "a b%c", "1.0~rc1 x", "debian", {"arch": "all"}),
+    ],
+)
+def test_purls_are_the_ones_packageurl_writes(
+    manager: str, name: str, version: str, namespace: str | None, qualifiers: dict[str, str]
+) -> None:
+    kind = {"dpkg": "deb", "python": "pypi"}.get(manager, manager)
+    if kind == "npm" and "/" in name:
+        namespace, name_only = name.split("/")
+    else:
+        name_only = name
+    oracle = PackageURL(kind, namespace, name_only, version, qualifiers or None).to_string()
+    assert purl(manager, name, version, namespace=namespace, qualifiers=qualifiers) == oracle

@@ -24,7 +24,7 @@ from drifttools.analysis.classifier import ChangeContext, rule_findings
 from drifttools.analysis.classifiers.allowlist import Allowlist
 from drifttools.analysis.classifiers.elf import content_facts
 from drifttools.analysis.classifiers.magic import describe
-from drifttools.analysis.classifiers.packages import package_drift
+from drifttools.analysis.classifiers.packages import PackageDrift, package_drift
 from drifttools.analysis.classifiers.persistence import start_scripts
 from drifttools.analysis.classifiers.processes import exposed_ports, process_findings, read_exe
 from drifttools.analysis.classifiers.severity import cap_expected, score
@@ -245,15 +245,8 @@ def classify(
         if sample:
             findings += [yara_finding(m) for m in sample.yara]
         findings += rule_findings(change, ChangeContext(frozenset(tags), starts))
-        findings += packages.findings.get(change.path, [])
-        if (
-            packages.owned is not None
-            and change.change is ChangeKind.ADDED
-            and change.after is not None
-            and change.after.kind == "file"
-            and change.path not in packages.owned
-        ):
-            tags.append("unowned")
+        findings, package_tags = packages.judge(change, findings)
+        tags += package_tags
         rule = allow.match(change.path)
         if rule is not None:
             tags.append("expected")
@@ -271,11 +264,13 @@ def classify(
                 yara=tuple(sample.yara) if sample else change.yara,
                 findings=ordered,
                 content=content,
+                provenance=packages.provenance.get(change.path),
             )
         )
 
     processes = tuple(
-        _classify_process(p, exposed_ports(config), ruleset, cap) for p in report.processes
+        _classify_process(p, exposed_ports(config), ruleset, cap, packages)
+        for p in report.processes
     )
     progress(ProgressEvent(Stage.CLASSIFY_PROCESSES, len(processes), len(processes)))
     description: dict[str, Any] = {
@@ -288,16 +283,20 @@ def classify(
         report,
         changes=tuple(changes),
         processes=processes,
-        packages=tuple(packages.entries),
+        packages=tuple(packages.records),
         notes=tuple(notes),
         classification=description,
     )
 
 
 def _classify_process(
-    process: ProcessRecord, declared: set[tuple[str, int]], ruleset: RuleSet | None, cap: int
+    process: ProcessRecord,
+    declared: set[tuple[str, int]],
+    ruleset: RuleSet | None,
+    cap: int,
+    packages: PackageDrift,
 ) -> ProcessRecord:
-    findings, tags = process_findings(process, declared)
+    findings, tags = process_findings(process, declared, packages)
     errors = list(process.errors)
     magic = None
     content: dict[str, Any] = {}

@@ -81,6 +81,7 @@ def change_to_dict(change: Change, layers: tuple[Layer, ...]) -> dict[str, Any]:
         "attack": list(change.attack),
         "findings": [finding_to_dict(finding) for finding in change.findings],
         "content": plain(change.content),
+        "provenance": plain(change.provenance),
     }
 
 
@@ -155,7 +156,7 @@ def report_to_dict(report: DriftReport) -> dict[str, Any]:
         ],
         "sockets": [plain(socket) for socket in report.sockets],
         "mounts": [plain(mount) for mount in report.mounts],
-        "packages": [dict(package) for package in report.packages],
+        "packages": [plain(package) for package in report.packages],
         "exclusions": [
             {"path": e.path, "reason": e.reason, "subtree": e.subtree} for e in report.exclusions
         ],

@@ -26,7 +26,11 @@ from drifttools.models import (
     Layer,
     MountPoint,
     OpenFile,
+    PackageRecord,
+    PackageRef,
     ProcessRecord,
+    Provenance,
+    Record,
     Severity,
     SocketRecord,
     Target,
@@ -118,7 +122,33 @@ def _change(data: Mapping[str, Any], layer_index: Mapping[str, int]) -> Change:
         yara=tuple(data.get("yara", ())),
         findings=tuple(_finding(f) for f in data.get("findings", ())),
         content=data.get("content") or {},
+        provenance=_provenance(data.get("provenance")),
     )
+
+
+def _package_ref(data: Mapping[str, Any] | None) -> PackageRef | None:
+    return None if data is None else PackageRef(**_known(PackageRef, data))
+
+
+def _provenance(data: Mapping[str, Any] | None) -> Provenance | None:
+    if data is None:
+        return None
+    record = data.get("record")
+    return Provenance(
+        package=_package_ref(data.get("package")),
+        image_package=_package_ref(data.get("image_package")),
+        record=Record(record) if record else None,
+        runtime=bool(data.get("runtime")),
+        listed_as=data.get("listed_as"),
+    )
+
+
+def _package(data: Mapping[str, Any]) -> PackageRecord:
+    found = _known(PackageRecord, data)
+    for name in ("files", "mismatched"):
+        found[name] = tuple(found.get(name, ()))
+    found["severity"] = Severity(found.get("severity", "medium"))
+    return PackageRecord(**found)
 
 
 def _image(data: Mapping[str, Any] | None) -> ImageRef | None:
@@ -169,7 +199,7 @@ def report_from_dict(data: Mapping[str, Any]) -> DriftReport:
         processes=tuple(_process(p) for p in data.get("processes", ())),
         sockets=tuple(_socket(s) for s in data.get("sockets", ())),
         mounts=tuple(MountPoint(**_known(MountPoint, m)) for m in data.get("mounts", ())),
-        packages=tuple(data.get("packages", ())),
+        packages=tuple(_package(p) for p in data.get("packages", ())),
         notes=tuple(data.get("notes", ())),
         classification=data.get("classification"),
     )

@@ -6,10 +6,13 @@
 3. Two or more independent findings at high (different rules) make it critical.
 4. Expected drift (allowlisted) caps the path-based findings (location, persistence,
    tampering, packages) at low; content evidence (YARA, process behaviour) is not capped.
+5. Runtime package drift (a file a package added at runtime installed with the bytes it
+   recorded) caps what the record vouches for at medium.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 from drifttools.models import Finding, Severity
@@ -38,3 +41,20 @@ def score(floor: Severity, findings: Sequence[Finding]) -> Severity:
     if highest is Severity.HIGH and len(high_rules) >= 2:
         return Severity.CRITICAL
     return highest
+
+
+#: What a package's record cannot vouch for: where a file is, set-id bits, capabilities,
+#: what its content matches.
+NOT_VOUCHED = ("location.", "tampering.setid", "tampering.capabilities", "yara:")
+
+
+def cap_runtime_package(findings: Sequence[Finding]) -> list[Finding]:
+    """Findings of a file a package added at runtime installed with the bytes it recorded:
+    what that record vouches for (a service script, a new library, the mtime) no higher
+    than medium; the rest (:data:`NOT_VOUCHED`) keeps its severity."""
+    return [
+        dataclasses.replace(finding, severity=Severity.MEDIUM)
+        if not finding.rule.startswith(NOT_VOUCHED) and finding.severity.rank > Severity.MEDIUM.rank
+        else finding
+        for finding in findings
+    ]
