@@ -64,7 +64,8 @@ def common_output_options(command: Callable[..., Any]) -> Callable[..., Any]:
         type=click.Choice([f.value for f in OutputFormat]),
         default=OutputFormat.TABLE.value,
         show_default=True,
-        help="table for people; json or jsonl for machines.",
+        help="table for people; json or jsonl for machines; cyclonedx: the packages "
+        "added, removed and upgraded, as an SBOM.",
     )(command)
     command = click.option(
         "-o",

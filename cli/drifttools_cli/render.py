@@ -10,8 +10,9 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from drifttools import DriftReport, ProcessRecord, Severity
+from drifttools import Change, DriftReport, PackageRecord, ProcessRecord, Severity
 from drifttools.evidence.report import report_to_json, report_to_jsonl
+from drifttools.evidence.sbom import cyclonedx_json
 from drifttools.text import printable
 
 
@@ -26,6 +27,7 @@ class OutputFormat(StrEnum):
     TABLE = "table"
     JSON = "json"
     JSONL = "jsonl"
+    CYCLONEDX = "cyclonedx"  # the packages added, removed, upgraded: an SBOM
 
 
 _STYLE = {
@@ -39,15 +41,18 @@ _SYMBOL = {"added": "A", "modified": "C", "metadata": "M", "type": "T", "deleted
 
 
 def machine_lines(report: DriftReport, output: OutputFormat) -> Iterator[str]:
-    """The report as JSON (one document) or JSON Lines."""
+    """The report as JSON (one document) or JSON Lines, or its package changes as CycloneDX."""
     if output is OutputFormat.JSON:
         yield report_to_json(report)
+    elif output is OutputFormat.CYCLONEDX:
+        yield cyclonedx_json(report)
     else:
         yield from report_to_jsonl(report)
 
 
 def draw_table(report: DriftReport, console: Console) -> None:
-    """Changes grouped by severity (highest first), then by path; then a summary."""
+    """Changes grouped by severity (highest first), then by path; runtime package drift of no
+    more than low under its package's line; then a summary."""
     target = report.target
     image = target.image
     console.print(
@@ -82,7 +87,8 @@ def draw_table(report: DriftReport, console: Console) -> None:
                 overflow="fold",
                 min_width=24 if column == "path" else None,
             )
-        ordered = sorted(report.changes, key=lambda c: (-c.severity.rank, c.path))
+        shown = [c for c in report.changes if not _grouped(c)]
+        ordered = sorted(shown, key=lambda c: (-c.severity.rank, c.path))
         for change in ordered:
             facts = change.facts
             layer = "" if change.layer is None else str(change.layer)
@@ -112,11 +118,9 @@ def draw_table(report: DriftReport, console: Console) -> None:
                 f" [{printable(','.join(process.tags))}] {','.join(process.attack)}",
             )
         )
+    grouped = {c.path for c in report.changes if _grouped(c)}
     for package in report.packages:
-        fields = (package["manager"], package["name"], package["change"])
-        before, after = package.get("before") or "-", package.get("after") or "-"
-        line = " ".join(printable(str(f)) for f in fields)
-        console.print(Text(f"package {line} {printable(before)} -> {printable(after)}"))
+        console.print(_package_line(package, grouped))
     summary = report.summary()
     counts = ", ".join(
         f"{summary[k]} {k}" for k in ("added", "modified", "metadata", "type", "deleted")
@@ -131,6 +135,33 @@ def draw_table(report: DriftReport, console: Console) -> None:
         console.print(
             Text(f"... and {len(report.errors) - 20} more unreadable (see --format json)")
         )
+
+
+def _grouped(change: Change) -> bool:
+    """Runtime package drift with nothing more to it: told on its package's line."""
+    provenance = change.provenance
+    return (
+        provenance is not None
+        and provenance.runtime_drift
+        and change.severity.rank <= Severity.LOW.rank
+    )
+
+
+def _package_line(package: PackageRecord, grouped: set[str]) -> Text:
+    words = [package.manager, package.name, package.change]
+    words += [f"{package.before or '-'} -> {package.after or '-'}"]
+    words += [w for w in (package.architecture, package.purl) if w]
+    folded = sum(1 for path in package.files if path in grouped)
+    counts = f"{len(package.files)} drifted paths"
+    counts += f" ({folded} as it recorded them, not listed above)" if folded else ""
+    if package.mismatched:
+        counts += f", {len(package.mismatched)} NOT as it recorded them"
+    return Text.assemble(
+        (package.severity.value, _STYLE[package.severity]),
+        " package ",
+        printable(" ".join(words)),
+        f": {counts}",
+    )
 
 
 def _link_suffix(target: str | None) -> str:
