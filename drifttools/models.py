@@ -402,7 +402,7 @@ class PackageRef:
 class Record(StrEnum):
     """How a path's bytes compare with the record its owning package keeps of them."""
 
-    MATCH = "match"  # the digest the package recorded (dpkg md5sums, RECORD, rpm, apk)
+    MATCH = "match"  # the digest the package recorded (md5sums, RECORD ...); a dir it lists
     MISMATCH = "mismatch"  # the package's file, but not the bytes it installed
     CONFFILE_EDITED = "conffile-edited"  # a configuration file edited after install (allowed)
     MISSING = "missing"  # the package lists it, the container no longer has it

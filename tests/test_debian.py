@@ -9,6 +9,7 @@ package installed at runtime included.
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 from collections.abc import Iterator
@@ -18,10 +19,13 @@ from pathlib import Path
 import pytest
 from cyclonedx.schema import SchemaVersion
 from cyclonedx.validation.json import JsonStrictValidator
+from drifttools_cli.render import draw_table
 from packageurl import PackageURL
+from rich.console import Console
 
 import drifttools
 from drifttools import LayerCache, Record, Severity
+from drifttools.evidence.report_read import report_from_dict
 from drifttools.options import BaselineOptions
 from tests import debian
 from tests.conftest import assert_valid_report
@@ -94,6 +98,21 @@ def test_everyday_operations_stay_below_high(benign: tuple[str, drifttools.Drift
     _, report = benign
     assert _loud(report, Severity.HIGH) == []
     assert report.changes and any(c.severity is Severity.MEDIUM for c in report.changes)
+    document = report.to_dict()
+    assert report_from_dict(json.loads(json.dumps(document))).to_dict() == document
+
+
+def test_the_table_tells_runtime_package_drift_under_its_package(
+    benign: tuple[str, drifttools.DriftReport],
+) -> None:
+    _, report = benign
+    console = Console(width=400, record=True, file=io.StringIO())
+    draw_table(report, console)
+    text = console.export_text()
+    procps = next(p for p in report.packages if p.name == "procps")
+    [line] = [line for line in text.splitlines() if procps.purl in line]
+    assert line.startswith("medium package dpkg procps added - -> ")
+    assert "/usr/bin/ps " not in text and "/etc/init.d/procps " in text
 
 
 def _deb_purl(fields: dict[str, str]) -> str:

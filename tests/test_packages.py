@@ -325,6 +325,34 @@ def test_a_process_of_a_runtime_package_is_lowered_to_medium() -> None:
     assert {f.rule: f.severity for f in findings}["process.library-not-in-image"] is Severity.HIGH
 
 
+def test_a_process_running_what_a_runtime_upgrade_replaced_is_lowered() -> None:
+    """dpkg renames an upgrade's files over the ones a running process has mapped."""
+    libz, new_libz = b"\x7fELF libz 1", b"\x7fELF libz 1+deb12u1"
+    zlib = ("zlib1g", "amd64", "1:1.2.13.dfsg-1")
+    library = "/usr/lib/x86_64-linux-gnu/libz.so.1.2.13"
+    md5sums = f"{INFO}/zlib1g:amd64.md5sums"
+    tree = _bookworm()
+    tree.image.update({STATUS: _status(COREUTILS, zlib), library: libz})
+    tree.image[md5sums] = f"{_md5(libz)}  lib/x86_64-linux-gnu/libz.so.1.2.13\n".encode()
+    tree.container = dict(tree.image)
+    tree.container[STATUS] = _status(COREUTILS, (*zlib[:2], "1:1.2.13.dfsg-1+deb12u1"))
+    tree.container[md5sums] = f"{_md5(new_libz)}  lib/x86_64-linux-gnu/libz.so.1.2.13\n".encode()
+    tree.container[library] = new_libz
+    drift = tree.drift(binaries={library})
+    app = _process(
+        exe="/usr/bin/cat",
+        exe_sha256=hashlib.sha256(CAT).hexdigest(),
+        libraries=(library + " (deleted)",),
+        tags=("library-deleted",),
+    )
+    [finding] = process_findings(app, set(), drift)[0]
+    assert (finding.rule, finding.severity) == ("process.library-deleted", Severity.MEDIUM)
+    assert "zlib1g 1:1.2.13.dfsg-1+deb12u1" in finding.detail
+    gone = _process(libraries=("/tmp/.hidden.so (deleted)",), tags=("library-deleted",))
+    [finding] = process_findings(gone, set(), drift)[0]
+    assert finding.severity is Severity.HIGH  # not an image library a package replaced
+
+
 def _q1(data: bytes) -> str:
     return "Q1" + base64.b64encode(hashlib.sha1(data).digest()).decode()
 

@@ -299,6 +299,8 @@ def _file_record(change: Change, owner: _Owner, container: Side) -> tuple[Record
     first = owner.owned[0]
     if change.after is None:
         return Record.MISSING, first
+    if change.after.kind == "dir":
+        return Record.MATCH, first  # a directory it lists: nothing more to compare
     recorded = [o for o in owner.owned if o.digest is not None]
     if change.after.kind != "file" or not recorded:
         return Record.UNCHECKED, first
