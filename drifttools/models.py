@@ -84,7 +84,10 @@ class Layer:
     size: int  # bytes of the blob as stored
     created_by: str | None  # the history step (Dockerfile instruction) that made it
     verified: bool  # every digest of this layer checked and equal
-    source: str  # "archive" (read and hashed now) or "cache" (verified when cached)
+    # how it was read: "archive" (an image archive or layout, hashed now), "stream" (an
+    # engine's image export), "engine-store" (the engine's layer store or content store),
+    # "snapshot-lowerdir" (unpacked, not verifiable) or "cache" (verified when cached)
+    source: str
     problems: tuple[str, ...] = ()
 
 
@@ -194,7 +197,7 @@ class ContainerInfo:
     JSON is kept verbatim in ``raw`` because it is evidence.
     """
 
-    runtime: str  # docker | containerd
+    runtime: str  # docker | containerd | offline (a dead host's root, a checkpoint)
     id: str
     name: str
     image_id: str  # sha256:<hex> of the image config
@@ -202,7 +205,7 @@ class ContainerInfo:
     diff_ids: tuple[str, ...]
     status: str  # running | paused | exited | created ...
     pid: int | None  # host pid of the container's init process when running
-    storage_driver: str
+    storage_driver: str  # Docker's storage driver, containerd's snapshotter
     upper_dir: str | None  # the overlay upper dir on the host, when the driver has one
     mounts: tuple[MountPoint, ...] = ()  # from the engine's record (volumes, binds, tmpfs)
     posture: Mapping[str, Any] = field(default_factory=dict)
@@ -239,9 +242,9 @@ class FilesystemState:
     """
 
     mount: str  # where it is mounted in the container, "/" for the rootfs
-    view: str  # merged | upper
+    view: str  # merged | upper | partial
     source: str  # where it was read from (a path, an archive) — for the record
-    method: str  # how: walk | archive
+    method: str  # how: walk | archive | export
     tree: Tree  # the entries, held compactly by the native core
     has_baseline: bool = True  # False for tmpfs, volumes and bind mounts: all is added
     top: str | None = None  # the container path of the tree's root when not the mount's
