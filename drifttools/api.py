@@ -26,6 +26,7 @@ from drifttools.baseline.image import load_image, require_verified
 from drifttools.evidence.report import now_rfc3339
 from drifttools.models import (
     ContainerInfo,
+    ContainerListing,
     DriftReport,
     Exclusion,
     ImageIndex,
@@ -296,7 +297,7 @@ def processes(
     return tag_processes(records, baseline.entries)
 
 
-def running_containers(runtime: Runtime | None = None) -> list[dict[str, Any]]:
+def running_containers(runtime: Runtime | None = None) -> list[ContainerListing]:
     """Running containers, each with the number of paths its overlay upper dir holds.
 
     A quick triage count (no hashing, no baseline): 0 means nothing was written.
@@ -309,14 +310,14 @@ def running_containers(runtime: Runtime | None = None) -> list[dict[str, Any]]:
             tree = _native.walk(info.upper_dir, hash_max_size=0)
             changed = sum(1 for entry in tree if entry.kind != "dir")
         rows.append(
-            {
-                "id": info.id[:12],
-                "name": info.name,
-                "image": info.image_ref,
-                "status": info.status,
-                "pid": info.pid,
-                "upper_paths": changed,
-                "privileged": info.posture.get("privileged", False),
-            }
+            ContainerListing(
+                id=info.id[:12],
+                name=info.name,
+                image=info.image_ref,
+                status=info.status,
+                pid=info.pid,
+                upper_paths=changed,
+                privileged=info.posture.privileged,
+            )
         )
     return rows

@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 import drifttools
-from drifttools.acquisition.runtime import runtime_for
+from drifttools.acquisition.runtime import DEFAULT_RUNTIME, ENGINES, runtime_for
 from drifttools.atomic import atomic_output
 from drifttools.baseline.cache import default_cache_dir
 from drifttools.progress import Progress as ProgressCallback
@@ -316,8 +316,8 @@ def ps(container: str, env_values: bool, endpoint: str | None, output: str) -> N
 @click.option(
     "--runtime",
     "runtime_name",
-    type=click.Choice(["docker", "containerd"]),
-    default="docker",
+    type=click.Choice(ENGINES),
+    default=DEFAULT_RUNTIME,
     show_default=True,
     help="Which engine to list.",
 )
@@ -337,7 +337,7 @@ def list_containers(runtime_name: str, endpoint: str | None, output: str) -> Non
         runtime = runtime_for(None, endpoint=endpoint, runtime=runtime_name)
         rows = drifttools.running_containers(runtime)
     if output == "json":
-        click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
+        click.echo(json.dumps([asdict(row) for row in rows], indent=2, ensure_ascii=False))
     else:
         draw_containers(rows, stdout_console())
 

@@ -22,8 +22,10 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from drifttools import _native
-from drifttools.acquisition.runtime import offline_location, split_reference
-from drifttools.acquisition.runtimes.containerd import spec_mounts, spec_posture
+from drifttools.acquisition.runtime import split_reference
+from drifttools.acquisition.runtimes.containerd.records import spec_mounts
+from drifttools.acquisition.runtimes.disk import offline_location
+from drifttools.acquisition.runtimes.posture import spec_posture
 from drifttools.errors import ContainerNotFound, ImageNotFound, RootfsError, RuntimeUnavailable
 from drifttools.models import ContainerInfo, FilesystemState, Snapshot, Target
 
@@ -139,7 +141,6 @@ class CheckpointRuntime:
     """A checkpoint archive as a (stopped) container; its image comes from ``image``."""
 
     name = "checkpoint"
-    host_access = False
 
     def __init__(self, path: str | Path, *, image: str | Path | None = None) -> None:
         self.archive = CheckpointArchive(path)
@@ -190,7 +191,7 @@ class CheckpointRuntime:
                     _whiteouts(deleted),
                 )
             )
-        processes = info.raw.get("processes") or []
+        processes = self.archive.processes()
         notes = [f"checkpoint archive {self.archive.path}: rootfs-diff.tar and deleted.files"]
         if processes:
             notes.append(
@@ -201,7 +202,7 @@ class CheckpointRuntime:
             runtime="offline",
             id=info.id,
             name=info.name,
-            details={"status": info.status, "posture": dict(info.posture)},
+            details={"status": info.status, "posture": info.posture.to_dict()},
         )
         return Snapshot(
             target=target,
@@ -214,7 +215,11 @@ class CheckpointRuntime:
     def list_running(self) -> list[ContainerInfo]:
         return [self.resolve()]
 
-    def image_config(self, image_id: str) -> bytes | None:
+    def engine_pids(self, info: ContainerInfo) -> list[int]:
+        """None: the dumped processes are in the archive, not running."""
+        return []
+
+    def image_config(self, info: ContainerInfo) -> bytes | None:
         return None
 
     def stored_layers(self, info: ContainerInfo) -> None:
