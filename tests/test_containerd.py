@@ -22,7 +22,8 @@ import pytest
 import drifttools
 from drifttools import ChangeKind, ContainerNotFound, LayerCache
 from drifttools.acquisition.runtime import runtime_for
-from drifttools.acquisition.runtimes.containerd import ContainerdRuntime, parse_target
+from drifttools.acquisition.runtimes.containerd.records import parse_selector
+from drifttools.acquisition.runtimes.containerd.runtime import ContainerdRuntime
 from drifttools.errors import RuntimeUnavailable
 from drifttools.options import BaselineOptions
 from tests.conftest import assert_valid_report
@@ -265,6 +266,9 @@ def test_diff_matches_the_docker_path(
     assert via_grpc.processes[0].cmdline == ("sleep", "100000")  # exec sleep in entrypoint
     assert info.upper_dir and info.upper_dir.endswith("/fs")
     assert info.name == "default/web-1/app"
+    # what the baseline reads back is typed on the record, not in its raw JSON
+    assert info.namespace == "k8s.io" and len(info.lower_dirs) == 4
+    assert info.image_manifest and info.image_manifest.config.digest == info.image_id
 
 
 def test_baseline_reads_blobs_through_content_read(ctd: Daemon, tmp_path: Path) -> None:
@@ -307,7 +311,7 @@ def test_targets_and_listing_across_namespaces(ctd: Daemon, runtime: ContainerdR
     assert runtime.resolve(f"containerd://{plain[:12]}").id == plain  # every namespace
     listed = {(i.raw["namespace"], i.id) for i in runtime.list_running()}
     assert ("default", plain) in listed and ("k8s.io", sidecar_pod) in listed
-    assert parse_target("k8s://prod/web/nginx").container == "nginx"
+    assert parse_selector("k8s://prod/web/nginx").container == "nginx"
     assert isinstance(runtime_for("k8s://a/b", endpoint=ctd.socket), ContainerdRuntime)
 
 

@@ -24,7 +24,7 @@ import pytest
 import drifttools
 from drifttools import ChangeKind, LayerCache
 from drifttools.acquisition.runtime import runtime_for
-from drifttools.acquisition.runtimes.containerd import ContainerdRuntime
+from drifttools.acquisition.runtimes.containerd.runtime import ContainerdRuntime
 from drifttools.acquisition.runtimes.containerd_root import ContainerdRootRuntime
 from drifttools.acquisition.runtimes.docker_root import DockerRootRuntime
 from drifttools.baseline.images.layer_store import chain_ids
