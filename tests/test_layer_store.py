@@ -194,17 +194,18 @@ def test_a_file_swapped_for_a_symlink_to_the_host_is_never_followed(
     assert entry.error is not None and entry.error.startswith("stored layer: symlink")
 
 
-def test_a_corrupt_tar_split_is_a_layer_error(stored: list, tmp_path: Path) -> None:
+def test_a_corrupt_tar_split_is_a_layer_error(tmp_path: Path) -> None:
     from drifttools.errors import LayerCorrupt
 
-    layer, _ = stored[0]
-    copy = _copy(layer, tmp_path)
-    copy.tar_split.write_bytes(b'{"type":2,"payload":"not base64!","position":0}\n')
+    diff_id = "sha256:" + hashlib.sha256(b"a layer").hexdigest()
+    layer = StoredLayer(diff_id, diff_id, tmp_path / "tar-split.json.gz", tmp_path / "diff")
+    layer.directory.mkdir()
+    layer.tar_split.write_bytes(b'{"type":2,"payload":"not base64!","position":0}\n')
     with pytest.raises(LayerCorrupt, match="tar-split"):
-        read_stored_layer(copy)
-    copy.tar_split.unlink()
+        read_stored_layer(layer)
+    layer.tar_split.unlink()
     with pytest.raises(ImageNotFound):
-        read_stored_layer(copy)
+        read_stored_layer(layer)
 
 
 def _fake_store(stored: list, root: Path, driver: str) -> list[StoredLayer]:
