@@ -49,6 +49,18 @@ class BlobSource(Protocol):
     def size(self, name: str) -> int: ...
 
 
+class ImageFormat(Protocol):
+    """A blob source made from a path: an archive file, a layout directory ..."""
+
+    def accepts(self, path: Path) -> bool:
+        """Whether this format reads the image at ``path``."""
+        ...
+
+    def __call__(self, path: Path) -> BlobSource:
+        """Open the image at ``path``."""
+        ...
+
+
 @dataclass(frozen=True)
 class _Manifest:
     name: str | None  # the image's tag, when the archive names it
@@ -65,13 +77,17 @@ class _LayerBlob:
     size: int | None
 
 
+#: The forms an image given by path can take, each a module of :mod:`drifttools.baseline.images`
+#: whose class says which paths it ``accepts``; the first that does reads it.
+IMAGE_FORMATS: tuple[ImageFormat, ...] = (DirectoryBlobs, ArchiveBlobs)
+
+
 def open_blobs(path: Path) -> BlobSource:
-    """The blob source for an archive file or a layout directory."""
-    if path.is_dir():
-        return DirectoryBlobs(path)
-    if not path.exists():
-        raise ImageNotFound(f"image not found: {path}")
-    return ArchiveBlobs(path)
+    """The blob source for an image at ``path`` (see :data:`IMAGE_FORMATS`)."""
+    for image_format in IMAGE_FORMATS:
+        if image_format.accepts(path):
+            return image_format(path)
+    raise ImageNotFound(f"image not found: {path}")
 
 
 def load_image(
