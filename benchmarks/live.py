@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from drifttools import LayerCache
+from drifttools import ContainerInfo, LayerCache
 from drifttools.acquisition.runtimes.docker import DockerRuntime
 from drifttools.baseline.container import container_baseline
 
@@ -38,7 +38,7 @@ i=0; while [ $i -lt 100 ]; do rm /data/d0002/f$(printf %07d $((2000+i))); i=$((i
 class SaveOnlyRuntime(DockerRuntime):
     """The same engine without host access to its store: the baseline comes from `docker save`."""
 
-    def image_config(self, image_id: str) -> bytes | None:
+    def image_config(self, info: ContainerInfo) -> bytes | None:
         return None
 
     def stored_layers(self, info):  # type: ignore[no-untyped-def]

@@ -11,16 +11,22 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from drifttools import _native
 from drifttools.acquisition.processes import read_processes
-from drifttools.acquisition.runtime import Runtime, offline_location, runtime_for, split_reference
+from drifttools.acquisition.runtime import Runtime, checkpoint_path, runtime_for
 from drifttools.acquisition.snapshot import container_pids_of
 from drifttools.analysis.diff import DEFAULT_EXCLUSIONS
 from drifttools.analysis.process_tags import tag_processes
 from drifttools.evidence.bundle import BundleResult, BundleWriter
-from drifttools.models import DriftReport, Exclusion, ImageIndex, ProcessRecord, Snapshot
+from drifttools.models import (
+    ContainerListing,
+    DriftReport,
+    Exclusion,
+    ImageIndex,
+    ProcessRecord,
+    Snapshot,
+)
 from drifttools.options import (
     DEFAULT_ACQUISITION,
     DEFAULT_BASELINE,
@@ -100,9 +106,7 @@ def diff_checkpoint(
 ) -> DriftReport:
     """Diff a Kubernetes checkpoint archive's changes against its image (a ``docker save``
     tar or an OCI layout); ``checkpoint:///path.tar`` references are taken too."""
-    if split_reference(str(archive))[0] == "checkpoint":
-        archive = offline_location(str(archive))[0]
-    source = Checkpoint(Path(archive), Path(image))
+    source = Checkpoint(checkpoint_path(str(archive)) or Path(archive), Path(image))
     options = RunOptions(DEFAULT_ACQUISITION, baseline, exclusions, classification)
     return run(source, options, progress=progress).report
 
@@ -181,7 +185,7 @@ def processes(
     return tag_processes(records, image.entries)
 
 
-def running_containers(runtime: Runtime | None = None) -> list[dict[str, Any]]:
+def running_containers(runtime: Runtime | None = None) -> list[ContainerListing]:
     """Running containers, each with the number of paths its overlay upper dir holds.
 
     A quick triage count (no hashing, no baseline): 0 means nothing was written.
@@ -194,14 +198,14 @@ def running_containers(runtime: Runtime | None = None) -> list[dict[str, Any]]:
             tree = _native.walk(info.upper_dir, hash_max_size=0)
             changed = sum(1 for entry in tree if entry.kind != "dir")
         rows.append(
-            {
-                "id": info.id[:12],
-                "name": info.name,
-                "image": info.image_ref,
-                "status": info.status,
-                "pid": info.pid,
-                "upper_paths": changed,
-                "privileged": info.posture.get("privileged", False),
-            }
+            ContainerListing(
+                id=info.id[:12],
+                name=info.name,
+                image=info.image_ref,
+                status=info.status,
+                pid=info.pid,
+                upper_paths=changed,
+                privileged=info.posture.privileged,
+            )
         )
     return rows

@@ -101,7 +101,10 @@ class Layer:
     size: int  # bytes of the blob as stored
     created_by: str | None  # the history step (Dockerfile instruction) that made it
     verified: bool  # every digest of this layer checked and equal
-    source: str  # "archive" (read and hashed now) or "cache" (verified when cached)
+    # how it was read: "archive" (an image archive or layout, hashed now), "stream" (an
+    # engine's image export), "engine-store" (the engine's layer store or content store),
+    # "snapshot-lowerdir" (unpacked, not verifiable) or "cache" (verified when cached)
+    source: str
     problems: tuple[str, ...] = ()
 
 
@@ -224,15 +227,108 @@ class MountPoint:
     kind: str  # rootfs | tmpfs | volume | bind | engine | pseudo
 
 
+class PostureSource(StrEnum):
+    """Which record a posture was read from; it says how the capabilities are written."""
+
+    DOCKER = "docker"  # Docker's HostConfig: changes to the engine's default capability set
+    OCI_SPEC = "oci-spec"  # an OCI runtime spec (containerd, a checkpoint): the effective set
+
+
+@dataclass(frozen=True, slots=True)
+class Posture:
+    """How exposed the host is to a container: the investigator's context.
+
+    One shape for every runtime. What a record does not say is None: Docker's record
+    lists capability changes, not the effective set, and leaves the user namespace to
+    the daemon's ``userns-remap``; an OCI spec lists the effective set and its
+    namespaces, but no ``--userns`` mode.
+    """
+
+    source: PostureSource
+    privileged: bool
+    user: str  # "uid:gid" (OCI spec) or Docker's --user, "root (image default)" when unset
+    read_only_rootfs: bool
+    host_pid: bool
+    host_network: bool
+    host_ipc: bool
+    host_uts: bool
+    seccomp: str  # Docker: "default", "unconfined" or a profile; OCI: "profile" | "unconfined"
+    apparmor: str | None
+    no_new_privileges: bool
+    capabilities: tuple[str, ...] | None = None  # the effective set, sorted (OCI spec)
+    cap_add: tuple[str, ...] = ()  # added to the engine's default set (Docker)
+    cap_drop: tuple[str, ...] = ()  # dropped from it (Docker)
+    user_namespace: bool | None = None  # in a user namespace of its own (OCI spec)
+    userns_mode: str | None = None  # Docker's --userns setting ("host"), when set
+    devices: tuple[str | None, ...] = ()  # host device paths handed in
+    sensitive_mounts: tuple[str, ...] = ()  # mounted host paths that hand it the host
+    host_paths: tuple[str, ...] = ()  # host paths bind-mounted in
+
+    def to_dict(self) -> dict[str, Any]:
+        """The report's ``target.posture``: each record's vocabulary, as report v1 writes it
+        (Docker: ``cap_add``, ``cap_drop`` and ``userns`` the mode; OCI spec:
+        ``capabilities`` and ``userns`` whether it has its own)."""
+        if self.source is PostureSource.OCI_SPEC:
+            capabilities: dict[str, Any] = {"capabilities": list(self.capabilities or ())}
+            userns: Any = self.user_namespace
+        else:
+            capabilities = {"cap_add": list(self.cap_add), "cap_drop": list(self.cap_drop)}
+            userns = self.userns_mode
+        return {
+            "privileged": self.privileged,
+            **capabilities,
+            "user": self.user,
+            "read_only_rootfs": self.read_only_rootfs,
+            "host_pid": self.host_pid,
+            "host_network": self.host_network,
+            "host_ipc": self.host_ipc,
+            "host_uts": self.host_uts,
+            "userns": userns,
+            "seccomp": self.seccomp,
+            "apparmor": self.apparmor,
+            "no_new_privileges": self.no_new_privileges,
+            "devices": list(self.devices),
+            "sensitive_mounts": list(self.sensitive_mounts),
+            "host_paths": list(self.host_paths),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Descriptor:
+    """An OCI content descriptor: how an index or a manifest names a blob."""
+
+    digest: str  # sha256:<hex>
+    media_type: str = ""
+    size: int | None = None  # bytes, when the descriptor says
+
+    @classmethod
+    def of(cls, data: Mapping[str, Any]) -> Descriptor:
+        """The descriptor in OCI JSON (``digest``, ``mediaType``, ``size``)."""
+        return cls(str(data.get("digest", "")), str(data.get("mediaType", "")), data.get("size"))
+
+
+@dataclass(frozen=True)
+class ImageManifest:
+    """An image's manifest, reached from ``target`` through any index (this platform's
+    entry), each document checked against the digest that named it."""
+
+    target: Descriptor  # where the chain starts: an image record's target, an index entry
+    digest: str  # the manifest's own digest
+    config: Descriptor
+    layers: tuple[Descriptor, ...]  # bottom first
+    platform: str  # the platform chosen, e.g. linux/amd64
+    problems: tuple[str, ...] = ()  # documents that did not hash to their digest
+
+
 @dataclass(frozen=True)
 class ContainerInfo:
     """What a runtime knows of a container: ids, image, state, storage, posture.
 
     Runtime-neutral: no engine client escapes ``runtimes/``; the engine's own
-    JSON is kept verbatim in ``raw`` because it is evidence.
+    JSON is kept verbatim in ``raw`` because it is evidence (written, never read back).
     """
 
-    runtime: str  # docker | containerd
+    runtime: str  # docker | containerd | offline (a dead host's root, a checkpoint)
     id: str
     name: str
     image_id: str  # sha256:<hex> of the image config
@@ -240,16 +336,32 @@ class ContainerInfo:
     diff_ids: tuple[str, ...]
     status: str  # running | paused | exited | created ...
     pid: int | None  # host pid of the container's init process when running
-    storage_driver: str
+    storage_driver: str  # Docker's storage driver, containerd's snapshotter
     upper_dir: str | None  # the overlay upper dir on the host, when the driver has one
+    posture: Posture
     mounts: tuple[MountPoint, ...] = ()  # from the engine's record (volumes, binds, tmpfs)
-    posture: Mapping[str, Any] = field(default_factory=dict)
     engine: Mapping[str, Any] = field(default_factory=dict)  # versions, socket used
     raw: Mapping[str, Any] = field(default_factory=dict)
+    namespace: str | None = None  # the engine's namespace (containerd); None where none
+    lower_dirs: tuple[str, ...] = ()  # the snapshot's overlay lower dirs on the host, top first
+    image_manifest: ImageManifest | None = None  # as the engine's content store resolves it
 
     @property
     def running(self) -> bool:
         return self.pid is not None
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerListing:
+    """One running container in a listing: a quick triage row, no hashing, no baseline."""
+
+    id: str  # the first 12 characters
+    name: str
+    image: str | None
+    status: str
+    pid: int | None
+    upper_paths: int | None  # non-directories in its overlay upper dir; None: not readable
+    privileged: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,7 +389,7 @@ class FilesystemState:
     """
 
     mount: str  # where it is mounted in the container, "/" for the rootfs
-    view: str  # merged | upper
+    view: str  # merged | upper | partial
     source: str  # where it was read from (a path, an archive) — for the record
     method: str  # how: walk | archive | export | checkpoint (content not read again)
     tree: Tree  # the entries, held compactly by the native core

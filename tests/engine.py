@@ -5,12 +5,15 @@ Tests may exec into their own test containers to drift them; drifttools never do
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import subprocess
 import uuid
 from pathlib import Path
 
 BUSYBOX = Path("/bin/busybox")  # Debian's busybox-static, installed by scripts/setup
+BUSYBOX_SHA256 = hashlib.sha256(BUSYBOX.read_bytes()).hexdigest()
+MEMFD_EXEC = Path(__file__).parent / "memfd_exec.c"  # runs a program from a memfd
 
 
 def docker(*args: str, input: bytes | None = None, check: bool = True) -> str:
@@ -79,3 +82,10 @@ def compile_c(source: Path, output: Path, *flags: str) -> Path:
         timeout=120,
     )
     return output
+
+
+def build_memfd_image(tag: str, context: Path, dockerfile: str) -> str:
+    """:func:`build_image` with the static memfd helper beside busybox (``COPY memfd_exec``)."""
+    context.mkdir(parents=True, exist_ok=True)
+    compile_c(MEMFD_EXEC, context / "memfd_exec", "-static")
+    return build_image(tag, context, dockerfile)

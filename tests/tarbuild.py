@@ -230,3 +230,47 @@ def legacy_archive(
     ).encode()
     _write_tar(path, files)
     return BuiltImage(path, sha256(config), diff_ids, [])
+
+
+def busybox_like_layers() -> list[bytes]:
+    """Four layers shaped like conftest's busybox test image, made without the engine.
+
+    A binary, its applet symlinks, then a layer of files (a hardlink among them) and one
+    that deletes a file (whiteout), replaces a directory's content (opaque) and replaces a
+    directory by a file.
+    """
+    applets = ["sh", "ls", "sleep"]
+    return [
+        layer_tar([directory("bin"), file("bin/busybox", b"\x7fELF busybox stand-in", 0o755)]),
+        layer_tar(
+            [directory("bin"), *(symlink(f"bin/{name}", "/bin/busybox") for name in applets)]
+        ),
+        layer_tar(
+            [
+                directory("etc"),
+                file("etc/gone", b"gone\n"),
+                directory("opt"),
+                directory("opt/app"),
+                file("opt/app/a", b"hello\n"),
+                hardlink("opt/app/hard", "opt/app/a"),
+                directory("opt/app/sub"),
+                file("opt/app/sub/b", b"b\n"),
+                directory("replaced"),
+                file("replaced/x", b"x\n"),
+                directory("tmp", 0o1777),
+                directory("var"),
+                directory("var/log"),
+                file("entrypoint.sh", b"#!/bin/sh\nexec sleep 100000\n", 0o755),
+            ]
+        ),
+        layer_tar(
+            [
+                directory("etc"),
+                whiteout("etc/gone"),
+                directory("opt/app/sub"),
+                opaque("opt/app/sub"),
+                file("opt/app/sub/c", b"new\n"),
+                file("replaced", b"file\n"),
+            ]
+        ),
+    ]

@@ -11,18 +11,18 @@ import pytest
 
 from drifttools.acquisition.runtimes.bbolt import BoltDB, BoltError, Bucket
 from drifttools.acquisition.runtimes.containerd_root import META_DB
-from tests.test_containerd import cleanup_daemon, image_tar, start_daemon
-
-__all__ = ["image_tar"]
+from tests.containerd_daemon import cleanup_daemon, start_daemon
 
 LABELS = {f"drifttools.test/key-{n:04d}": f"value-{n}" * 3 for n in range(600)}
 
 
 @pytest.fixture(scope="module")
-def database(image_tar: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+def database(
+    containerd_image_tar: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict]:
     """A stopped containerd's root: a namespace with 600 labels (many leaf pages under a
     branch page), a container (its spec spans pages), and what ctr said about them."""
-    daemon = start_daemon(tmp_path_factory.mktemp("bbolt"), image_tar)
+    daemon = start_daemon(tmp_path_factory.mktemp("bbolt"), containerd_image_tar)
     try:
         daemon.ctr("namespaces", "create", "labelled")
         daemon.ctr("namespaces", "label", "labelled", *(f"{k}={v}" for k, v in LABELS.items()))

@@ -1,6 +1,6 @@
 """Evidence bundles of a real container: executables kept, every byte verified, sealed output.
 
-The scene (FROM scratch: busybox and the static memfd helper) runs a fileless
+The scene (:mod:`tests.evidence_scene`, conftest's ``evidence_scene``) runs a fileless
 process from a memfd and a binary it dropped into /tmp, and holds a file with a
 hostile name. Bundles are taken with the real engine, read back without it.
 """
@@ -15,7 +15,6 @@ import re
 import shutil
 import subprocess
 import tarfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,105 +25,30 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from drifttools_cli.evidence import bundle as bundle_command
 from drifttools_cli.evidence import verify as verify_command
 
-import drifttools
 from drifttools import bundle
-from drifttools.acquisition.cgroups import container_pids
-from drifttools.acquisition.processes import read_processes
 from drifttools.errors import BundleCorrupt
 from drifttools.evidence.bundle import Bundle, open_bundle, verify_bundle
 from drifttools.evidence.bundle.layout import ACQUISITION, ACTIONS, MANIFEST, write_tar
 from drifttools.evidence.bundle.members import Members
-from drifttools.evidence.report_read import report_from_dict
 from drifttools.options import BaselineOptions, BundleOptions
-from tests.conftest import assert_valid_report
-from tests.engine import BUSYBOX, build_image, compile_c, docker, unique
+from tests.engine import BUSYBOX, BUSYBOX_SHA256
+from tests.evidence_scene import HOSTILE
+from tests.reports import assert_valid_report
 
-HERE = Path(__file__).parent
 BUSYBOX_BYTES = BUSYBOX.read_bytes()
-BUSYBOX_SHA256 = hashlib.sha256(BUSYBOX_BYTES).hexdigest()
 NS_STAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z")
 
-SCENE_DOCKERFILE = """\
-FROM scratch
-COPY busybox /bin/busybox
-COPY memfd_exec /bin/memfd_exec
-RUN ["/bin/busybox", "--install", "-s", "/bin"]
-RUN mkdir -p /tmp /etc && echo "root:x:0:0::/:/bin/sh" > /etc/passwd
-"""
-
-#: Drops a binary and runs it, runs busybox from a memfd, leaves a hostile name and a symlink.
-SCENE = r"""
-cp /bin/busybox /tmp/busybox.drop
-printf 'x' > "/tmp/pi|pe%41$(printf '\033')[2J"
-ln -s /etc/passwd /tmp/link
-memfd_exec /bin/busybox sleep 100003 &
-/tmp/busybox.drop sleep 100004 &
-exec sleep 100000
-"""
-HOSTILE = "/tmp/pi|pe%41\x1b[2J"
-
 
 @pytest.fixture(scope="module")
-def scene(engine: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
-    """The running scene, a warm layer cache, and a signing key pair."""
-    work = tmp_path_factory.mktemp("bundle-scene")
-    context = work / "context"
-    context.mkdir()
-    compile_c(HERE / "memfd_exec.c", context / "memfd_exec", "-static")
-    tag = f"{unique('drifttools-bundle')}:1"
-    build_image(tag, context, SCENE_DOCKERFILE)
-    name = unique("drifttools-bundle")
-    docker("run", "-d", "--name", name, tag, "sh", "-c", SCENE)
-    try:
-        container_id = docker("inspect", "--format", "{{.Id}}", name).strip()
-        deadline = time.monotonic() + 30
-        while True:
-            records, _ = read_processes(container_pids(container_id))
-            states = {r.cmdline[-1]: r.exe_state for r in records if r.cmdline}
-            if states.get("100003") == "memfd" and states.get("100004") == "present":
-                break
-            assert time.monotonic() < deadline, f"scene not up: {states}"
-            time.sleep(0.1)
-        cache = drifttools.LayerCache(work / "cache")
-        # warm: every bundle reads the layers the same way
-        drifttools.diff(name, baseline=BaselineOptions(cache=cache))
-        key = Ed25519PrivateKey.generate()
-        private, public = work / "key.pem", work / "key.pub"
-        private.write_bytes(
-            key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            )
-        )
-        public.write_bytes(
-            key.public_key().public_bytes(
-                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-            )
-        )
-        yield {
-            "name": name,
-            "id": container_id,
-            "cache": cache,
-            "key": private,
-            "pub": public,
-            "work": work,
-        }
-    finally:
-        docker("rm", "-f", name, check=False)
-        docker("rmi", "-f", tag, check=False)
-
-
-@pytest.fixture(scope="module")
-def sealed(scene: dict) -> dict:
+def sealed(evidence_scene: dict) -> dict:
     """Two signed tar bundles of the unchanged scene, and a directory bundle."""
-    out = scene["work"] / "bundles"
-    baseline = BaselineOptions(cache=scene["cache"])
-    signed = BundleOptions(operator="alice", case_id="CASE-42", sign_key=scene["key"])
+    out = evidence_scene["work"] / "bundles"
+    baseline = BaselineOptions(cache=evidence_scene["cache"])
+    signed = BundleOptions(operator="alice", case_id="CASE-42", sign_key=evidence_scene["key"])
     unsigned = BundleOptions(operator="alice", case_id="CASE-42", directory=True)
-    first = bundle(scene["name"], out / "first.tar", baseline=baseline, evidence=signed)
-    second = bundle(scene["name"], out / "second.tar", baseline=baseline, evidence=signed)
-    directory = bundle(scene["name"], out / "dir", baseline=baseline, evidence=unsigned)
+    first = bundle(evidence_scene["name"], out / "first.tar", baseline=baseline, evidence=signed)
+    second = bundle(evidence_scene["name"], out / "second.tar", baseline=baseline, evidence=signed)
+    directory = bundle(evidence_scene["name"], out / "dir", baseline=baseline, evidence=unsigned)
     return {"first": first, "second": second, "dir": directory, "out": out}
 
 
@@ -187,23 +111,27 @@ def test_acquisition_record_and_action_log(sealed: dict) -> None:
     assert [order.index(step) for step in steps] == sorted(order.index(s) for s in steps)
 
 
-def test_verify_passes_with_the_key_and_fails_with_another(sealed: dict, scene: dict) -> None:
-    result = verify_bundle(sealed["first"].path, public_key=scene["pub"])
+def test_verify_passes_with_the_key_and_fails_with_another(
+    sealed: dict, evidence_scene: dict
+) -> None:
+    result = verify_bundle(sealed["first"].path, public_key=evidence_scene["pub"])
     assert result.ok and result.signed and result.sha256 == sealed["first"].sha256
     digest_line = sealed["first"].digest_file.read_text()
     assert digest_line == f"{sealed['first'].sha256}  first.tar\n"
     assert verify_bundle(sealed["dir"].path).ok
-    other = scene["work"] / "other.pub"
+    other = evidence_scene["work"] / "other.pub"
     other.write_bytes(
         Ed25519PrivateKey.generate()
         .public_key()
         .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     )
     assert not verify_bundle(sealed["first"].path, public_key=other).ok
-    assert not verify_bundle(sealed["dir"].path, public_key=scene["pub"]).ok  # unsigned
+    assert not verify_bundle(sealed["dir"].path, public_key=evidence_scene["pub"]).ok  # unsigned
 
     runner = CliRunner()
-    passed = runner.invoke(verify_command, [str(sealed["first"].path), "--key", str(scene["pub"])])
+    passed = runner.invoke(
+        verify_command, [str(sealed["first"].path), "--key", str(evidence_scene["pub"])]
+    )
     assert passed.exit_code == 0, passed.output
     assert "signed, key checked" in passed.stdout
 
@@ -291,34 +219,34 @@ def test_bundling_twice_gives_the_same_bytes_apart_from_the_acquisition_record(
             assert (info.uname, info.gname) == ("", "")
 
 
-def test_report_round_trips_through_json(scene: dict) -> None:
-    report = drifttools.diff(scene["name"], baseline=BaselineOptions(cache=scene["cache"]))
-    document = report.to_dict()
-    assert report_from_dict(json.loads(json.dumps(document))).to_dict() == document
-
-
-def test_cli_bundle_prints_its_digest(scene: dict, tmp_path: Path) -> None:
+def test_cli_bundle_prints_its_digest(evidence_scene: dict, tmp_path: Path) -> None:
     target = tmp_path / "cli.tar"
     result = CliRunner().invoke(
         bundle_command,
-        [scene["name"], "-o", str(target), "--cache-dir", str(scene["cache"].directory.parents[1])],
+        [
+            evidence_scene["name"],
+            "-o",
+            str(target),
+            "--cache-dir",
+            str(evidence_scene["cache"].directory.parents[1]),
+        ],
     )
     assert result.exit_code == 0, result.output
     digest = hashlib.sha256(target.read_bytes()).hexdigest()
     assert result.stdout.strip().splitlines()[-1] == f"sha256:{digest}  {target}"
     assert (tmp_path / "cli.tar.sha256").read_text() == f"{digest}  cli.tar\n"
-    again = CliRunner().invoke(bundle_command, [scene["name"], "-o", str(target)])
+    again = CliRunner().invoke(bundle_command, [evidence_scene["name"], "-o", str(target)])
     assert again.exit_code == 2 and "already exists" in again.stderr
 
 
-def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, scene: dict) -> None:
+def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, evidence_scene: dict) -> None:
     runner = CliRunner()
     missing = runner.invoke(verify_command, [str(tmp_path / "nope.tar")])
     assert missing.exit_code == 2 and len(missing.stderr.strip().splitlines()) == 1
     junk = tmp_path / "junk.pem"
     junk.write_text("not a key")
     bad_key = runner.invoke(
-        bundle_command, [scene["name"], "-o", str(tmp_path / "b.tar"), "--sign", str(junk)]
+        bundle_command, [evidence_scene["name"], "-o", str(tmp_path / "b.tar"), "--sign", str(junk)]
     )
     assert bad_key.exit_code == 2 and len(bad_key.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "b.tar").exists()
@@ -337,12 +265,13 @@ def tiny_disk(tmp_path: Path) -> Iterator[Path]:
         subprocess.run(["umount", str(mount)], check=True)
 
 
-def test_a_full_disk_leaves_no_partial_bundle(scene: dict, tiny_disk: Path) -> None:
-    cache = str(scene["cache"].directory.parents[1])
+def test_a_full_disk_leaves_no_partial_bundle(evidence_scene: dict, tiny_disk: Path) -> None:
+    cache = str(evidence_scene["cache"].directory.parents[1])
     for extra in ([], ["--dir"]):
         target = tiny_disk / "evidence.tar"
         result = CliRunner().invoke(
-            bundle_command, [scene["name"], "-o", str(target), "--cache-dir", cache, *extra]
+            bundle_command,
+            [evidence_scene["name"], "-o", str(target), "--cache-dir", cache, *extra],
         )
         assert result.exit_code == 2, result.output
         [line] = result.stderr.strip().splitlines()

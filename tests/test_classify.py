@@ -18,12 +18,11 @@ from pathlib import Path
 import pytest
 
 import drifttools
-from drifttools import ChangeKind, ClassifyOptions, LayerCache, Severity
-from drifttools.analysis.classifiers.elf import content_facts, elf_facts, shebang
+from drifttools import ClassifyOptions, LayerCache, Severity
 from drifttools.options import BaselineOptions
-from tests.conftest import assert_valid_report
-from tests.engine import build_image, compile_c, docker, unique
-from tests.test_cli import EXE
+from tests.command import EXE
+from tests.engine import build_memfd_image, compile_c, docker, unique
+from tests.reports import assert_valid_report
 
 HERE = Path(__file__).parent
 TOOL = b"#!/bin/sh\necho tool\n"
@@ -82,7 +81,6 @@ echo 'GET /health 200' >> /var/log/app.log
 def chain_image(engine: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     context = tmp_path_factory.mktemp("classify-image") / "context"
     context.mkdir()
-    compile_c(HERE / "memfd_exec.c", context / "memfd_exec", "-static")
     compile_c(HERE / "miner.c", context / "miner", "-static")
     (context / "tool").write_bytes(TOOL)
     (context / "tool").chmod(0o755)
@@ -95,8 +93,8 @@ def chain_image(engine: None, tmp_path_factory: pytest.TempPathFactory) -> Itera
     )
     (info / "tool.md5sums").write_text(f"{hashlib.md5(TOOL).hexdigest()}  usr/bin/tool\n")
     tag = f"{unique('drifttools-classify')}:1"
-    build_image(tag, context, DOCKERFILE)
-    yield {"tag": tag, "miner": context / "miner", "memfd": context / "memfd_exec"}
+    build_memfd_image(tag, context, DOCKERFILE)
+    yield {"tag": tag}
     docker("rmi", "-f", tag, check=False)
 
 
@@ -241,22 +239,6 @@ def test_report_validates_and_counts_by_severity(report: drifttools.DriftReport)
     assert report.highest_severity is Severity.CRITICAL
 
 
-def test_a_process_gone_before_classification_is_recorded(
-    attacked: dict, report: drifttools.DriftReport
-) -> None:
-    from drifttools.analysis.classifiers.processes import read_exe
-
-    dropped = _by_exe(report)["/tmp/kworkerd"]
-    reused = drifttools.ProcessRecord(
-        **{
-            **{f: getattr(dropped, f) for f in dropped.__slots__},
-            "start_ticks": dropped.start_ticks + 1,
-        }
-    )
-    data, error = read_exe(reused, 1024)
-    assert data is None and "gone" in error
-
-
 def test_yara_python_engine_gives_the_same_matches(
     attacked: dict, report: drifttools.DriftReport, tmp_path: Path
 ) -> None:
@@ -308,24 +290,3 @@ def test_cli_fail_on_allow_and_broken_rules(attacked: dict, tmp_path: Path) -> N
         env=env,
     )
     assert broken.returncode == 1  # the bundled rules still compile: not trouble
-
-
-def test_elf_facts_of_compiled_programs(chain_image: dict, tmp_path: Path) -> None:
-    static = elf_facts(chain_image["miner"].read_bytes())
-    assert static is not None
-    assert (static["class"], static["arch"], static["linking"]) == ("ELF64", "x86-64", "static")
-    assert static["stripped"] is False and static["packed"] == []
-    compile_c(HERE / "miner.c", tmp_path / "dyn", "-s")
-    dynamic = elf_facts((tmp_path / "dyn").read_bytes())
-    assert dynamic is not None and dynamic["linking"] == "dynamic"
-    assert dynamic["interpreter"].startswith("/lib") and dynamic["stripped"] is True
-    random = elf_facts(chain_image["miner"].read_bytes()[:64] + os.urandom(200_000))
-    assert random is not None and "high-entropy" in random["packed"]
-    assert elf_facts(b"MZ" + b"\0" * 100) is None
-    assert elf_facts(b"\x7fELF\x02\x01" + b"\xff" * 10) is None  # truncated: not ELF facts
-    assert shebang(b"#!/usr/bin/env python3 -u\n") == "python3"
-    info, tags = content_facts(b"#!/bin/sh\n", 0o644)
-    assert info == {"shebang": "/bin/sh"} and tags == ["script"]
-    _, tags = content_facts(b"#!/bin/sh\n", 0o755)
-    assert tags == ["script", "executable"]
-    assert ChangeKind.ADDED.value == "added"

@@ -10,11 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import assert_valid_report
+from tests.command import EXE, one_clear_line
 from tests.engine import docker, docker_bytes
+from tests.reports import assert_valid_report
 from tests.tarbuild import directory, file, layer_tar, legacy_archive
-
-EXE = shutil.which("drifttools") or str(Path(__file__).parents[1] / ".venv" / "bin" / "drifttools")
 
 
 def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -90,15 +89,6 @@ def test_output_file_is_written_whole(small_image: dict) -> None:
     )
     assert result.returncode == 1
     assert_valid_report(json.loads(out.read_text()))
-
-
-def one_clear_line(result: subprocess.CompletedProcess[str], *words: str) -> None:
-    assert result.returncode == 2, (result.returncode, result.stderr)
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("drifttools: error:")
-    for word in words:
-        assert word in lines[0], lines[0]
 
 
 def test_bad_input_is_one_line_and_exit_2(small_image: dict, tmp_path: Path) -> None:

@@ -1,20 +1,17 @@
 """containerd over our gRPC client: a standalone daemon started here, CRI-style containers.
 
-The daemon has its own root, state and socket in a temporary directory (overlayfs
-snapshotter, CRI plugin off). Containers are made with ``ctr run --label ...`` in the
-``k8s.io`` namespace and drifted with ``ctr task exec`` (the test's tools; drifttools never
-execs). The oracle is drifttools' own Docker path on an equivalent Docker container with
-the same mutations: both engines must report the same changes.
+The daemon (:mod:`tests.containerd_daemon`) has its own root, state and socket in a
+temporary directory; containers are made with ``ctr run --label ...`` in the ``k8s.io``
+namespace and drifted with ``ctr task exec``. The oracle is drifttools' own Docker path on
+an equivalent Docker container with the same mutations: both engines must report the same
+changes.
 """
 
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -22,186 +19,19 @@ import pytest
 import drifttools
 from drifttools import ChangeKind, ContainerNotFound, LayerCache
 from drifttools.acquisition.runtime import runtime_for
-from drifttools.acquisition.runtimes.containerd import ContainerdRuntime, parse_target
+from drifttools.acquisition.runtimes.containerd.records import parse_selector
+from drifttools.acquisition.runtimes.containerd.runtime import ContainerdRuntime
 from drifttools.errors import RuntimeUnavailable
 from drifttools.options import BaselineOptions
-from tests.conftest import assert_valid_report
-from tests.engine import docker, unique
-from tests.test_cli import EXE, one_clear_line
-
-MUTATIONS = (
-    "echo added > /tmp/new"
-    " && echo overwritten > /opt/app/a"
-    " && chmod 4755 /bin/busybox"
-    " && chown 1000:1000 /opt/app/sub/c"
-    " && rm -f /replaced"
-    " && rm -rf /var/log"
-    " && mkdir -p /srv/d"
-    " && ln -sf /etc/passwd /tmp/link"
-)
-CONFIG = """\
-version = 2
-root = "{root}"
-state = "{state}"
-disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.btrfs",
-  "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper",
-  "io.containerd.snapshotter.v1.aufs", "io.containerd.internal.v1.opt",
-  "io.containerd.tracing.processor.v1.otlp"]
-[grpc]
-  address = "{socket}"
-[ttrpc]
-  address = "{socket}.ttrpc"
-"""
-IMAGE = "docker.io/library/drifttools-ctd:1"
-
-
-@dataclass
-class Daemon:
-    """A containerd of our own, and what the tests made on it (all removed at the end)."""
-
-    base: Path
-    socket: str
-    process: subprocess.Popen
-    containers: list[tuple[str, str]] = field(default_factory=list)  # (namespace, id)
-
-    @property
-    def root(self) -> Path:
-        return self.base / "root"
-
-    def ctr(self, *args: str, namespace: str = "k8s.io", check: bool = True) -> str:
-        result = subprocess.run(
-            ["ctr", "-a", self.socket, "-n", namespace, *args],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-        if check and result.returncode != 0:
-            raise RuntimeError(f"ctr {' '.join(args)}: {result.stderr}")
-        return result.stdout
-
-    def run(
-        self,
-        pod: str,
-        container: str = "app",
-        *,
-        namespace: str = "k8s.io",
-        pod_namespace: str = "default",
-        labels: bool = True,
-        extra: tuple[str, ...] = (),
-    ) -> str:
-        container_id = unique("ctd")
-        label_args: list[str] = []
-        if labels:
-            for key, value in (
-                ("io.kubernetes.pod.name", pod),
-                ("io.kubernetes.pod.namespace", pod_namespace),
-                ("io.kubernetes.container.name", container),
-                ("io.cri-containerd.kind", "container"),
-            ):
-                label_args += ["--label", f"{key}={value}"]
-        self.ctr("run", "-d", *label_args, *extra, IMAGE, container_id, namespace=namespace)
-        self.containers.append((namespace, container_id))
-        return container_id
-
-    def exec(self, container_id: str, script: str, namespace: str = "k8s.io") -> None:
-        self.ctr(
-            "task",
-            "exec",
-            "--exec-id",
-            unique("x"),
-            container_id,
-            "sh",
-            "-c",
-            script,
-            namespace=namespace,
-        )
-
-    def stop(self, container_id: str, namespace: str = "k8s.io") -> None:
-        """Kill and delete the task (the container record and its snapshot stay)."""
-        self.ctr("task", "kill", "-s", "KILL", container_id, namespace=namespace, check=False)
-        for _ in range(50):
-            if "STOPPED" in self.ctr("task", "ls", namespace=namespace) or not self.ctr(
-                "task", "ls", "-q", namespace=namespace
-            ).count(container_id):
-                break
-            time.sleep(0.1)
-        self.ctr("task", "rm", "-f", container_id, namespace=namespace, check=False)
-
-    def shutdown(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-
-def start_daemon(base: Path, image_tar: Path) -> Daemon:
-    base.mkdir(parents=True, exist_ok=True)
-    socket = str(base / "containerd.sock")
-    config = base / "config.toml"
-    config.write_text(CONFIG.format(root=base / "root", state=base / "state", socket=socket))
-    with (base / "containerd.log").open("wb") as log:
-        process = subprocess.Popen(
-            ["containerd", "--config", str(config)], stdout=log, stderr=log, start_new_session=True
-        )
-    daemon = Daemon(base, socket, process)
-    for _ in range(100):
-        if (
-            os.path.exists(socket)
-            and subprocess.run(
-                ["ctr", "-a", socket, "version"], capture_output=True, check=False
-            ).returncode
-            == 0
-        ):
-            break
-        time.sleep(0.1)
-    else:
-        daemon.shutdown()
-        raise AssertionError(f"containerd did not start: {(base / 'containerd.log').read_text()}")
-    for namespace in ("k8s.io", "default"):
-        daemon.ctr("images", "import", str(image_tar), namespace=namespace)
-    return daemon
-
-
-def cleanup_daemon(daemon: Daemon) -> None:
-    """Kill every task we started, stop the daemon, unmount what it left under our dir."""
-    for namespace, container_id in daemon.containers:
-        if daemon.process.poll() is None:
-            daemon.stop(container_id, namespace)
-            daemon.ctr("containers", "rm", container_id, namespace=namespace, check=False)
-    daemon.shutdown()
-    # shims outlive a stopped daemon: kill the ones serving our state dir
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except OSError:
-            continue
-        if b"containerd-shim" in cmdline and daemon.socket.encode() in cmdline:
-            os.kill(int(pid), signal.SIGKILL)
-    with open("/proc/mounts") as mounts:
-        targets = [line.split()[1] for line in mounts if str(daemon.base) in line]
-    for target in reversed(targets):
-        subprocess.run(["umount", "-l", target], check=False, capture_output=True)
+from tests.command import EXE, one_clear_line
+from tests.containerd_daemon import MUTATIONS, Daemon, cleanup_daemon, start_daemon
+from tests.engine import docker
+from tests.reports import assert_valid_report
 
 
 @pytest.fixture(scope="module")
-def image_tar(busybox_image: dict, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The busybox test image, re-tagged for containerd, as a ``docker save`` tar."""
-    docker("tag", busybox_image["tag"], IMAGE)
-    saved = tmp_path_factory.mktemp("ctd-image") / "image.tar"
-    docker("save", "-o", str(saved), IMAGE)
-    docker("rmi", IMAGE, check=False)
-    return saved
-
-
-@pytest.fixture(scope="module")
-def ctd(image_tar: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
-    daemon = start_daemon(tmp_path_factory.mktemp("containerd"), image_tar)
+def ctd(containerd_image_tar: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
+    daemon = start_daemon(tmp_path_factory.mktemp("containerd"), containerd_image_tar)
     try:
         yield daemon
     finally:
@@ -265,6 +95,9 @@ def test_diff_matches_the_docker_path(
     assert via_grpc.processes[0].cmdline == ("sleep", "100000")  # exec sleep in entrypoint
     assert info.upper_dir and info.upper_dir.endswith("/fs")
     assert info.name == "default/web-1/app"
+    # what the baseline reads back is typed on the record, not in its raw JSON
+    assert info.namespace == "k8s.io" and len(info.lower_dirs) == 4
+    assert info.image_manifest and info.image_manifest.config.digest == info.image_id
 
 
 def test_baseline_reads_blobs_through_content_read(ctd: Daemon, tmp_path: Path) -> None:
@@ -307,7 +140,7 @@ def test_targets_and_listing_across_namespaces(ctd: Daemon, runtime: ContainerdR
     assert runtime.resolve(f"containerd://{plain[:12]}").id == plain  # every namespace
     listed = {(i.raw["namespace"], i.id) for i in runtime.list_running()}
     assert ("default", plain) in listed and ("k8s.io", sidecar_pod) in listed
-    assert parse_target("k8s://prod/web/nginx").container == "nginx"
+    assert parse_selector("k8s://prod/web/nginx").container == "nginx"
     assert isinstance(runtime_for("k8s://a/b", endpoint=ctd.socket), ContainerdRuntime)
 
 

@@ -4,37 +4,32 @@ Docker: a container is stopped (never the host's dockerd) and only what it needs
 copied: its container dir, its image config, the layerdb records of its layers and
 mount, and those layer dirs. containerd: our own test daemon is stopped and its root
 copied. Each offline diff must equal the live diff of the same container, and nothing
-under the copied root may change. Also: a KEP-2008 checkpoint archive.
+under the copied root may change.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
-import shutil
 import subprocess
-import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 import drifttools
-from drifttools import ChangeKind, LayerCache
+from drifttools import LayerCache
 from drifttools.acquisition.runtime import runtime_for
-from drifttools.acquisition.runtimes.containerd import ContainerdRuntime
+from drifttools.acquisition.runtimes.containerd.runtime import ContainerdRuntime
 from drifttools.acquisition.runtimes.containerd_root import ContainerdRootRuntime
 from drifttools.acquisition.runtimes.docker_root import DockerRootRuntime
 from drifttools.baseline.images.layer_store import chain_ids
 from drifttools.errors import ContainerNotFound, DigestMismatch, RuntimeUnavailable
 from drifttools.options import BaselineOptions
-from tests.conftest import assert_valid_report
+from tests.containerd_daemon import MUTATIONS, cleanup_daemon, start_daemon
 from tests.engine import docker
-from tests.test_containerd import MUTATIONS, cleanup_daemon, image_tar, start_daemon
-
-__all__ = ["image_tar"]  # the fixture, shared with test_containerd
+from tests.reports import assert_valid_report
 
 
 def rootfs_changes(report: drifttools.DriftReport) -> dict[str, tuple]:
@@ -111,10 +106,10 @@ def test_docker_data_root_equals_live_diff(busybox_image: dict, container, tmp_p
 
 
 @pytest.fixture
-def stopped_containerd(image_tar: Path, tmp_path: Path) -> Iterator[tuple[Path, dict]]:
+def stopped_containerd(containerd_image_tar: Path, tmp_path: Path) -> Iterator[tuple[Path, dict]]:
     """A drifted CRI-style container, its live report, then the daemon stopped and its
     root copied; yields (copied root, live changes)."""
-    daemon = start_daemon(tmp_path / "containerd", image_tar)
+    daemon = start_daemon(tmp_path / "containerd", containerd_image_tar)
     try:
         container_id = daemon.run("db-0")
         daemon.exec(container_id, MUTATIONS)
@@ -185,48 +180,3 @@ def test_garbage_collected_blobs_fall_back_to_lower_dirs(
     assert all("lower dir" in layer.problems[0] for layer in report.baseline)
     changed = {path: value[0] for path, value in rootfs_changes(report).items()}
     assert changed == {path: value[0] for path, value in live.items()}
-
-
-def checkpoint_archive(path: Path) -> None:
-    """A KEP-2008 archive: the container changed /opt/app/a, added /tmp/new, deleted /replaced."""
-    diff = io.BytesIO()
-    with tarfile.open(fileobj=diff, mode="w") as archive:
-        for name, data, mode in (("opt/app/a", b"changed\n", 0o644), ("tmp/new", b"n\n", 0o600)):
-            info = tarfile.TarInfo(name)
-            info.size, info.mode = len(data), mode
-            archive.addfile(info, io.BytesIO(data))
-    pstree = b"\x00" * 4 + (0x50273030).to_bytes(4, "little")
-    entry = bytes([0x08, 1, 0x10, 0, 0x18, 1, 0x20, 1])  # pid 1, ppid 0, pgid 1, sid 1
-    pstree += len(entry).to_bytes(4, "little") + entry
-    members = {
-        "config.dump": json.dumps(
-            {"id": "abc123", "name": "web", "rootfsImageName": "busybox:test"}
-        ).encode(),
-        "spec.dump": json.dumps({"mounts": [], "process": {"user": {"uid": 0}}}).encode(),
-        "rootfs-diff.tar": diff.getvalue(),
-        "deleted.files": json.dumps(["/replaced"]).encode(),
-        "checkpoint/pstree.img": pstree,
-    }
-    with tarfile.open(path, "w") as archive:
-        for name, data in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            archive.addfile(info, io.BytesIO(data))
-
-
-def test_checkpoint_archive(busybox_image: dict, tmp_path: Path) -> None:
-    archive = tmp_path / "checkpoint.tar"
-    checkpoint_archive(archive)
-    report = drifttools.diff_checkpoint(f"checkpoint://{archive}", image=busybox_image["save"])
-    found = {c.path: c.change for c in report.changes}
-    assert found == {
-        "/opt/app/a": ChangeKind.MODIFIED,
-        "/tmp/new": ChangeKind.ADDED,
-        "/replaced": ChangeKind.DELETED,
-    }
-    assert report.target.runtime == "offline" and report.target.name == "web"
-    assert_valid_report(report.to_dict())
-    assert any("pid 1 (parent 0)" in note for note in report.notes)
-    assert runtime_for(f"checkpoint://{archive}").resolve("").id == "abc123"
-    copy = shutil.copy(archive, tmp_path / "copy.tar")
-    assert Path(copy).read_bytes() == archive.read_bytes()

@@ -28,9 +28,9 @@ from drifttools import LayerCache, Record, Severity
 from drifttools.evidence.report_read import report_from_dict
 from drifttools.options import BaselineOptions
 from tests import debian
-from tests.conftest import assert_valid_report
+from tests.command import EXE
 from tests.engine import docker, unique
-from tests.test_cli import EXE
+from tests.reports import assert_valid_report
 
 
 @pytest.fixture(scope="module")

@@ -9,8 +9,8 @@ import pytest
 from drifttools import LayerCache, diff_offline
 from drifttools.models import ChangeKind
 from drifttools.options import BaselineOptions
-from tests.conftest import assert_valid_report
 from tests.engine import docker, docker_bytes
+from tests.reports import assert_valid_report
 
 # The test drifts its own container with exec; drifttools never execs.
 MUTATIONS = """

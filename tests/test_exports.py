@@ -1,7 +1,7 @@
 """Timeline and interchange exports, read by the tools investigators use: mactime, case_validate.
 
-The bundle comes from the scene of ``test_bundle`` (a fileless memfd process, a dropped
-binary, a file with a hostile name); synthetic reports pin the escaping rules.
+The bundle comes from the scene of :mod:`tests.evidence_scene` (a fileless memfd process, a
+dropped binary, a file with a hostile name); synthetic reports pin the escaping rules.
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ from drifttools.evidence.exports import export_lines
 from drifttools.evidence.exports.bodyfile import escape, mode_string
 from drifttools.models import Change, ChangeKind, DriftReport, FileFacts, Target
 from drifttools.options import BaselineOptions, BundleOptions
-from tests.test_bundle import BUSYBOX_SHA256, HOSTILE, scene  # noqa: F401 - the fixture
+from tests.engine import BUSYBOX_SHA256
+from tests.evidence_scene import HOSTILE
 
 CASE_VALIDATE = shutil.which("case_validate") or str(
     Path(__file__).parents[1] / ".venv" / "bin" / "case_validate"
@@ -32,12 +33,12 @@ SECOND = 1_000_000_000
 
 
 @pytest.fixture(scope="module")
-def sealed_bundle(scene: dict) -> Path:  # noqa: F811 - pytest fixture imported above
-    target = scene["work"] / "exports.tar"
+def sealed_bundle(evidence_scene: dict) -> Path:
+    target = evidence_scene["work"] / "exports.tar"
     bundle(
-        scene["name"],
+        evidence_scene["name"],
         target,
-        baseline=BaselineOptions(cache=scene["cache"]),
+        baseline=BaselineOptions(cache=evidence_scene["cache"]),
         evidence=BundleOptions(operator="bob", case_id="IR-7"),
     )
     return target
@@ -115,8 +116,8 @@ def test_case_validate_accepts_the_case_export(sealed_bundle: Path, tmp_path: Pa
     assert "Conforms: True" in result.stdout
 
 
-def test_export_from_a_live_container(scene: dict, tmp_path: Path) -> None:  # noqa: F811
-    body = _export(scene["name"], "bodyfile", tmp_path / "live.txt")
+def test_export_from_a_live_container(evidence_scene: dict, tmp_path: Path) -> None:
+    body = _export(evidence_scene["name"], "bodyfile", tmp_path / "live.txt")
     assert DROPPED in {line.split("|")[1] for line in body.splitlines()}
 
 

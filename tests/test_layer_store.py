@@ -98,16 +98,16 @@ def test_layer_records_follow_the_chain_ids(stored: list, busybox_image: dict) -
         assert layer.chain_id == chain
         assert layer.tar_split.parent.name == chain.removeprefix("sha256:")
         assert (layer.tar_split.parent / "diff").read_text() == layer.diff_id
-        assert layer.layer_dir.is_dir() and layer.layer_dir.name == "diff"
+        assert layer.directory.is_dir() and layer.directory.name == "diff"
 
 
 def _copy(layer: StoredLayer, tmp_path: Path) -> StoredLayer:
     """A copy of a stored layer (``cp -a``) that the test may change."""
-    layer_dir = tmp_path / "diff"
-    subprocess.run(["cp", "-a", str(layer.layer_dir), str(layer_dir)], check=True)
+    directory = tmp_path / "diff"
+    subprocess.run(["cp", "-a", str(layer.directory), str(directory)], check=True)
     tar_split = tmp_path / "tar-split.json.gz"
     shutil.copy2(layer.tar_split, tar_split)
-    return StoredLayer(layer.diff_id, layer.chain_id, tar_split, layer_dir)
+    return StoredLayer(layer.diff_id, layer.chain_id, tar_split, directory)
 
 
 def _layer_with(stored: list, path: str) -> tuple[StoredLayer, _native.LayerIndex]:
@@ -133,7 +133,7 @@ def test_a_same_size_change_in_a_lower_layer_is_pinned_to_its_file(
 ) -> None:
     layer, saved = _layer_with(stored, "/entrypoint.sh")
     copy = _copy(layer, tmp_path)
-    target = copy.layer_dir / "entrypoint.sh"
+    target = copy.directory / "entrypoint.sh"
     content = bytearray(target.read_bytes())
     content[-2] ^= 0x01  # same size, one byte differs
     target.write_bytes(bytes(content))
@@ -157,7 +157,7 @@ def test_a_same_size_change_in_a_lower_layer_is_pinned_to_its_file(
 def test_a_deleted_file_does_not_stop_the_read(stored: list, tmp_path: Path) -> None:
     layer, saved = _layer_with(stored, "/opt/app/a")
     copy = _copy(layer, tmp_path)
-    (copy.layer_dir / "opt/app/a").unlink()
+    (copy.directory / "opt/app/a").unlink()
 
     index = read_stored_layer(copy)
     assert f"sha256:{index.uncompressed_sha256}" != layer.diff_id
@@ -176,7 +176,7 @@ def test_a_file_swapped_for_a_symlink_to_the_host_is_never_followed(
 ) -> None:
     layer, _ = _layer_with(stored, "/bin/busybox")
     copy = _copy(layer, tmp_path)
-    busybox = copy.layer_dir / "bin/busybox"
+    busybox = copy.directory / "bin/busybox"
     busybox.unlink()
     busybox.symlink_to("/bin/busybox")  # the host's, same content even
 
@@ -187,24 +187,25 @@ def test_a_file_swapped_for_a_symlink_to_the_host_is_never_followed(
     assert entry.sha256 is None
 
     # a parent directory swapped for a symlink: the same
-    copy_dir = copy.layer_dir / "bin"
+    copy_dir = copy.directory / "bin"
     shutil.rmtree(copy_dir)
     copy_dir.symlink_to("/bin")
     entry = _by_path(read_stored_layer(copy))["/bin/busybox"]
     assert entry.error is not None and entry.error.startswith("stored layer: symlink")
 
 
-def test_a_corrupt_tar_split_is_a_layer_error(stored: list, tmp_path: Path) -> None:
+def test_a_corrupt_tar_split_is_a_layer_error(tmp_path: Path) -> None:
     from drifttools.errors import LayerCorrupt
 
-    layer, _ = stored[0]
-    copy = _copy(layer, tmp_path)
-    copy.tar_split.write_bytes(b'{"type":2,"payload":"not base64!","position":0}\n')
+    diff_id = "sha256:" + hashlib.sha256(b"a layer").hexdigest()
+    layer = StoredLayer(diff_id, diff_id, tmp_path / "tar-split.json.gz", tmp_path / "diff")
+    layer.directory.mkdir()
+    layer.tar_split.write_bytes(b'{"type":2,"payload":"not base64!","position":0}\n')
     with pytest.raises(LayerCorrupt, match="tar-split"):
-        read_stored_layer(copy)
-    copy.tar_split.unlink()
+        read_stored_layer(layer)
+    layer.tar_split.unlink()
     with pytest.raises(ImageNotFound):
-        read_stored_layer(copy)
+        read_stored_layer(layer)
 
 
 def _fake_store(stored: list, root: Path, driver: str) -> list[StoredLayer]:
@@ -215,7 +216,7 @@ def _fake_store(stored: list, root: Path, driver: str) -> list[StoredLayer]:
         cache_id = (record / "cache-id").read_text()
         target = root / driver / cache_id / "diff"
         target.parent.mkdir(parents=True)
-        subprocess.run(["cp", "-a", str(layer.layer_dir), str(target)], check=True)
+        subprocess.run(["cp", "-a", str(layer.directory), str(target)], check=True)
     return [layer for layer, _ in stored]
 
 
@@ -243,7 +244,7 @@ def test_missing_or_mismatched_store_records(stored: list, tmp_path: Path) -> No
     copies[2].tar_split.unlink()
     with pytest.raises(ImageNotFound, match="tar-split"):
         engine_layers(diff_ids, data_root=tmp_path, driver=driver)
-    shutil.rmtree(copies[0].layer_dir)
+    shutil.rmtree(copies[0].directory)
     with pytest.raises(ImageNotFound, match="layer directory"):
         engine_layers(diff_ids[:1], data_root=tmp_path, driver=driver)
 

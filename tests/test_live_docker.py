@@ -18,9 +18,9 @@ import drifttools
 from drifttools import ChangeKind, ContainerNotFound, LayerCache
 from drifttools.options import AcquisitionOptions, BaselineOptions
 from drifttools.progress import ProgressEvent, Stage
-from tests.conftest import assert_valid_report
+from tests.command import EXE, one_clear_line
 from tests.engine import docker, unique
-from tests.test_cli import EXE, one_clear_line
+from tests.reports import assert_valid_report
 
 # Mutations an intruder (or a test) makes inside the container. Paths exist in the test image.
 MUTATIONS = {
@@ -283,7 +283,7 @@ def test_cli_live_diff_ps_and_ls(busybox_image, container, tmp_path: Path) -> No
     assert rows[name]["upper_paths"] >= 1
 
 
-def test_bad_targets_are_one_line_and_exit_2(tmp_path: Path) -> None:
+def test_bad_targets_are_one_line_and_exit_2(engine: None, tmp_path: Path) -> None:
     one_clear_line(
         subprocess.run([EXE, "diff", "no-such-container-x"], capture_output=True, text=True),
         "no container",

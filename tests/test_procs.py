@@ -9,7 +9,6 @@ our memfd helper) is built here and ``docker save``d, so tags meet a real baseli
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import os
 import re
 import socket
@@ -28,10 +27,8 @@ from drifttools.acquisition.processes import VANISHED, read_processes
 from drifttools.acquisition.sockets import unix_sockets
 from drifttools.analysis.process_tags import tag_processes
 from drifttools.models import ProcessRecord, SocketRecord
-from tests.engine import BUSYBOX, build_image, compile_c, docker, unique
+from tests.engine import BUSYBOX, BUSYBOX_SHA256, build_memfd_image, docker, unique
 
-HERE = Path(__file__).parent
-BUSYBOX_SHA256 = hashlib.sha256(BUSYBOX.read_bytes()).hexdigest()
 RFC3339_MICRO = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
 
 PROCS_DOCKERFILE = """\
@@ -90,11 +87,8 @@ ROLES = {
 def procs_image(engine: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     """The scene's image, with the static memfd helper compiled here, and its saved tar."""
     work = tmp_path_factory.mktemp("procs-image")
-    context = work / "context"
-    context.mkdir()
-    compile_c(HERE / "memfd_exec.c", context / "memfd_exec", "-static")
     tag = f"{unique('drifttools-procs')}:1"
-    build_image(tag, context, PROCS_DOCKERFILE)
+    build_memfd_image(tag, work / "context", PROCS_DOCKERFILE)
     saved = work / "save.tar"
     docker("save", "-o", str(saved), tag)
     yield {"tag": tag, "save": saved}

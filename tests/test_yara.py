@@ -141,10 +141,10 @@ rule syntax_error { strings: $a = "y" condition: $a and and }
 """
 
 
-@pytest.mark.parametrize("engine", ["yara-x", "yara-python"])
-def test_a_broken_rule_is_named_and_the_rest_still_run(tmp_path: Path, engine: str) -> None:
+@pytest.mark.parametrize("yara_engine", ["yara-x", "yara-python"])
+def test_a_broken_rule_is_named_and_the_rest_still_run(tmp_path: Path, yara_engine: str) -> None:
     (tmp_path / "custom.yar").write_text(BROKEN)
-    rules = compile_rules([tmp_path], engine=engine)
+    rules = compile_rules([tmp_path], engine=yara_engine)
     assert [(p.rule, p.origin) for p in rules.problems] == [
         ("broken_one", str(tmp_path / "custom.yar")),
         ("syntax_error", str(tmp_path / "custom.yar")),
@@ -155,32 +155,32 @@ def test_a_broken_rule_is_named_and_the_rest_still_run(tmp_path: Path, engine: s
     assert "xmrig_miner" in _rules(rules.scan(SAMPLES["xmrig_miner"][0]))  # bundled still run
 
 
-@pytest.mark.parametrize("engine", ["yara-x", "yara-python"])
-def test_no_rule_compiles_is_an_error(tmp_path: Path, engine: str) -> None:
+@pytest.mark.parametrize("yara_engine", ["yara-x", "yara-python"])
+def test_no_rule_compiles_is_an_error(tmp_path: Path, yara_engine: str) -> None:
     (tmp_path / "bad.yar").write_text("rule a { condition: $nope }\n")
     with pytest.raises(RulesError, match="no YARA rule compiles"):
-        compile_rules([tmp_path / "bad.yar"], engine=engine, bundled=False)
+        compile_rules([tmp_path / "bad.yar"], engine=yara_engine, bundled=False)
     with pytest.raises(RulesError, match="no such rules"):
-        compile_rules([tmp_path / "absent.yar"], engine=engine)
+        compile_rules([tmp_path / "absent.yar"], engine=yara_engine)
 
 
-@pytest.mark.parametrize("engine", ["yara-x", "yara-python"])
-def test_compiled_once_and_cached_on_disk(tmp_path: Path, engine: str) -> None:
+@pytest.mark.parametrize("yara_engine", ["yara-x", "yara-python"])
+def test_compiled_once_and_cached_on_disk(tmp_path: Path, yara_engine: str) -> None:
     (tmp_path / "r.yar").write_text(
-        f'rule disk_{engine[-1]} {{ strings: $a = "zz9" condition: $a }}'
+        f'rule disk_{yara_engine[-1]} {{ strings: $a = "zz9" condition: $a }}'
     )
-    first = compile_rules([tmp_path / "r.yar"], engine=engine, cache_dir=tmp_path / "c")
+    first = compile_rules([tmp_path / "r.yar"], engine=yara_engine, cache_dir=tmp_path / "c")
     stored = sorted((tmp_path / "c" / "yara" / "v1").iterdir())
     assert [p.suffix for p in stored] == [".json", ".rules"]
     assert first.sha256 in stored[0].name
     from drifttools.analysis.classifiers import yara as module
 
     module._COMPILED.clear()  # a new process: only the disk cache is left
-    again = compile_rules([tmp_path / "r.yar"], engine=engine, cache_dir=tmp_path / "c")
+    again = compile_rules([tmp_path / "r.yar"], engine=yara_engine, cache_dir=tmp_path / "c")
     assert again.sha256 == first.sha256
-    assert _rules(again.scan(b"..zz9..")) == {f"disk_{engine[-1]}"}
+    assert _rules(again.scan(b"..zz9..")) == {f"disk_{yara_engine[-1]}"}
     (tmp_path / "r.yar").write_text('rule other { strings: $a = "q" condition: $a }')
-    assert compile_rules([tmp_path / "r.yar"], engine=engine).sha256 != first.sha256
+    assert compile_rules([tmp_path / "r.yar"], engine=yara_engine).sha256 != first.sha256
 
 
 def test_yara_x_scan_timeout_is_recorded() -> None:

@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 import drifttools
-from drifttools.acquisition.runtime import runtime_for
+from drifttools.acquisition.runtime import DEFAULT_RUNTIME, ENGINES, checkpoint_path, runtime_for
 from drifttools.atomic import atomic_output
 from drifttools.pipeline import RunOptions
 from drifttools.text import printable
@@ -125,7 +125,7 @@ def diff(
     """What drifted in CONTAINER (live, from the host) or in an acquired filesystem
     (--image and --rootfs). Exit 0 no drift, 1 drift, 2 trouble; with --fail-on LEVEL,
     1 only when something reaches LEVEL (0 otherwise, drift or not)."""
-    checkpoint = container is not None and container.startswith("checkpoint://")
+    checkpoint = container is not None and checkpoint_path(container) is not None
     offline = image is not None or rootfs is not None
     if checkpoint and (image is None or rootfs is not None):
         raise click.UsageError("a checkpoint:// archive is diffed against --image (no --rootfs)")
@@ -204,8 +204,8 @@ def ps(container: str, env_values: bool, endpoint: str | None, output: str) -> N
 @click.option(
     "--runtime",
     "runtime_name",
-    type=click.Choice(["docker", "containerd"]),
-    default="docker",
+    type=click.Choice(ENGINES),
+    default=DEFAULT_RUNTIME,
     show_default=True,
     help="Which engine to list.",
 )
@@ -225,7 +225,7 @@ def list_containers(runtime_name: str, endpoint: str | None, output: str) -> Non
         runtime = runtime_for(None, endpoint=endpoint, runtime=runtime_name)
         rows = drifttools.running_containers(runtime)
     if output == "json":
-        click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
+        click.echo(json.dumps([asdict(row) for row in rows], indent=2, ensure_ascii=False))
     else:
         draw_containers(rows, stdout_console())
 

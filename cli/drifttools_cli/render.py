@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from enum import StrEnum
-from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from drifttools import Change, DriftReport, PackageRecord, ProcessRecord, Severity
+from drifttools import (
+    Change,
+    ContainerListing,
+    DriftReport,
+    PackageRecord,
+    ProcessRecord,
+    Severity,
+)
 from drifttools.evidence.report import report_to_json, report_to_jsonl
 from drifttools.evidence.sbom import cyclonedx_json
 from drifttools.text import printable
@@ -188,19 +194,19 @@ def draw_processes(processes: Sequence[ProcessRecord], console: Console) -> None
     console.print(table)
 
 
-def draw_containers(rows: Sequence[Mapping[str, Any]], console: Console) -> None:
+def draw_containers(rows: Sequence[ContainerListing], console: Console) -> None:
     table = Table(show_edge=False, pad_edge=False, box=None)
     for column in ("id", "name", "image", "status", "pid", "upper paths", "privileged"):
         table.add_column(column)
     for row in rows:
-        changed = row["upper_paths"]
+        changed = row.upper_paths
         table.add_row(
-            row["id"],
-            Text(printable(row["name"])),
-            Text(printable(str(row["image"]))),
-            row["status"],
-            str(row["pid"] or ""),
+            row.id,
+            Text(printable(row.name)),
+            Text(printable(str(row.image))),
+            row.status,
+            str(row.pid or ""),
             Text("?" if changed is None else str(changed), style="yellow" if changed else ""),
-            Text("yes", style="bold red") if row["privileged"] else "",
+            Text("yes", style="bold red") if row.privileged else "",
         )
     console.print(table)

@@ -1,4 +1,4 @@
-"""The Runtime protocol every engine adapter follows, and how a reference picks one.
+"""The Runtime protocol every engine adapter follows, and the registry that picks one.
 
 A runtime turns a reference ("web-1", an id prefix) into a :class:`ContainerInfo`
 and hands out byte streams and host paths; it never lets an engine client out.
@@ -22,54 +22,24 @@ References (:func:`runtime_for` reads the scheme; the rest goes to ``resolve``):
 =========================================================  ==================================
 
 ``endpoint`` is the engine's address (a Docker URL, a containerd socket path).
+
+:data:`RUNTIMES` is the one list of runtimes: a new one is a module in ``runtimes/``
+and a line here. Each is imported only when a reference asks for it (the engines'
+client libraries are slow to import), and no runtime module imports this one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import importlib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 from typing import BinaryIO, Protocol
-from urllib.parse import unquote, urlsplit
 
-from drifttools.baseline.images.layer_store import StoredLayer
-from drifttools.errors import ContainerNotFound
+from drifttools.acquisition.runtimes.disk import offline_location
+from drifttools.baseline.sources import LayerSource
 from drifttools.models import ContainerInfo
-
-SCHEMES = ("containerd", "k8s", "docker-root", "containerd-root", "checkpoint")
-
-
-@dataclass(frozen=True)
-class BlobLayer:
-    """A layer blob as its image manifest names it, to be read and hashed now.
-
-    ``open`` returns a host path or a byte stream of the blob (compressed as stored);
-    the reader checks it against ``digest`` and ``size`` and its uncompressed stream
-    against ``diff_id``. ``problems`` are known before reading (e.g. the manifest
-    that names the blob did not hash to its own digest).
-    """
-
-    diff_id: str
-    digest: str
-    media_type: str
-    size: int | None
-    open: Callable[[], str | BinaryIO]
-    location: str  # where it was read from, for the record: "content store", a path ...
-    source: str = "engine-store"  # the engine's own store (containerd's content store)
-    problems: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class UnpackedLayer:
-    """A layer available only unpacked (a snapshot's lower dir): walked, not verifiable."""
-
-    diff_id: str
-    directory: Path
-    reason: str  # why the blob itself could not be used
-
-
-#: What :meth:`Runtime.stored_layers` returns per layer, bottom first.
-LayerSource = StoredLayer | BlobLayer | UnpackedLayer
 
 
 class Runtime(Protocol):
@@ -77,34 +47,94 @@ class Runtime(Protocol):
 
     name: str
     endpoint: str
-    host_access: bool  # the engine's files and the containers' /proc are readable here
 
     def resolve(self, reference: str) -> ContainerInfo: ...
     def list_running(self) -> list[ContainerInfo]: ...
-    def image_config(self, image_id: str) -> bytes | None: ...
-    def stored_layers(self, info: ContainerInfo) -> Sequence[LayerSource] | None: ...
+    def engine_pids(self, info: ContainerInfo) -> list[int]:
+        """Host pids of the container's processes as the engine itself lists them
+        (containerd's ``Tasks.ListPids``); empty when it keeps no such list."""
+        ...
+
+    def image_config(self, info: ContainerInfo) -> bytes | None:
+        """The raw config blob of the container's image, when the engine's store is readable."""
+        ...
+
+    def stored_layers(self, info: ContainerInfo) -> Sequence[LayerSource] | None:
+        """Each layer of the container's image in the engine's store (bottom first), or None
+        when the store cannot be read here."""
+        ...
+
     def save_stream(self, image_id: str) -> BinaryIO: ...
     def export_stream(self, container_id: str) -> BinaryIO: ...
     def pause(self, container_id: str) -> None: ...
     def unpause(self, container_id: str) -> None: ...
 
 
+class Opening(Enum):
+    """What a runtime is opened on."""
+
+    ENDPOINT = "endpoint"  # an engine's address (None: the engine's own default)
+    PATH = "path"  # the directory or archive the reference names (``scheme:///path#...``)
+
+
+@dataclass(frozen=True)
+class RuntimeKind:
+    """One entry of the registry: the schemes a runtime serves and where its class is."""
+
+    schemes: tuple[str, ...]  # reference schemes (``k8s`` in ``k8s://...``); () for bare names
+    module: str
+    class_name: str
+    opening: Opening
+
+    def open(self, argument: str | Path | None) -> Runtime:
+        """An instance, on an endpoint or a path (see :attr:`opening`)."""
+        runtime_class = getattr(importlib.import_module(self.module), self.class_name)
+        runtime: Runtime = runtime_class(argument)
+        return runtime
+
+
+_RUNTIMES = "drifttools.acquisition.runtimes"
+
+#: Every runtime, by the name it goes by (``Runtime.name``); the first serves bare names.
+RUNTIMES: Mapping[str, RuntimeKind] = {
+    "docker": RuntimeKind((), f"{_RUNTIMES}.docker", "DockerRuntime", Opening.ENDPOINT),
+    "containerd": RuntimeKind(
+        ("containerd", "k8s"),
+        f"{_RUNTIMES}.containerd.runtime",
+        "ContainerdRuntime",
+        Opening.ENDPOINT,
+    ),
+    "docker-root": RuntimeKind(
+        ("docker-root",), f"{_RUNTIMES}.docker_root", "DockerRootRuntime", Opening.PATH
+    ),
+    "containerd-root": RuntimeKind(
+        ("containerd-root",), f"{_RUNTIMES}.containerd_root", "ContainerdRootRuntime", Opening.PATH
+    ),
+    "checkpoint": RuntimeKind(
+        ("checkpoint",), f"{_RUNTIMES}.checkpoint", "CheckpointRuntime", Opening.PATH
+    ),
+}
+DEFAULT_RUNTIME = next(iter(RUNTIMES))
+#: The schemes a reference can start with, and which runtime serves each.
+_BY_SCHEME = {scheme: name for name, kind in RUNTIMES.items() for scheme in kind.schemes}
+SCHEMES = tuple(_BY_SCHEME)
+#: The runtimes reached at an endpoint: what ``runtime=`` (``ls --runtime``) can name.
+ENGINES = tuple(name for name, kind in RUNTIMES.items() if kind.opening is Opening.ENDPOINT)
+
+
 def split_reference(reference: str) -> tuple[str | None, str]:
     """``(scheme, rest)`` of a reference; ``(None, reference)`` for a bare Docker name."""
     scheme, sep, rest = reference.partition("://")
-    if sep and scheme in SCHEMES:
+    if sep and scheme in _BY_SCHEME:
         return scheme, rest
     return None, reference
 
 
-def offline_location(reference: str) -> tuple[Path, str]:
-    """``(root path, fragment)`` of ``docker-root:///path#ref`` style references."""
-    parts = urlsplit(reference)
-    if parts.netloc:
-        raise ContainerNotFound(
-            f"{reference!r}: write the path after three slashes, e.g. {parts.scheme}:///mnt/..."
-        )
-    return Path(unquote(parts.path)), unquote(parts.fragment)
+def checkpoint_path(reference: str) -> Path | None:
+    """The archive of a ``checkpoint:///path/checkpoint.tar`` reference; None for another."""
+    if split_reference(reference)[0] != "checkpoint":
+        return None
+    return offline_location(reference)[0]
 
 
 def runtime_for(
@@ -115,29 +145,13 @@ def runtime_for(
 ) -> Runtime:
     """The runtime that serves ``reference`` (see the module's table of schemes).
 
-    ``runtime`` (``docker`` or ``containerd``) picks the engine for a bare reference
-    or a listing; ``endpoint`` is its address.
+    ``runtime`` (one of :data:`ENGINES`, or a scheme) picks the engine for a bare
+    reference or a listing; ``endpoint`` is its address.
     """
-    scheme = split_reference(reference)[0] if reference else None
-    scheme = scheme or runtime or "docker"
-    if scheme in ("containerd", "k8s"):
-        from drifttools.acquisition.runtimes.containerd import ContainerdRuntime
-
-        return ContainerdRuntime(endpoint)
-    if scheme == "docker-root":
-        from drifttools.acquisition.runtimes.docker_root import DockerRootRuntime
-
-        return DockerRootRuntime(offline_location(reference or "")[0])
-    if scheme == "containerd-root":
-        from drifttools.acquisition.runtimes.containerd_root import ContainerdRootRuntime
-
-        return ContainerdRootRuntime(offline_location(reference or "")[0])
-    if scheme == "checkpoint":
-        from drifttools.acquisition.runtimes.checkpoint import CheckpointRuntime
-
-        return CheckpointRuntime(offline_location(reference or "")[0])
-    if scheme != "docker":
-        raise ValueError(f"unknown runtime {scheme!r} (known: docker, containerd)")
-    from drifttools.acquisition.runtimes.docker import DockerRuntime
-
-    return DockerRuntime(endpoint)
+    wanted = (split_reference(reference)[0] if reference else None) or runtime or DEFAULT_RUNTIME
+    kind = RUNTIMES.get(_BY_SCHEME.get(wanted, wanted))
+    if kind is None:
+        raise ValueError(f"unknown runtime {wanted!r} (known: {', '.join(ENGINES)})")
+    if kind.opening is Opening.PATH:
+        return kind.open(offline_location(reference or "")[0])
+    return kind.open(endpoint)

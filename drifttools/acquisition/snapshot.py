@@ -112,7 +112,11 @@ def take_snapshot(
         name=info.name,
         image=None,
         pid=info.pid,
-        details={"status": info.status, "posture": dict(info.posture), "engine": dict(info.engine)},
+        details={
+            "status": info.status,
+            "posture": info.posture.to_dict(),
+            "engine": dict(info.engine),
+        },
     )
     return Snapshot(
         target=target,
@@ -135,13 +139,11 @@ def container_pids_of(
     """The container's processes: the host's cgroup membership, joined with the runtime's
     own list where it keeps one (containerd's Tasks.ListPids)."""
     pids = set(container_pids(info.id))
-    listed = getattr(runtime, "pids", None)
-    if listed is not None:
-        try:
-            pids.update(listed(info.id))
-        except (DriftError, OSError) as exc:
-            if notes is not None:
-                notes.append(f"{runtime.name} did not list the task's pids: {exc}")
+    try:
+        pids.update(runtime.engine_pids(info))
+    except (DriftError, OSError) as exc:
+        if notes is not None:
+            notes.append(f"{runtime.name} did not list the task's pids: {exc}")
     if not pids and info.pid is not None:
         pids.add(info.pid)
     return sorted(pids)

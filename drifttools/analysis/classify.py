@@ -29,6 +29,7 @@ from drifttools.analysis.classifiers.persistence import start_scripts
 from drifttools.analysis.classifiers.processes import exposed_ports, process_findings, read_exe
 from drifttools.analysis.classifiers.severity import cap_expected, score
 from drifttools.analysis.classifiers.yara import RuleSet, ScanTimeout, compile_rules
+from drifttools.baseline.sources import LayerSource
 from drifttools.models import (
     Change,
     ChangeKind,
@@ -125,15 +126,13 @@ def _batches(changes: Sequence[Change], cap: int) -> Iterator[list[Change]]:
         yield batch
 
 
-def image_files_from_layers(baseline: ImageIndex, layers: Sequence[Any]) -> ImageFiles:
+def image_files_from_layers(baseline: ImageIndex, layers: Sequence[LayerSource]) -> ImageFiles:
     """A reader of image paths from unpacked layer directories (bottom first, one per layer
     of ``baseline``), confined to each directory; bytes are returned only when they hash to
     the baseline's sha256 (or were cut at the limit)."""
     import hashlib
 
-    directories = [
-        getattr(layer, "layer_dir", None) or getattr(layer, "directory", None) for layer in layers
-    ]
+    directories = [layer.directory for layer in layers]
 
     def read(path: str, limit: int) -> bytes | None:
         entry = baseline.entries.get(path)

@@ -2,7 +2,7 @@
 
 In order: layers already in the cache (verified earlier on this machine); the
 engine's own store, whatever form the runtime gives
-(:data:`~drifttools.acquisition.runtime.LayerSource`):
+(:data:`~drifttools.baseline.sources.LayerSource`):
 
 * Docker's layer store, where each layer's exact tar stream is rebuilt from its
   tar-split record and the layer's files and hashed against its diff_id (a lower
@@ -22,20 +22,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from drifttools import _native
-from drifttools.acquisition.runtime import BlobLayer, LayerSource, Runtime, UnpackedLayer
+from drifttools.acquisition.runtime import Runtime
 from drifttools.analysis.diff import is_opaque_dir, is_overlay_deletion
 from drifttools.baseline.cache import LayerCache
-from drifttools.baseline.image import (
-    ImageConfig,
-    assemble,
-    cached_layer,
-    host_platform_name,
-    index_image,
-    verified_layer,
-)
+from drifttools.baseline.image import assemble, cached_layer, index_image, verified_layer
 from drifttools.baseline.images.layer_store import StoredLayer, read_stored_layer
 from drifttools.baseline.images.stream import StreamedBlobs
 from drifttools.baseline.merge import MergedTree
+from drifttools.baseline.oci import ImageConfig, host_platform_name
+from drifttools.baseline.sources import BlobLayer, LayerSource, UnpackedLayer
 from drifttools.errors import ImageNotFound, LayerCorrupt
 from drifttools.models import (
     BaselineEntry,
@@ -67,7 +62,7 @@ def container_baseline(
     tampered on the host goes unnoticed that way. A fully cached image still uses
     its verified cache.
     """
-    raw_config = runtime.image_config(info.image_id)
+    raw_config = runtime.image_config(info)
     if raw_config is not None:
         config = ImageConfig.parse(raw_config, info.image_id, runtime.endpoint)
         hits = [
@@ -102,7 +97,7 @@ def container_baseline(
 def _unpacked(source: LayerSource) -> LayerSource:
     if isinstance(source, StoredLayer):
         reason = "--trust-host-layers: read from the engine's layer directory, not verified"
-        return UnpackedLayer(source.diff_id, source.layer_dir, reason)
+        return UnpackedLayer(source.diff_id, source.directory, reason)
     return source
 
 

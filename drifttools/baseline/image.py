@@ -3,17 +3,15 @@
 Formats: a ``docker save`` tar (the legacy ``manifest.json`` layout and the OCI
 layout Docker 25+ writes; ``index.json`` is read first) and an OCI image layout
 directory. Every digest is checked: the manifest against its descriptor, the
-config against the manifest, each layer blob against the manifest and its
-uncompressed stream against the config's ``rootfs.diff_ids``. A mismatch is
-recorded on the layer (``verified: false`` with the problem), not raised: the
-caller decides whether an unverified baseline is acceptable.
+config against the manifest (both by :mod:`drifttools.baseline.oci`), each layer
+blob against the manifest and its uncompressed stream against the config's
+``rootfs.diff_ids``. A mismatch is recorded on the layer (``verified: false`` with
+the problem), not raised: the caller decides whether an unverified baseline is
+acceptable.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import platform as host_platform
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,16 +22,19 @@ from drifttools.baseline.cache import LayerCache
 from drifttools.baseline.images.archive import ArchiveBlobs
 from drifttools.baseline.images.oci_layout import DirectoryBlobs
 from drifttools.baseline.merge import merge_layers
+from drifttools.baseline.oci import (
+    INDEX_TYPES,
+    ImageConfig,
+    blob_name,
+    host_platform_name,
+    parse_json,
+    resolve_image,
+)
 from drifttools.errors import DigestMismatch, ImageError, ImageNotFound, LayerCorrupt
-from drifttools.models import ImageIndex, ImageRef, Layer
+from drifttools.models import Descriptor, ImageIndex, ImageRef, Layer
 from drifttools.progress import Progress, ProgressEvent, Stage, no_progress
 
-INDEX_TYPES = {
-    "application/vnd.oci.image.index.v1+json",
-    "application/vnd.docker.distribution.manifest.list.v2+json",
-}
 _REF_ANNOTATIONS = ("io.containerd.image.name", "org.opencontainers.image.ref.name")
-_ARCHES = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm"}
 
 
 class BlobSource(Protocol):
@@ -48,13 +49,24 @@ class BlobSource(Protocol):
     def size(self, name: str) -> int: ...
 
 
+class ImageFormat(Protocol):
+    """A blob source made from a path: an archive file, a layout directory ..."""
+
+    def accepts(self, path: Path) -> bool:
+        """Whether this format reads the image at ``path``."""
+        ...
+
+    def __call__(self, path: Path) -> BlobSource:
+        """Open the image at ``path``."""
+        ...
+
+
 @dataclass(frozen=True)
 class _Manifest:
     name: str | None  # the image's tag, when the archive names it
-    config_bytes: bytes
-    config_digest: str | None  # what the manifest says the config hashes to
+    config: ImageConfig
     layers: list[_LayerBlob]
-    problems: list[str]
+    problems: Sequence[str]
 
 
 @dataclass(frozen=True)
@@ -65,19 +77,17 @@ class _LayerBlob:
     size: int | None
 
 
-def host_platform_name() -> str:
-    """This machine's platform in OCI terms, e.g. ``linux/amd64``."""
-    machine = host_platform.machine()
-    return f"linux/{_ARCHES.get(machine, machine)}"
+#: The forms an image given by path can take, each a module of :mod:`drifttools.baseline.images`
+#: whose class says which paths it ``accepts``; the first that does reads it.
+IMAGE_FORMATS: tuple[ImageFormat, ...] = (DirectoryBlobs, ArchiveBlobs)
 
 
 def open_blobs(path: Path) -> BlobSource:
-    """The blob source for an archive file or a layout directory."""
-    if path.is_dir():
-        return DirectoryBlobs(path)
-    if not path.exists():
-        raise ImageNotFound(f"image not found: {path}")
-    return ArchiveBlobs(path)
+    """The blob source for an image at ``path`` (see :data:`IMAGE_FORMATS`)."""
+    for image_format in IMAGE_FORMATS:
+        if image_format.accepts(path):
+            return image_format(path)
+    raise ImageNotFound(f"image not found: {path}")
 
 
 def load_image(
@@ -116,12 +126,7 @@ def index_image(
         found = _read_legacy(blobs, ref)
     else:
         raise ImageError(f"{blobs.location}: neither index.json nor manifest.json: not an image")
-    config = ImageConfig.parse(found.config_bytes, found.config_digest, blobs.location)
-    if len(config.diff_ids) != len(found.layers):
-        raise ImageError(
-            f"{blobs.location}: config lists {len(config.diff_ids)} diff_ids"
-            f" for {len(found.layers)} layers"
-        )
+    config = found.config
     loaded = []
     total = len(found.layers)
     for position, (blob, diff_id) in enumerate(zip(found.layers, config.diff_ids, strict=True)):
@@ -129,31 +134,6 @@ def index_image(
         loaded.append(_load_layer(blobs, blob, diff_id, config.steps[position], cache))
     progress(ProgressEvent(Stage.MERGE, total, total))
     return assemble(found.name, config, wanted_platform, loaded, found.problems)
-
-
-@dataclass(frozen=True)
-class ImageConfig:
-    """An image config blob, its digest checked, with what the baseline needs from it."""
-
-    digest: str  # sha256:<hex> of the bytes: the image id
-    data: dict[str, Any]
-    diff_ids: list[str]
-    steps: list[str | None]  # created_by of each layer, None when history does not say
-    problems: list[str]
-
-    @classmethod
-    def parse(cls, raw: bytes, expected_digest: str | None, location: str) -> ImageConfig:
-        digest = "sha256:" + hashlib.sha256(raw).hexdigest()
-        problems = []
-        if expected_digest is not None and expected_digest != digest:
-            problems.append(f"config hashes to {digest}, its reference says {expected_digest}")
-        data = _json(raw, "image config", location)
-        diff_ids = list(data.get("rootfs", {}).get("diff_ids", []))
-        history = [h for h in data.get("history", []) if not h.get("empty_layer")]
-        steps = [h.get("created_by") for h in history]
-        if len(steps) != len(diff_ids):
-            steps = [None] * len(diff_ids)
-        return cls(digest, data, diff_ids, steps, problems)
 
 
 def assemble(
@@ -241,7 +221,7 @@ def _load_layer(
 
 
 def _read_oci(blobs: BlobSource, ref: str | None, wanted_platform: str) -> _Manifest:
-    index = _json(blobs.read_bytes("index.json"), "index.json", blobs.location)
+    index = parse_json(blobs.read_bytes("index.json"), "index.json", blobs.location)
     descriptors = list(index.get("manifests", []))
     if ref is not None:
         descriptors = [d for d in descriptors if ref in _refs(d)]
@@ -253,29 +233,24 @@ def _read_oci(blobs: BlobSource, ref: str | None, wanted_platform: str) -> _Mani
             raise ImageError(f"{blobs.location}: holds several images, choose one: {names}")
     if not descriptors:
         raise ImageError(f"{blobs.location}: index.json lists no manifest")
-    descriptor = descriptors[0]
-    name = next(iter(_refs(descriptor)), ref)
-    problems: list[str] = []
-    manifest = _checked_json(blobs, descriptor, problems)
-    while manifest.get("mediaType") in INDEX_TYPES or "manifests" in manifest:
-        descriptor = _pick_platform(manifest.get("manifests", []), wanted_platform, blobs.location)
-        manifest = _checked_json(blobs, descriptor, problems)
-    config_descriptor = manifest.get("config") or {}
-    config_bytes = blobs.read_bytes(_blob_name(config_descriptor, blobs.location))
+    name = next(iter(_refs(descriptors[0])), ref)
+    manifest, config = resolve_image(
+        Descriptor.of(descriptors[0]),
+        lambda digest: blobs.read_bytes(blob_name(digest, blobs.location)),
+        wanted_platform,
+        blobs.location,
+    )
     layer_blobs = [
         _LayerBlob(
-            _blob_name(layer, blobs.location),
-            layer["digest"],
-            layer.get("mediaType", ""),
-            layer.get("size"),
+            blob_name(layer.digest, blobs.location), layer.digest, layer.media_type, layer.size
         )
-        for layer in manifest.get("layers", [])
+        for layer in manifest.layers
     ]
-    return _Manifest(name, config_bytes, config_descriptor.get("digest"), layer_blobs, problems)
+    return _Manifest(name, config, layer_blobs, manifest.problems)
 
 
 def _read_legacy(blobs: BlobSource, ref: str | None) -> _Manifest:
-    manifest = _json(blobs.read_bytes("manifest.json"), "manifest.json", blobs.location)
+    manifest = parse_json(blobs.read_bytes("manifest.json"), "manifest.json", blobs.location)
     if not isinstance(manifest, list) or not manifest:
         raise ImageError(f"{blobs.location}: manifest.json lists no image")
     if ref is not None:
@@ -295,50 +270,11 @@ def _read_legacy(blobs: BlobSource, ref: str | None) -> _Manifest:
     ]
     tags = entry.get("RepoTags") or []
     name = ref or (tags[0] if tags else None)
-    return _Manifest(name, blobs.read_bytes(config_name), config_digest, layer_blobs, [])
+    config = ImageConfig.parse(blobs.read_bytes(config_name), config_digest, blobs.location)
+    config.check_layer_count(len(layer_blobs), blobs.location)
+    return _Manifest(name, config, layer_blobs, [])
 
 
 def _refs(descriptor: Mapping[str, Any]) -> list[str]:
     annotations = descriptor.get("annotations") or {}
     return [annotations[key] for key in _REF_ANNOTATIONS if key in annotations]
-
-
-def _pick_platform(
-    descriptors: list[Mapping[str, Any]], wanted: str, location: str
-) -> Mapping[str, Any]:
-    available = []
-    for descriptor in descriptors:
-        spec = descriptor.get("platform") or {}
-        name = f"{spec.get('os')}/{spec.get('architecture')}"
-        variant = f"{name}/{spec['variant']}" if spec.get("variant") else name
-        if wanted in (name, variant):
-            return descriptor
-        available.append(variant)
-    raise ImageError(f"{location}: no manifest for platform {wanted} (has {available})")
-
-
-def _checked_json(
-    blobs: BlobSource, descriptor: Mapping[str, Any], problems: list[str]
-) -> dict[str, Any]:
-    """Read the JSON blob ``descriptor`` names; a digest mismatch goes to ``problems``."""
-    name = _blob_name(descriptor, blobs.location)
-    data = blobs.read_bytes(name)
-    actual = "sha256:" + hashlib.sha256(data).hexdigest()
-    if actual != descriptor["digest"]:
-        problems.append(f"{name} hashes to {actual}, its descriptor says {descriptor['digest']}")
-    return _json(data, name, blobs.location)
-
-
-def _blob_name(descriptor: Mapping[str, Any], location: str) -> str:
-    digest = str(descriptor.get("digest", ""))
-    algorithm, _, hexdigest = digest.partition(":")
-    if algorithm != "sha256" or len(hexdigest) != 64:
-        raise ImageError(f"{location}: unsupported or malformed digest {digest!r}")
-    return f"blobs/sha256/{hexdigest}"
-
-
-def _json(data: bytes, what: str, location: str) -> Any:
-    try:
-        return json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ImageError(f"{location}: {what} is not valid JSON: {exc}") from exc

@@ -201,8 +201,3 @@ class BoltDB:
                 yield key, Bucket(self, root, inline)
             else:
                 yield key, value
-
-
-def open_readonly(path: str | Path) -> BoltDB:
-    """Open the bbolt database at ``path`` without writing or locking it."""
-    return BoltDB(path)

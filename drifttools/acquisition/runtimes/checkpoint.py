@@ -22,15 +22,9 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from drifttools import _native
-from drifttools.acquisition.runtime import offline_location, split_reference
-from drifttools.acquisition.runtimes.containerd import spec_mounts, spec_posture
-from drifttools.errors import (
-    ContainerNotFound,
-    ImageNotFound,
-    LayerCorrupt,
-    RootfsError,
-    RuntimeUnavailable,
-)
+from drifttools.acquisition.runtimes.containerd.records import spec_mounts
+from drifttools.acquisition.runtimes.posture import spec_posture
+from drifttools.errors import ContainerNotFound, ImageNotFound, RootfsError, RuntimeUnavailable
 from drifttools.models import ContainerInfo, FilesystemState, Snapshot, Target
 
 _JSON_LIMIT = 64 << 20
@@ -145,7 +139,6 @@ class CheckpointRuntime:
     """A checkpoint archive as a (stopped) container; its image comes from ``image``."""
 
     name = "checkpoint"
-    host_access = False
 
     def __init__(self, path: str | Path, *, image: str | Path | None = None) -> None:
         self.archive = CheckpointArchive(path)
@@ -196,7 +189,7 @@ class CheckpointRuntime:
                     _whiteouts(deleted),
                 )
             )
-        processes = info.raw.get("processes") or []
+        processes = self.archive.processes()
         notes = [f"checkpoint archive {self.archive.path}: rootfs-diff.tar and deleted.files"]
         if processes:
             notes.append(
@@ -207,7 +200,7 @@ class CheckpointRuntime:
             runtime="offline",
             id=info.id,
             name=info.name,
-            details={"status": info.status, "posture": dict(info.posture)},
+            details={"status": info.status, "posture": info.posture.to_dict()},
         )
         return Snapshot(
             target=target,
@@ -220,7 +213,11 @@ class CheckpointRuntime:
     def list_running(self) -> list[ContainerInfo]:
         return [self.resolve()]
 
-    def image_config(self, image_id: str) -> bytes | None:
+    def engine_pids(self, info: ContainerInfo) -> list[int]:
+        """None: the dumped processes are in the archive, not running."""
+        return []
+
+    def image_config(self, info: ContainerInfo) -> bytes | None:
         return None
 
     def stored_layers(self, info: ContainerInfo) -> None:
@@ -240,23 +237,3 @@ class CheckpointRuntime:
         raise RuntimeUnavailable("a checkpoint cannot be paused")
 
     unpause = pause
-
-
-def diff_checkpoint(
-    path: str | Path, *, image: str | Path, verify: bool = True, cache: Any = None
-) -> Any:
-    """Diff a checkpoint archive's changes against its image (a ``docker save`` tar or an
-    OCI layout), ``checkpoint:///path.tar`` references included."""
-    from drifttools.analysis.diff import diff_snapshot
-    from drifttools.baseline.image import load_image, require_verified
-
-    if split_reference(str(path))[0] == "checkpoint":
-        path = offline_location(str(path))[0]
-    baseline = load_image(image, cache=cache)
-    if verify:
-        require_verified(baseline)
-    try:
-        taken = CheckpointRuntime(path, image=image).snapshot()
-    except (tarfile.TarError, EOFError, LayerCorrupt) as exc:
-        raise RootfsError(f"{path}: checkpoint archive unreadable: {exc}") from exc
-    return diff_snapshot(taken, baseline)

@@ -19,25 +19,24 @@ from typing import Any, BinaryIO
 
 from google.protobuf import any_pb2
 
-from drifttools.acquisition.runtime import LayerSource, offline_location, split_reference
 from drifttools.acquisition.runtimes.bbolt import BoltDB, BoltError, Bucket
-from drifttools.acquisition.runtimes.containerd import (
+from drifttools.acquisition.runtimes.containerd.content import blob_path, layer_sources
+from drifttools.acquisition.runtimes.containerd.records import (
     DIRECTORY_SNAPSHOTTERS,
     OVERLAY_SNAPSHOTTERS,
     ContainerRecord,
-    ResolvedImage,
+    RecordImage,
     SnapshotDirs,
-    blob_path,
     container_info,
-    layer_sources,
-    parse_target,
-    read_small,
-    resolve_image,
+    parse_selector,
     restart_history,
     select_record,
 )
+from drifttools.acquisition.runtimes.disk import fragment_of, read_small
+from drifttools.baseline.oci import host_platform_name, resolve_image
+from drifttools.baseline.sources import LayerSource
 from drifttools.errors import ContainerNotFound, ImageNotFound, RuntimeUnavailable
-from drifttools.models import ContainerInfo
+from drifttools.models import ContainerInfo, Descriptor
 
 META_DB = "io.containerd.metadata.v1.bolt/meta.db"
 CONTENT = "io.containerd.content.v1.content"
@@ -78,7 +77,6 @@ class ContainerdRootRuntime:
     """Reads a containerd root from disk; ``resolve`` takes ``<namespace>/<id>`` or ``k8s://``."""
 
     name = "containerd-root"
-    host_access = True
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
@@ -86,7 +84,6 @@ class ContainerdRootRuntime:
         if not (self.root / META_DB).is_file():
             raise RuntimeUnavailable(f"{self.root} is not a containerd root (no {META_DB})")
         self.content_root = self.root / CONTENT
-        self._images: dict[str, tuple[ResolvedImage, SnapshotDirs | None]] = {}
 
     def _meta(self) -> BoltDB:
         try:
@@ -106,23 +103,19 @@ class ContainerdRootRuntime:
         return [_record(namespace, cid, bucket) for cid, bucket in containers.buckets()]
 
     def resolve(self, reference: str) -> ContainerInfo:
-        wanted = reference
-        if split_reference(reference)[0] == "containerd-root":
-            wanted = offline_location(reference)[1]
-        target = parse_target(wanted)
+        wanted = fragment_of(reference, self.name)
+        selector = parse_selector(wanted)
         spaces = self.namespaces()
-        if target.namespace is not None and target.namespace not in spaces:
-            raise ContainerNotFound(f"no namespace {target.namespace!r} in {self.root}")
+        if selector.namespace is not None and selector.namespace not in spaces:
+            raise ContainerNotFound(f"no namespace {selector.namespace!r} in {self.root}")
         with self._meta() as db:
-            chosen_spaces = [target.namespace] if target.namespace else spaces
+            chosen_spaces = [selector.namespace] if selector.namespace else spaces
             records = [r for space in chosen_spaces for r in self._records(db, space)]
             chosen, attempts = select_record(
-                records, target, wanted, lambda _r: False, f"in {self.root}"
+                records, selector, wanted, lambda _r: False, f"in {self.root}"
             )
             image = self._image(db, chosen.namespace, chosen.image) if chosen.image else None
         dirs = self._snapshot(chosen)
-        if image is not None:
-            self._images[image.config_digest] = (image, dirs)
         return container_info(
             chosen,
             image,
@@ -139,17 +132,18 @@ class ContainerdRootRuntime:
             runtime="offline",
         )
 
-    def _image(self, db: BoltDB, namespace: str, name: str) -> ResolvedImage | None:
+    def _image(self, db: BoltDB, namespace: str, name: str) -> RecordImage | None:
         record = db.root.bucket("v1", namespace, "images", name)
         if record is None:
             return None
         target = _texts(record.bucket("target"))
-        return resolve_image(
-            name,
-            {"digest": target.get("digest", ""), "media_type": target.get("mediatype", "")},
+        manifest, config = resolve_image(
+            Descriptor(target.get("digest", ""), target.get("mediatype", "")),
             self._read_blob,
+            host_platform_name(),
             str(self.root),
         )
+        return RecordImage(manifest, config)
 
     def _read_blob(self, digest: str) -> bytes:
         path = blob_path(self.content_root, digest)
@@ -205,21 +199,32 @@ class ContainerdRootRuntime:
             records = [r for space in self.namespaces() for r in self._records(db, space)]
         return [self.resolve(f"{r.namespace}/{r.id}") for r in records]
 
-    def image_config(self, image_id: str) -> bytes | None:
-        found = self._images.get(image_id)
-        return found[0].config if found else None
+    def engine_pids(self, info: ContainerInfo) -> list[int]:
+        """None: no process runs on a dead host."""
+        return []
+
+    def image_config(self, info: ContainerInfo) -> bytes | None:
+        """The image's config blob, from the content store on the disk."""
+        if info.image_manifest is None:
+            return None
+        return self._read_blob(info.image_manifest.config.digest)
 
     def stored_layers(self, info: ContainerInfo) -> list[LayerSource] | None:
-        found = self._images.get(info.image_id)
-        if found is None:
+        if info.image_manifest is None:
             return None
-        image, dirs = found
 
         def opener(digest: str) -> Callable[[], str | BinaryIO] | None:
             path = blob_path(self.content_root, digest)
             return (lambda: str(path)) if path is not None else None
 
-        return layer_sources(image, opener, dirs, f"content store {self.content_root}")
+        return layer_sources(
+            info.image_ref,
+            info.image_manifest,
+            info.diff_ids,
+            opener,
+            info.lower_dirs,
+            f"content store {self.content_root}",
+        )
 
     def save_stream(self, image_id: str) -> BinaryIO:
         raise ImageNotFound(f"image {image_id} is not in {self.root}")
@@ -242,14 +247,19 @@ def _record(namespace: str, container_id: str, bucket: Bucket) -> ContainerRecor
         except (ValueError, UnicodeDecodeError):
             spec = {}
     runtime = bucket.bucket("runtime")
+    runtime_name = runtime.text("name") if runtime else None
+    labels = _texts(bucket.bucket("labels"))
+    image = bucket.text("image") or ""
+    snapshotter = bucket.text("snapshotter") or ""
+    snapshot_key = bucket.text("snapshotKey") or ""
     created = go_time(bucket.value("createdat"))
     raw = {
         "id": container_id,
-        "labels": _texts(bucket.bucket("labels")),
-        "image": bucket.text("image") or "",
-        "runtime": {"name": runtime.text("name") if runtime else None},
-        "snapshotter": bucket.text("snapshotter") or "",
-        "snapshot_key": bucket.text("snapshotKey") or "",
+        "labels": labels,
+        "image": image,
+        "runtime": {"name": runtime_name},
+        "snapshotter": snapshotter,
+        "snapshot_key": snapshot_key,
         "created_at": created,
         "updated_at": go_time(bucket.value("updatedat")),
         "spec": spec,
@@ -257,12 +267,12 @@ def _record(namespace: str, container_id: str, bucket: Bucket) -> ContainerRecor
     return ContainerRecord(
         namespace=namespace,
         id=container_id,
-        labels=raw["labels"],
-        image=raw["image"],
-        snapshotter=raw["snapshotter"],
-        snapshot_key=raw["snapshot_key"],
+        labels=labels,
+        image=image,
+        snapshotter=snapshotter,
+        snapshot_key=snapshot_key,
         spec=spec,
-        runtime=str(raw["runtime"]["name"] or ""),
+        runtime=runtime_name or "",
         created_at=created,
         raw=raw,
     )

@@ -7,7 +7,6 @@ variables are honoured.
 
 from __future__ import annotations
 
-import io
 import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -16,6 +15,8 @@ from typing import Any, BinaryIO
 import docker
 import docker.errors
 
+from drifttools.acquisition.runtimes.chunks import buffered
+from drifttools.acquisition.runtimes.posture import docker_posture
 from drifttools.baseline.images.layer_store import StoredLayer, engine_layers
 from drifttools.errors import (
     ContainerNotFound,
@@ -24,43 +25,6 @@ from drifttools.errors import (
     RuntimeUnavailable,
 )
 from drifttools.models import ContainerInfo, MountPoint
-
-#: Host paths whose presence inside a container hands it the host.
-_SENSITIVE_SOURCES = (
-    "/var/run/docker.sock",
-    "/run/docker.sock",
-    "/run/containerd/containerd.sock",
-    "/var/run/containerd/containerd.sock",
-    "/",
-    "/etc",
-    "/proc",
-    "/sys",
-    "/root",
-    "/var/lib/docker",
-)
-
-
-class ChunkStream(io.RawIOBase):
-    """A file object over an iterator of byte chunks (the Engine API's streamed bodies)."""
-
-    def __init__(self, chunks: Iterator[bytes]) -> None:
-        self._chunks = chunks
-        self._pending = b""
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        view = memoryview(buffer).cast("B")
-        while not self._pending:
-            try:
-                self._pending = next(self._chunks)
-            except StopIteration:
-                return 0
-        count = min(len(view), len(self._pending))
-        view[:count] = self._pending[:count]
-        self._pending = self._pending[count:]
-        return count
 
 
 class DockerRuntime:
@@ -82,7 +46,8 @@ class DockerRuntime:
         self.data_root = Path(self._info.get("DockerRootDir", "/var/lib/docker"))
         self.driver = str(self._info.get("Driver", ""))
         local_socket = self.endpoint.startswith(("http+docker://localhost", "http+unix://"))
-        self.host_access = local_socket and os.access(self.data_root, os.R_OK)
+        # the engine's files and the containers' /proc are readable here
+        self._host_access = local_socket and os.access(self.data_root, os.R_OK)
 
     def resolve(self, reference: str) -> ContainerInfo:
         """The container named ``reference`` (a name, an id, or an id prefix)."""
@@ -108,9 +73,9 @@ class DockerRuntime:
             status=status,
             pid=state["Pid"] if running else None,
             storage_driver=raw.get("Driver", self.driver),
-            upper_dir=upper if self.host_access else None,
+            upper_dir=upper if self._host_access else None,
             mounts=tuple(_engine_mounts(raw)),
-            posture=posture(raw),
+            posture=docker_posture(raw),
             engine={
                 "endpoint": self.endpoint,
                 "version": self._version.get("Version"),
@@ -135,11 +100,15 @@ class DockerRuntime:
                 continue  # gone since the listing
         return found
 
-    def image_config(self, image_id: str) -> bytes | None:
+    def engine_pids(self, info: ContainerInfo) -> list[int]:
+        """None listed: the engine keeps no list of a container's processes of its own."""
+        return []
+
+    def image_config(self, info: ContainerInfo) -> bytes | None:
         """The raw config blob from the engine's store (its digest is the image id), if readable."""
-        if not self.host_access:
+        if not self._host_access:
             return None
-        hexdigest = image_id.removeprefix("sha256:")
+        hexdigest = info.image_id.removeprefix("sha256:")
         path = self.data_root / "image" / self.driver / "imagedb" / "content" / "sha256" / hexdigest
         try:
             return path.read_bytes()
@@ -148,7 +117,7 @@ class DockerRuntime:
 
     def stored_layers(self, info: ContainerInfo) -> list[StoredLayer] | None:
         """Where the engine keeps each image layer and its tar-split record, if readable."""
-        if not self.host_access or not info.diff_ids:
+        if not self._host_access or not info.diff_ids:
             return None
         try:
             return engine_layers(info.diff_ids, data_root=self.data_root, driver=self.driver)
@@ -159,11 +128,11 @@ class DockerRuntime:
 
     def save_stream(self, image_id: str) -> BinaryIO:
         """``docker save`` of the image, as a stream (never written to disk)."""
-        return io.BufferedReader(ChunkStream(iter(self._client.api.get_image(image_id))), 1 << 20)
+        return buffered(iter(self._client.api.get_image(image_id)))
 
     def export_stream(self, container_id: str) -> BinaryIO:
         """``docker export`` of the container's filesystem, as a stream."""
-        return io.BufferedReader(ChunkStream(iter(self._client.api.export(container_id))), 1 << 20)
+        return buffered(iter(self._client.api.export(container_id)))
 
     def pause(self, container_id: str) -> None:
         self._client.api.pause(container_id)
@@ -195,33 +164,3 @@ def _engine_mounts(raw: Mapping[str, Any]) -> Iterator[MountPoint]:
         )
     for destination, options in ((raw.get("HostConfig") or {}).get("Tmpfs") or {}).items():
         yield MountPoint(destination, "tmpfs", "tmpfs", "", options or "", "tmpfs")
-
-
-def posture(raw: Mapping[str, Any]) -> dict[str, Any]:
-    """How exposed the host is to this container: the investigator's context."""
-    host = raw.get("HostConfig") or {}
-    config = raw.get("Config") or {}
-    security = host.get("SecurityOpt") or []
-    sources = [m.get("Source", "") for m in raw.get("Mounts") or []]
-    return {
-        "privileged": bool(host.get("Privileged")),
-        "cap_add": list(host.get("CapAdd") or []),
-        "cap_drop": list(host.get("CapDrop") or []),
-        "user": config.get("User") or "root (image default)",
-        "read_only_rootfs": bool(host.get("ReadonlyRootfs")),
-        "host_pid": host.get("PidMode") == "host",
-        "host_network": host.get("NetworkMode") == "host",
-        "host_ipc": host.get("IpcMode") == "host",
-        "host_uts": host.get("UTSMode") == "host",
-        "userns": host.get("UsernsMode") or None,
-        "seccomp": next(
-            (s.split("=", 1)[1] for s in security if s.startswith("seccomp")), "default"
-        ),
-        "apparmor": raw.get("AppArmorProfile") or None,
-        "no_new_privileges": any("no-new-privileges" in s for s in security),
-        "devices": [d.get("PathOnHost") for d in host.get("Devices") or []],
-        "sensitive_mounts": sorted({s for s in sources if s in _SENSITIVE_SOURCES}),
-        "host_paths": sorted(
-            {m.get("Source", "") for m in raw.get("Mounts") or [] if m.get("Type") == "bind"}
-        ),
-    }

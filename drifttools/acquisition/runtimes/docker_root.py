@@ -15,9 +15,8 @@ import re
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from drifttools.acquisition.runtime import offline_location, split_reference
-from drifttools.acquisition.runtimes.containerd import read_small
-from drifttools.acquisition.runtimes.docker import posture
+from drifttools.acquisition.runtimes.disk import fragment_of, read_small
+from drifttools.acquisition.runtimes.posture import docker_posture
 from drifttools.baseline.images.layer_store import StoredLayer, engine_layers
 from drifttools.errors import ContainerNotFound, ImageNotFound, RuntimeUnavailable
 from drifttools.models import ContainerInfo, MountPoint
@@ -31,7 +30,6 @@ class DockerRootRuntime:
     """Reads a Docker data root from disk; ``resolve`` takes a container name, id or prefix."""
 
     name = "docker-root"
-    host_access = True
 
     def __init__(self, data_root: str | Path) -> None:
         self.data_root = Path(data_root)
@@ -62,10 +60,7 @@ class DockerRootRuntime:
 
     def resolve(self, reference: str) -> ContainerInfo:
         """The container ``reference`` names (a ``docker-root://...#<ref>`` or a bare ref)."""
-        wanted = reference
-        if split_reference(reference)[0] == "docker-root":
-            wanted = offline_location(reference)[1]
-        wanted = wanted.lstrip("/")
+        wanted = fragment_of(reference, self.name).lstrip("/")
         if not wanted:
             raise ContainerNotFound(f"{reference!r}: name the container after '#'")
         records = self._records()
@@ -87,7 +82,7 @@ class DockerRootRuntime:
                 f" {container_id!r})"
             )
         image_id = str(raw.get("Image", ""))
-        config = self.image_config(image_id)
+        config = self._image_config(image_id)
         diff_ids = tuple(json.loads(config).get("rootfs", {}).get("diff_ids", [])) if config else ()
         mount_id_file = self.data_root / "image" / driver / "layerdb" / "mounts" / container_id
         upper = None
@@ -110,7 +105,7 @@ class DockerRootRuntime:
             storage_driver=driver,
             upper_dir=upper,
             mounts=tuple(self._mounts(raw)),
-            posture=posture(raw),
+            posture=docker_posture(raw),
             engine={
                 "format": self.name,
                 "data_root": str(self.data_root),
@@ -139,10 +134,15 @@ class DockerRootRuntime:
             self._info(raw) for raw in self._records() if (raw.get("State") or {}).get("Running")
         ]
 
-    def list_containers(self) -> list[ContainerInfo]:
-        return [self._info(raw) for raw in self._records()]
+    def engine_pids(self, info: ContainerInfo) -> list[int]:
+        """None: no process runs on a dead host."""
+        return []
 
-    def image_config(self, image_id: str) -> bytes | None:
+    def image_config(self, info: ContainerInfo) -> bytes | None:
+        """The image's config blob, from the image database on the disk."""
+        return self._image_config(info.image_id)
+
+    def _image_config(self, image_id: str) -> bytes | None:
         hexdigest = image_id.removeprefix("sha256:")
         if len(hexdigest) != 64 or not hexdigest.isalnum():
             return None

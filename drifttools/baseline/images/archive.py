@@ -16,6 +16,11 @@ class ArchiveBlobs:
     the native reader straight from its byte range in the archive.
     """
 
+    @staticmethod
+    def accepts(path: Path) -> bool:
+        """A file: read as a ``docker save`` tar."""
+        return path.is_file()
+
     def __init__(self, path: Path) -> None:
         self.location = str(path)
         self.source_kind = "archive"

@@ -41,7 +41,7 @@ class StoredLayer:
     diff_id: str
     chain_id: str
     tar_split: Path
-    layer_dir: Path
+    directory: Path  # the unpacked layer: <data_root>/<driver>/<cache-id>/diff
 
 
 def chain_ids(diff_ids: Sequence[str]) -> list[str]:
@@ -134,14 +134,14 @@ def engine_layers(
         tar_split = record / "tar-split.json.gz"
         if not tar_split.is_file():
             raise ImageNotFound(f"{name} is not in the engine's store: no {tar_split}")
-        layer_dir = data_root / driver / cache_id / "diff"
-        if not layer_dir.is_dir():
+        directory = data_root / driver / cache_id / "diff"
+        if not directory.is_dir():
             raise ImageNotFound(
-                f"{name} is not in the engine's store: no layer directory {layer_dir}"
+                f"{name} is not in the engine's store: no layer directory {directory}"
             )
         layers.append(
             StoredLayer(
-                diff_id=diff_id, chain_id=chain_id, tar_split=tar_split, layer_dir=layer_dir
+                diff_id=diff_id, chain_id=chain_id, tar_split=tar_split, directory=directory
             )
         )
     return layers
@@ -160,7 +160,7 @@ def read_stored_layer(layer: StoredLayer) -> _native.LayerIndex:
     other failures to open them.
     """
     try:
-        return _native.read_tar_split(str(layer.tar_split), str(layer.layer_dir))
+        return _native.read_tar_split(str(layer.tar_split), str(layer.directory))
     except FileNotFoundError as exc:
         raise ImageNotFound(
             f"layer {layer.diff_id} is no longer in the engine's store: {exc}"

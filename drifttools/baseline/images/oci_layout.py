@@ -16,6 +16,11 @@ class DirectoryBlobs:
         self.source_kind = "archive"
         self._root = path.resolve()
 
+    @staticmethod
+    def accepts(path: Path) -> bool:
+        """A directory: read as an image layout."""
+        return path.is_dir()
+
     def exists(self, name: str) -> bool:
         return self._file(name).is_file()
 

@@ -21,7 +21,7 @@ _JSON_LIMIT = 64 << 20
 class _Prefixed(io.RawIOBase):
     """A stream with some bytes already read put back in front of it."""
 
-    def __init__(self, prefix: bytes, rest: BinaryIO) -> None:
+    def __init__(self, prefix: bytes, rest: IO[bytes]) -> None:
         self._prefix = prefix
         self._rest = rest
 
