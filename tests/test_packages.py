@@ -494,6 +494,22 @@ def test_python_record_and_console_scripts() -> None:
     assert drift.provenance[f"{site}/six-1.16.0.dist-info/METADATA"].image_package is not None
 
 
+def test_a_python_distribution_a_system_package_installed_is_reported_once() -> None:
+    site = "/usr/lib/python3/dist-packages"
+    meta = b"Metadata-Version: 2.1\nName: six\nVersion: 1.16.0\n"
+    tree = _bookworm()
+    tree.container[f"{site}/six-1.16.0.dist-info/METADATA"] = meta
+    tree.container[STATUS] = _status(COREUTILS, ("python3-six", "all", "1.16.0-4"))
+    tree.container[f"{INFO}/python3-six.md5sums"] = (
+        f"{_md5(meta)}  usr/lib/python3/dist-packages/six-1.16.0.dist-info/METADATA\n".encode()
+    )
+    drift = tree.drift()
+    [record] = drift.records
+    assert (record.manager, record.name, record.change) == ("dpkg", "python3-six", "added")
+    owner = drift.provenance[f"{site}/six-1.16.0.dist-info/METADATA"].package
+    assert owner is not None and (owner.manager, owner.architecture) == ("dpkg", "all")
+
+
 def test_npm_packages_own_their_directories() -> None:
     left = json.dumps({"name": "left-pad", "version": "1.3.0"}).encode()
     scoped = json.dumps({"name": "@babel/core", "version": "7.24.0"}).encode()

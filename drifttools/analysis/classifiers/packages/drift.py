@@ -93,9 +93,7 @@ class PackageDrift:
     def add(self, path: str, finding: Finding) -> None:
         self.findings.setdefault(path, []).append(finding)
 
-    def mismatch(
-        self, path: str, manager: str, package: PackageRef, owned: Owned, binary: bool
-    ) -> None:
+    def mismatch(self, path: str, package: PackageRef, owned: Owned, binary: bool) -> None:
         """A file of ``package`` whose bytes are not the ones it recorded: a trojaned binary
         or library is high (T1554), other files medium (T1565.001)."""
         listed = f", listed as {owned.listed_as}" if owned.listed_as else ""
@@ -107,7 +105,7 @@ class PackageDrift:
                 Severity.HIGH if binary else Severity.MEDIUM,
                 ("T1554",) if binary else ("T1565.001",),
                 ("package-file-modified",),
-                f"owned by {manager} package {package.name} {package.version}{listed}; "
+                f"owned by {package.manager} package {package.name} {package.version}{listed}; "
                 f"its {algorithm} does not match the package's record",
             ),
         )
@@ -170,11 +168,11 @@ def package_drift(
     ``before`` reads a path of the image, ``after`` of the container (either answers None
     when it cannot); ``binaries`` are the drifted paths whose content is executable code.
     """
-    image, container = _sides(changes, baseline, before, after)
     out = PackageDrift(image_paths=baseline.keys())
     out.sha256 = {p: c.after.sha256 for p, c in changes.items() if c.after is not None}
     if not changes:
         return out
+    image, container = _sides(changes, baseline, before, after)
     olds: list[Database] = []
     news: list[Database] = []
     comparable: set[str] = set()
@@ -195,7 +193,7 @@ def package_drift(
     _drop_system_owned(news)
     out.known = any(db.manager in _SYSTEM for db in news)
     keys = _provenance(changes, olds, news, container, binaries, out)
-    _records(changes, olds, news, comparable, keys, out)
+    _records(olds, news, comparable, keys, out)
     _database_findings(changes, out)
     out.notes += image.notes + container.notes
     return out
@@ -345,7 +343,7 @@ def _provenance(
             keys[path] = (owner.db.manager, owner.key)
         if record is Record.MISMATCH and new is not None and new.package is not None:
             assert owned is not None
-            out.mismatch(path, new.db.manager, new.package, owned, path in binaries)
+            out.mismatch(path, new.package, owned, path in binaries)
         elif (
             record is Record.DIVERTED
             and new is not None
@@ -391,7 +389,6 @@ def _link(
 
 
 def _records(
-    changes: Mapping[str, Change],
     olds: Sequence[Database],
     news: Sequence[Database],
     comparable: Collection[str],
