@@ -59,7 +59,10 @@ class Tree:
             return _facts(kind="symlink", target=value)
         return _facts(value)
 
-    def drift(self, binaries: set[str] | frozenset[str] = frozenset()) -> PackageDrift:
+    def drift(
+        self, binaries: set[str] | frozenset[str] = frozenset(), cap: int | None = None
+    ) -> PackageDrift:
+        """Package drift, the container's files read up to ``cap`` bytes."""
         changes = {}
         for path in sorted(self.image.keys() | self.container.keys()):
             old, new = self.image.get(path), self.container.get(path)
@@ -80,11 +83,11 @@ class Tree:
             )
         baseline = {p: BaselineEntry(0, self.facts(v)) for p, v in self.image.items()}
 
-        def reader(side: dict[str, bytes | str]):
-            return lambda path: v if isinstance(v := side.get(path), bytes) else None
+        def reader(side: dict[str, bytes | str], limit: int | None = None):
+            return lambda path: v[:limit] if isinstance(v := side.get(path), bytes) else None
 
         return package_drift(
-            changes, baseline, reader(self.image), reader(self.container), binaries
+            changes, baseline, reader(self.image), reader(self.container, cap), binaries
         )
 
 
@@ -139,6 +142,15 @@ def test_merged_usr_a_trojan_under_an_alias_is_checked_against_its_package() -> 
     assert record.mismatched == ("/usr/bin/cat", "/usr/bin/id")
     assert record.severity is Severity.HIGH
     assert record.purl == "pkg:deb/debian/coreutils@9.1-1?arch=amd64"
+
+
+def test_a_file_read_short_of_its_size_is_not_judged() -> None:
+    tree = _bookworm()
+    tree.container["/usr/bin/cat"] = CAT + b"\0" * 2000  # more than the read cap
+    drift = tree.drift(binaries={"/usr/bin/cat"}, cap=1000)
+    assert drift.provenance["/usr/bin/cat"].record is Record.UNCHECKED
+    assert "/usr/bin/cat" not in drift.findings
+    assert "the container's /usr/bin/cat is larger than the read cap: not read" in drift.notes
 
 
 def test_a_local_diversion_moves_the_package_file() -> None:

@@ -101,10 +101,14 @@ class Side:
         return path in self.paths
 
     def read(self, path: str) -> bytes | None:
-        """The bytes of a path the side has, or None (noted) when they cannot be read."""
+        """The whole of a file the side has, or None (noted) when it cannot be read whole."""
         data = self._read(path)
+        facts = self.facts(path)
         if data is None:
             self.notes.append(f"the {self.name}'s {path} is not readable")
+        elif facts is not None and len(data) < facts.size:
+            self.notes.append(f"the {self.name}'s {path} is larger than the read cap: not read")
+            return None
         return data
 
     def text(self, path: str) -> str | None:
