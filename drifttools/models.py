@@ -511,7 +511,7 @@ class PackageRef:
     purl: str  # the package URL: "pkg:deb/debian/jq@1.6-2.1%2Bdeb12u3?arch=amd64"
 
 
-class Record(StrEnum):
+class RecordCheck(StrEnum):
     """How a path's bytes compare with the record its owning package keeps of them."""
 
     MATCH = "match"  # the digest the package recorded (md5sums, RECORD ...); a dir it lists
@@ -531,7 +531,7 @@ class Provenance:
 
     package: PackageRef | None  # the owner in the container (None: no package's)
     image_package: PackageRef | None  # the owner in the image
-    record: Record | None  # the container's bytes against ``package``'s record (None: no owner)
+    record: RecordCheck | None  # the container's bytes against ``package``'s (None: no owner)
     runtime: bool = False  # ``package`` was added, upgraded or downgraded after the image
     listed_as: str | None = None  # the path as the record lists it, when not the same
     #: (merged /usr: "/bin/cat" for /usr/bin/cat; a diversion: the original path)
@@ -539,7 +539,8 @@ class Provenance:
     @property
     def runtime_drift(self) -> bool:
         """A file a package added at runtime put there, with the bytes it recorded."""
-        return self.runtime and self.record in (Record.MATCH, Record.METADATA, Record.LINK)
+        vouched = (RecordCheck.MATCH, RecordCheck.METADATA, RecordCheck.LINK)
+        return self.runtime and self.record in vouched
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,6 +38,15 @@ CMD ["python3", "/opt/app/app.py"]
 """
 APP = "import time\n\nimport idna\nimport six\n\nwhile True:\n    time.sleep(3600)\n"
 
+
+def _running(exe: str) -> str:
+    """Shell that waits (10 s at most) until a process of the container runs ``exe``."""
+    return (
+        f"for _ in $(seq 100); do readlink /proc/[0-9]*/exe | grep -qx {exe} && break;"
+        " sleep 0.1; done"
+    )
+
+
 #: What people do in a running container, each an operation a responder sees every day.
 BENIGN: dict[str, str] = {
     "package install (dpkg -i procps jq)": "dpkg -i /opt/stage/debs/install/*.deb",
@@ -59,7 +68,7 @@ BENIGN: dict[str, str] = {
     ),
     "debugging tool left running (top)": (
         "dpkg -i /opt/stage/debs/install/*.deb"
-        " && (setsid top -b -d 3600 </dev/null >/dev/null 2>&1 &)"
+        " && (setsid top -b -d 3600 </dev/null >/dev/null 2>&1 &) && " + _running("/usr/bin/top")
     ),
 }
 
@@ -108,7 +117,7 @@ ATTACKS: dict[str, tuple[str, str, str]] = {
     ),
     "miner": (
         "cp /opt/stage/payload /tmp/kworkerd && chmod 755 /tmp/kworkerd"
-        " && (setsid /tmp/kworkerd </dev/null >/dev/null 2>&1 &)",
+        " && (setsid /tmp/kworkerd </dev/null >/dev/null 2>&1 &) && " + _running("/tmp/kworkerd"),
         "/tmp/kworkerd",
         "T1105",
     ),

@@ -24,7 +24,7 @@ from packageurl import PackageURL
 from rich.console import Console
 
 import drifttools
-from drifttools import LayerCache, Record, Severity
+from drifttools import LayerCache, RecordCheck, Severity
 from drifttools.evidence.report_read import report_from_dict
 from drifttools.options import BaselineOptions
 from tests import debian
@@ -157,10 +157,10 @@ def test_runtime_package_files_are_its_own_and_capped(
     init = changes["/etc/init.d/procps"]
     assert init.severity is Severity.MEDIUM and "T1543" in init.attack
     gai = changes["/etc/gai.conf"]
-    assert gai.provenance is not None and gai.provenance.record is Record.CONFFILE_EDITED
+    assert gai.provenance is not None and gai.provenance.record is RecordCheck.CONFFILE_EDITED
     assert gai.severity is Severity.LOW
     normalizer = changes["/usr/local/bin/normalizer"].provenance
-    assert normalizer is not None and normalizer.record is Record.MATCH
+    assert normalizer is not None and normalizer.record is RecordCheck.MATCH
     assert normalizer.package is not None and normalizer.package.name == "charset-normalizer"
     processes = {p.exe: p for p in report.processes}
     top = processes["/usr/bin/top"]
@@ -178,11 +178,14 @@ def test_every_attack_is_high_with_its_attack_id(attacked: drifttools.DriftRepor
         assert change.severity.rank >= Severity.HIGH.rank, (attack, change.findings)
         assert technique in change.attack, (attack, change.attack)
     alias = changes["/usr/bin/ls"].provenance
-    assert alias is not None and (alias.listed_as, alias.record) == ("/bin/ls", Record.MISMATCH)
+    assert alias is not None and (alias.listed_as, alias.record) == (
+        "/bin/ls",
+        RecordCheck.MISMATCH,
+    )
     library = changes["/usr/lib/x86_64-linux-gnu/libpam.so.0.85.1"].provenance
     assert library is not None and library.listed_as == "/lib/x86_64-linux-gnu/libpam.so.0.85.1"
     jq = changes["/usr/bin/jq"].provenance
-    assert jq is not None and jq.runtime and jq.record is Record.MISMATCH
+    assert jq is not None and jq.runtime and jq.record is RecordCheck.MISMATCH
     [miner] = [p for p in attacked.processes if p.exe == "/tmp/kworkerd"]
     assert miner.severity is Severity.CRITICAL and "T1105" in miner.attack
     coreutils = next(p for p in attacked.packages if p.name == "coreutils")

@@ -25,7 +25,7 @@ from drifttools.models import (
     ChangeKind,
     FileFacts,
     ProcessRecord,
-    Record,
+    RecordCheck,
     Severity,
 )
 
@@ -126,8 +126,8 @@ def test_merged_usr_a_trojan_under_an_alias_is_checked_against_its_package() -> 
     tree.container["/usr/bin/id"] = b"#!/bin/sh\nexec /tmp/.y\n"
     drift = tree.drift(binaries={"/usr/bin/cat", "/usr/bin/id"})
     cat, ident = drift.provenance["/usr/bin/cat"], drift.provenance["/usr/bin/id"]
-    assert cat.record is Record.MISMATCH and cat.listed_as == "/bin/cat"
-    assert ident.record is Record.MISMATCH and ident.listed_as is None
+    assert cat.record is RecordCheck.MISMATCH and cat.listed_as == "/bin/cat"
+    assert ident.record is RecordCheck.MISMATCH and ident.listed_as is None
     assert cat.package is not None and cat.package.name == "coreutils" and not cat.runtime
     assert cat.image_package == cat.package
     for path in ("/usr/bin/cat", "/usr/bin/id"):
@@ -148,7 +148,7 @@ def test_a_file_read_short_of_its_size_is_not_judged() -> None:
     tree = _bookworm()
     tree.container["/usr/bin/cat"] = CAT + b"\0" * 2000  # more than the read cap
     drift = tree.drift(binaries={"/usr/bin/cat"}, cap=1000)
-    assert drift.provenance["/usr/bin/cat"].record is Record.UNCHECKED
+    assert drift.provenance["/usr/bin/cat"].record is RecordCheck.UNCHECKED
     assert "/usr/bin/cat" not in drift.findings
     assert "the container's /usr/bin/cat is larger than the read cap: not read" in drift.notes
 
@@ -160,10 +160,10 @@ def test_a_local_diversion_moves_the_package_file() -> None:
     tree.container["/var/lib/dpkg/diversions"] = b"/bin/id\n/bin/id.distrib\n:\n"
     drift = tree.drift(binaries={"/usr/bin/id", "/usr/bin/id.distrib"})
     moved = drift.provenance["/usr/bin/id.distrib"]
-    assert moved.record is Record.MATCH and moved.package is not None
+    assert moved.record is RecordCheck.MATCH and moved.package is not None
     assert (moved.package.name, moved.listed_as) == ("coreutils", "/usr/bin/id")
     replacement = drift.provenance["/usr/bin/id"]
-    assert replacement.package is None and replacement.record is Record.DIVERTED
+    assert replacement.package is None and replacement.record is RecordCheck.DIVERTED
     assert replacement.image_package is not None and replacement.image_package.name == "coreutils"
     [finding] = drift.findings["/usr/bin/id"]
     assert (finding.rule, finding.severity) == ("package.diverted", Severity.MEDIUM)
@@ -220,12 +220,12 @@ def test_a_package_added_at_runtime_is_runtime_drift_grouped_under_it() -> None:
     }
     assert "/usr/lib/x86_64-linux-gnu/libproc2.so.0" in records["libproc2-0"].files
     expected = {
-        "/usr/bin/top": Record.MATCH,
-        "/etc/init.d/procps": Record.MATCH,
-        "/etc/rcS.d/S01procps": Record.LINK,
-        "/usr/bin/pidwait": Record.LINK,
-        f"{INFO}/procps.md5sums": Record.METADATA,
-        "/usr/lib/x86_64-linux-gnu/libproc2.so.0.0.1": Record.MATCH,
+        "/usr/bin/top": RecordCheck.MATCH,
+        "/etc/init.d/procps": RecordCheck.MATCH,
+        "/etc/rcS.d/S01procps": RecordCheck.LINK,
+        "/usr/bin/pidwait": RecordCheck.LINK,
+        f"{INFO}/procps.md5sums": RecordCheck.METADATA,
+        "/usr/lib/x86_64-linux-gnu/libproc2.so.0.0.1": RecordCheck.MATCH,
     }
     for path, record in expected.items():
         provenance = drift.provenance[path]
@@ -256,7 +256,7 @@ def test_a_trojan_inside_a_runtime_package_keeps_its_severity() -> None:
     _with_procps(tree, top=b"#!/bin/sh\nexec /tmp/miner\n")
     drift = tree.drift(binaries={"/usr/bin/top"})
     top = drift.provenance["/usr/bin/top"]
-    assert top.record is Record.MISMATCH and top.runtime and not top.runtime_drift
+    assert top.record is RecordCheck.MISMATCH and top.runtime and not top.runtime_drift
     assert drift.findings["/usr/bin/top"][0].severity is Severity.HIGH
     procps = next(r for r in drift.records if r.name == "procps")
     assert procps.mismatched == ("/usr/bin/top",) and procps.severity is Severity.HIGH
@@ -285,7 +285,7 @@ def test_an_upgrade_and_an_edited_conffile() -> None:
     assert record.purl == "pkg:deb/debian/procps@2:4.0.4-1~bpo12%2B1?arch=amd64"
     assert drift.provenance["/usr/bin/top"].runtime_drift
     conffile = drift.provenance["/etc/init.d/procps"]
-    assert conffile.record is Record.CONFFILE_EDITED and not conffile.runtime_drift
+    assert conffile.record is RecordCheck.CONFFILE_EDITED and not conffile.runtime_drift
     assert "/etc/init.d/procps" not in drift.findings
 
 
@@ -458,9 +458,9 @@ def test_rpm_database_made_by_rpm_itself(tmp_path: Path) -> None:
     assert added.purl == "pkg:rpm/fedora/extra-tool@2.0-3?arch=noarch"
     assert drift.provenance["/usr/bin/extra-tool"].runtime_drift
     assert records[("hello-tool", "modified")].mismatched == ("/usr/bin/hello-tool",)
-    assert drift.provenance["/usr/bin/hello-tool"].record is Record.MISMATCH
+    assert drift.provenance["/usr/bin/hello-tool"].record is RecordCheck.MISMATCH
     assert drift.findings["/usr/bin/hello-tool"][0].severity is Severity.HIGH
-    assert drift.provenance["/etc/hello-tool.conf"].record is Record.CONFFILE_EDITED
+    assert drift.provenance["/etc/hello-tool.conf"].record is RecordCheck.CONFFILE_EDITED
 
 
 def _wheel_record(site: str, files: dict[str, bytes]) -> bytes:
@@ -501,8 +501,8 @@ def test_python_record_and_console_scripts() -> None:
     assert (upgrade.manager, upgrade.name, upgrade.change) == ("python", "six", "upgraded")
     assert (upgrade.purl, upgrade.location) == ("pkg:pypi/six@1.17.0", site)
     assert drift.provenance["/usr/local/bin/six-tool"].runtime_drift
-    assert drift.provenance[f"{site}/six.py"].record is Record.MATCH
-    assert drift.provenance[f"{site}/six-1.17.0.dist-info/RECORD"].record is Record.METADATA
+    assert drift.provenance[f"{site}/six.py"].record is RecordCheck.MATCH
+    assert drift.provenance[f"{site}/six-1.17.0.dist-info/RECORD"].record is RecordCheck.METADATA
     assert drift.provenance[f"{site}/six-1.16.0.dist-info/METADATA"].image_package is not None
 
 
@@ -539,7 +539,7 @@ def test_npm_packages_own_their_directories() -> None:
         ("@babel/core", "added", "pkg:npm/%40babel/core@7.24.0"),
     }
     index = drift.provenance["/app/node_modules/left-pad/index.js"]
-    assert index.record is Record.UNCHECKED and not index.runtime_drift
+    assert index.record is RecordCheck.UNCHECKED and not index.runtime_drift
     assert not drift.known  # no system package database: nothing is "unowned"
 
 

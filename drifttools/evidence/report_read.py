@@ -30,7 +30,7 @@ from drifttools.models import (
     PackageRef,
     ProcessRecord,
     Provenance,
-    Record,
+    RecordCheck,
     Severity,
     SocketRecord,
     Target,
@@ -137,7 +137,7 @@ def _provenance(data: Mapping[str, Any] | None) -> Provenance | None:
     return Provenance(
         package=_package_ref(data.get("package")),
         image_package=_package_ref(data.get("image_package")),
-        record=Record(record) if record else None,
+        record=RecordCheck(record) if record else None,
         runtime=bool(data.get("runtime")),
         listed_as=data.get("listed_as"),
     )

@@ -46,7 +46,7 @@ from drifttools.models import (
     PackageRecord,
     PackageRef,
     Provenance,
-    Record,
+    RecordCheck,
     Severity,
 )
 
@@ -286,28 +286,31 @@ def _digests(change: Change, container: Side, algorithms: set[str]) -> dict[str,
     return have
 
 
-def _file_record(change: Change, owner: _Owner, container: Side) -> tuple[Record, Owned | None]:
+def _file_record(
+    change: Change, owner: _Owner, container: Side
+) -> tuple[RecordCheck, Owned | None]:
     """The container's bytes of ``change`` against ``owner``'s record of them."""
     if owner.metadata:
-        return Record.METADATA, None
+        return RecordCheck.METADATA, None
     if owner.diversion is not None:
-        return Record.DIVERTED, None
+        return RecordCheck.DIVERTED, None
     first = owner.owned[0]
     if change.after is None:
-        return Record.MISSING, first
+        return RecordCheck.MISSING, first
     if change.after.kind == "dir":
-        return Record.MATCH, first  # a directory it lists: nothing more to compare
+        return RecordCheck.MATCH, first  # a directory it lists: nothing more to compare
     recorded = [o for o in owner.owned if o.digest is not None]
     if change.after.kind != "file" or not recorded:
-        return Record.UNCHECKED, first
+        return RecordCheck.UNCHECKED, first
     have = _digests(change, container, {o.digest[0] for o in recorded if o.digest})
     if have is None:
-        return Record.UNCHECKED, first
+        return RecordCheck.UNCHECKED, first
     for owned in recorded:
         assert owned.digest is not None
         if have.get(owned.digest[0]) == owned.digest[1]:
-            return Record.MATCH, owned
-    return (Record.CONFFILE_EDITED if recorded[0].conffile else Record.MISMATCH), recorded[0]
+            return RecordCheck.MATCH, owned
+    edited = RecordCheck.CONFFILE_EDITED if recorded[0].conffile else RecordCheck.MISMATCH
+    return edited, recorded[0]
 
 
 def _provenance(
@@ -339,11 +342,11 @@ def _provenance(
         owner = new if new is not None and new.key is not None else old
         if owner is not None and owner.key is not None:
             keys[path] = (owner.db.manager, owner.key)
-        if record is Record.MISMATCH and new is not None and new.package is not None:
+        if record is RecordCheck.MISMATCH and new is not None and new.package is not None:
             assert owned is not None
             out.mismatch(path, new.package, owned, path in binaries)
         elif (
-            record is Record.DIVERTED
+            record is RecordCheck.DIVERTED
             and new is not None
             and new.diversion is not None
             and (old is None or old.diversion != new.diversion)
@@ -376,12 +379,17 @@ def _link(
     (when a package lists the symlink, only if it is the same package)."""
     target = container.resolve(path)
     found = out.provenance.get(target) if target else None
-    if target is None or found is None or found.record is not Record.MATCH or target not in keys:
+    if (
+        target is None
+        or found is None
+        or found.record is not RecordCheck.MATCH
+        or target not in keys
+    ):
         return
     if new is not None and keys.get(path) != keys[target]:
         return
     out.provenance[path] = Provenance(
-        found.package, old.package if old else None, Record.LINK, runtime=found.runtime
+        found.package, old.package if old else None, RecordCheck.LINK, runtime=found.runtime
     )
     keys[path] = keys[target]
 
@@ -404,7 +412,7 @@ def _records(
         for key in sorted(old.packages.keys() | new.packages.keys()):
             then, now = old.packages.get(key), new.packages.get(key)
             paths = files.get((manager, key), [])
-            mismatched = [p for p in paths if out.provenance[p].record is Record.MISMATCH]
+            mismatched = [p for p in paths if out.provenance[p].record is RecordCheck.MISMATCH]
             change = _change(then, now)
             if change is None and mismatched:
                 change = "modified"
