@@ -74,8 +74,10 @@ from drifttools.options import (
     BaselineOptions,
     BundleOptions,
     ClassifyOptions,
+    ResponseOptions,
 )
 from drifttools.progress import ProgressEvent, Stage
+from drifttools.respond import Response, release, respond
 from drifttools.version import __version__
 
 __all__ = [
@@ -120,6 +122,8 @@ __all__ = [
     "ProgressEvent",
     "Provenance",
     "RecordCheck",
+    "Response",
+    "ResponseOptions",
     "RootfsError",
     "RuleSet",
     "RulesError",
@@ -143,7 +147,9 @@ __all__ = [
     "open_bundle",
     "processes",
     "read_rootfs",
+    "release",
     "report_schema",
+    "respond",
     "running_containers",
     "snapshot",
     "verify_bundle",

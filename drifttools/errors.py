@@ -103,3 +103,13 @@ class NotRegularFile(ContentUnavailable, ValueError):
 
 class ProcessGone(DriftError, ProcessLookupError):
     """A recorded process exited (or its pid was reused) before what was asked could be read."""
+
+
+class ResponseRefused(DriftError, ValueError):
+    """A response action would do harm or cannot be done here (the host's network namespace,
+    a container that is not running): nothing was changed."""
+
+
+class ResponseFailed(DriftError):
+    """A response action was tried and failed (what the tool or the engine said is in the
+    message); the actions before it stand and are logged."""

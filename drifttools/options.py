@@ -8,6 +8,7 @@ option exists once, with one default, whatever command passes it on:
 :class:`BaselineOptions`     where the image's layers come from and how strictly they verify
 :class:`ClassifyOptions`     YARA, allowlists, scan caps (None: changes keep their base severity)
 :class:`BundleOptions`       what an evidence bundle stores and how it is sealed
+:class:`ResponseOptions`     what a response does to a container after preserving it
 ==========================  ===============================================================
 
 The diff stage's only option, the paths it leaves out, is ``exclusions``
@@ -118,3 +119,32 @@ class BundleOptions:
 
 #: What a bundle stores by default: a tar, unsigned, within the size caps above.
 DEFAULT_BUNDLE = BundleOptions()
+
+
+@dataclass(frozen=True)
+class ResponseOptions:
+    """What a response does to a container (:func:`drifttools.respond`), after preserving it.
+
+    The actions run in this order: ``isolate`` (nftables in the container's own network
+    namespace: everything but loopback dropped), ``freeze`` (the runtime's cgroup freezer),
+    ``terminate`` (SIGKILL through the runtime; the record stays unless ``remove``), then
+    ``fix`` (a directory where what stops the drift from recurring is written).
+    ``preserve`` False skips the evidence bundle (only when said explicitly); ``force``
+    goes on when preservation failed. ``operator`` is recorded (default: the user running).
+    ``restart_wait`` is how long a terminated Kubernetes pod's restart is watched for.
+    """
+
+    isolate: bool = False
+    freeze: bool = False
+    terminate: bool = False
+    remove: bool = False
+    fix: Path | None = None
+    dockerfile: Path | None = None  # the image's Dockerfile, for a patch against it
+    preserve: bool = True
+    force: bool = False
+    operator: str | None = None
+    restart_wait: float = 10.0
+
+
+#: A response that only preserves the evidence (plan it, or run it with ``yes``).
+DEFAULT_RESPONSE = ResponseOptions()

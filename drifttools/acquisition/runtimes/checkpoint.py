@@ -237,3 +237,6 @@ class CheckpointRuntime:
         raise RuntimeUnavailable("a checkpoint cannot be paused")
 
     unpause = pause
+
+    def terminate(self, container_id: str, remove: bool) -> None:
+        raise RuntimeUnavailable("a checkpoint cannot be terminated")

@@ -237,6 +237,9 @@ class ContainerdRootRuntime:
 
     unpause = pause
 
+    def terminate(self, container_id: str, remove: bool) -> None:
+        raise RuntimeUnavailable("a dead host's container cannot be terminated")
+
 
 def _record(namespace: str, container_id: str, bucket: Bucket) -> ContainerRecord:
     spec: Mapping[str, Any] = {}

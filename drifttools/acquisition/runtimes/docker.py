@@ -26,6 +26,9 @@ from drifttools.errors import (
 )
 from drifttools.models import ContainerInfo, MountPoint
 
+#: Seconds a killed container is given to be reaped by the engine.
+_STOP_TIMEOUT = 30
+
 
 class DockerRuntime:
     """A Docker Engine, local (with host access to its data root) or remote."""
@@ -76,6 +79,7 @@ class DockerRuntime:
             upper_dir=upper if self._host_access else None,
             mounts=tuple(_engine_mounts(raw)),
             posture=docker_posture(raw),
+            labels=dict((raw.get("Config") or {}).get("Labels") or {}),
             engine={
                 "endpoint": self.endpoint,
                 "version": self._version.get("Version"),
@@ -139,6 +143,20 @@ class DockerRuntime:
 
     def unpause(self, container_id: str) -> None:
         self._client.api.unpause(container_id)
+
+    def terminate(self, container_id: str, remove: bool) -> None:
+        """``docker kill`` (a paused container too), waited for; ``docker rm`` with ``remove``."""
+        api = self._client.api
+        try:
+            if api.inspect_container(container_id)["State"].get("Running"):
+                api.kill(container_id)
+                api.wait(container_id, timeout=_STOP_TIMEOUT)
+            if remove:
+                api.remove_container(container_id, force=True)
+        except docker.errors.NotFound as exc:
+            raise ContainerNotFound(f"no container {container_id!r} on {self.endpoint}") from exc
+        except (docker.errors.DockerException, OSError) as exc:
+            raise _unavailable(exc, self.endpoint) from exc
 
 
 def _unavailable(exc: Exception, endpoint: str | None) -> Exception:

@@ -167,3 +167,6 @@ class DockerRootRuntime:
         raise RuntimeUnavailable("a dead host's container cannot be paused")
 
     unpause = pause
+
+    def terminate(self, container_id: str, remove: bool) -> None:
+        raise RuntimeUnavailable("a dead host's container cannot be terminated")

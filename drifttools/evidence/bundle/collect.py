@@ -45,7 +45,8 @@ from drifttools.evidence.bundle.layout import (
     sha256_file,
     write_tar,
 )
-from drifttools.evidence.bundle.seal import load_private_key, seal, write_digest_file
+from drifttools.evidence.bundle.seal import load_private_key, write_digest_file
+from drifttools.evidence.bundle.seal import seal as seal_members
 from drifttools.evidence.report import plain, report_to_dict
 from drifttools.models import (
     ChangeKind,
@@ -289,6 +290,7 @@ class BundleWriter:
         self.executables: list[dict[str, Any]] = []
         self.mountinfo: bytes | None = None
         self._entered: set[Stage] = set()
+        self._collected: tuple[DriftReport, tuple[Mapping[str, Any], ...]] | None = None
         self._progress: Progress = no_progress
         self._stage = Path(
             tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}.", suffix=".part")
@@ -345,6 +347,20 @@ class BundleWriter:
     ) -> BundleResult:
         """Keep the drifted files' bytes, write every member, seal, and move the bundle
         under its final name."""
+        self.collect(report, snapshot, baseline, acquisition, verify)
+        return self.seal()
+
+    def collect(
+        self,
+        report: DriftReport,
+        snapshot: Snapshot,
+        baseline: ImageIndex,
+        acquisition: AcquisitionOptions,
+        verify: bool,
+    ) -> None:
+        """Keep the drifted files' bytes and stage every member but the action log: the
+        evidence is then complete, and what is done next (a response) can still be logged
+        before :meth:`seal`."""
         info = snapshot.container
         assert info is not None, "a live snapshot carries its container"
         log, staging = self.log, self.staging
@@ -403,12 +419,20 @@ class BundleWriter:
             "report": acquired,
         }
         staging.write(ACQUISITION, canonical_json(record))
-        log.add("acquisition record written; sealing")
-        staging.write(ACTIONS, log.data())
-        members = seal(staging.root, self.signer)
+        log.add("acquisition record written")
+        self._collected = (report, tuple(skipped))
+
+    def seal(self) -> BundleResult:
+        """Write the action log, seal every member, and move the bundle under its final
+        name (after :meth:`collect`)."""
+        assert self._collected is not None, "collect() comes first"
+        report, skipped = self._collected
+        self.log.add("sealing")
+        self.staging.write(ACTIONS, self.log.data())
+        members = seal_members(self.staging.root, self.signer)
         self._progress(ProgressEvent(Stage.SEAL))
         digest = self._move_into_place()
-        return BundleResult(self.output, digest, self.digest_file, report, members, tuple(skipped))
+        return BundleResult(self.output, digest, self.digest_file, report, members, skipped)
 
     def _move_into_place(self) -> str:
         """The sealed members under the output's name, the digest file beside; their digest."""

@@ -233,6 +233,7 @@ def container_info(
         upper_dir=upper,
         mounts=tuple(spec_mounts(record.spec)),
         posture=spec_posture(record.spec),
+        labels=dict(record.labels),
         engine=dict(engine),
         raw={
             "namespace": record.namespace,

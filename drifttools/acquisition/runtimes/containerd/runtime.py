@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -41,6 +42,8 @@ from drifttools.errors import ContainerNotFound, ImageError, ImageNotFound, Runt
 from drifttools.models import ContainerInfo, Descriptor
 
 _JSON_LIMIT = 64 << 20
+#: Seconds a killed task is given to exit.
+_STOP_TIMEOUT = 30
 _TASK_STATUS = {0: "unknown", 1: "created", 2: "running", 3: "exited", 4: "paused", 5: "pausing"}
 
 #: A container's task: its status and, while it runs, its init's host pid.
@@ -278,6 +281,39 @@ class ContainerdRuntime:
     def unpause(self, container_id: str) -> None:
         namespace = self._namespace_for(container_id)
         self._client.call("tasks", "Resume", namespace, container_id=container_id)
+
+    def terminate(self, container_id: str, remove: bool) -> None:
+        """``Tasks.Kill`` (SIGKILL, every process; a paused task is resumed so it dies),
+        waited for, then ``Tasks.Delete``; with ``remove`` the container record and its
+        snapshot go too."""
+        namespace = self._namespace_for(container_id)
+        status, _ = self._task(namespace, container_id)
+        if status != "stopped":
+            if status != "exited":
+                self._client.call(
+                    "tasks", "Kill", namespace, container_id=container_id, signal=9, all=True
+                )
+                if status in ("paused", "pausing"):
+                    self._client.call("tasks", "Resume", namespace, container_id=container_id)
+            deadline = time.monotonic() + _STOP_TIMEOUT
+            while self._task(namespace, container_id)[0] not in ("exited", "stopped"):
+                if time.monotonic() > deadline:
+                    raise RuntimeUnavailable(
+                        f"containerd task {container_id} still runs {_STOP_TIMEOUT} s after SIGKILL"
+                    )
+                time.sleep(0.05)
+            self._client.call("tasks", "Delete", namespace, container_id=container_id)
+        if remove:
+            record = _by_id(self._records(namespace, [f"id=={container_id}"]), container_id)
+            self._client.call("containers", "Delete", namespace, id=container_id)
+            if record.snapshot_key:
+                self._client.call(
+                    "snapshots",
+                    "Remove",
+                    namespace,
+                    snapshotter=record.snapshotter,
+                    key=record.snapshot_key,
+                )
 
     def close(self) -> None:
         self._client.close()

@@ -1,0 +1,160 @@
+"""``drifttools respond``: plan (the default) or, with --yes, run the response cycle.
+
+Exit status: 0 the plan was printed or every step held; 1 a step failed (what failed on
+stderr, every step in the action log); 2 trouble (refused, no such container, bad input).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from drifttools.acquisition.runtime import runtime_for
+from drifttools.options import BundleOptions, ResponseOptions
+from drifttools.pipeline import RunOptions
+from drifttools.respond import Response, release, respond
+from drifttools.text import printable
+from drifttools_cli.common import (
+    EXIT_DRIFT,
+    EXIT_OK,
+    endpoint_option,
+    progress_bar,
+    progress_option,
+    run_options,
+    troubles,
+)
+
+
+def draw_response(response: Response) -> None:
+    """The plan, or each step's outcome, one line each, for people."""
+    info = response.container
+    name = printable(f"{info.runtime} {info.name} ({info.id[:12]})")
+    if not response.executed:
+        click.echo(f"plan for {name} (nothing is changed without --yes):")
+        for number, step in enumerate(response.plan, 1):
+            click.echo(f"  {number}. {step.action}: {printable(step.how)}")
+            click.echo(f"     undo: {printable(step.undo)}")
+            for note in step.notes:
+                click.echo(f"     note: {printable(note)}")
+        return
+    for outcome in response.outcomes:
+        state = "done" if outcome.ok else "FAILED"
+        click.echo(f"{outcome.step.action}: {state}: {printable(outcome.step.how)}")
+        if outcome.error:
+            click.echo(
+                f"drifttools: respond: {outcome.step.action}: {printable(outcome.error)}", err=True
+            )
+    if response.bundle is not None:
+        click.echo(f"sha256:{response.bundle.sha256}  {printable(str(response.bundle.path))}")
+
+
+@click.command(name="respond")
+@click.argument("target")
+@click.option("--isolate", is_flag=True, help="Drop all but loopback in its network namespace.")
+@click.option("--terminate", is_flag=True, help="Kill it through the runtime (record kept).")
+@click.option("--remove", is_flag=True, help="With --terminate: remove the container record too.")
+@click.option(
+    "--fix",
+    "fix_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Write what stops the drift from recurring here (Dockerfile patch, securityContext).",
+)
+@click.option(
+    "--dockerfile",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="With --fix: the image's Dockerfile, to write the patch against.",
+)
+@click.option(
+    "--bundle",
+    "bundle_path",
+    type=click.Path(path_type=Path),
+    help="Where the evidence bundle goes (default: <name>-<UTC time>.bundle.tar here).",
+)
+@click.option("--no-bundle", is_flag=True, help="Do not preserve first (explicitly).")
+@click.option("--force", is_flag=True, help="Go on when preservation failed.")
+@click.option("--release", "undo", is_flag=True, help="Undo isolate and freeze.")
+@click.option("--yes", is_flag=True, help="Do it (without: print the plan, change nothing).")
+@click.option("--operator", help="Who responds (recorded; default: the user running).")
+@click.option("--case-id", help="The case this response belongs to (recorded).")
+@click.option(
+    "--sign",
+    "sign_key",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Sign the bundle's manifest with this Ed25519 private key (PEM).",
+)
+@click.option(
+    "--format", "output", type=click.Choice(["table", "json"]), default="table", show_default=True
+)
+@run_options
+@endpoint_option
+@progress_option
+def respond_command(
+    target: str,
+    isolate: bool,
+    terminate: bool,
+    remove: bool,
+    fix_dir: Path | None,
+    dockerfile: Path | None,
+    bundle_path: Path | None,
+    no_bundle: bool,
+    force: bool,
+    undo: bool,
+    yes: bool,
+    operator: str | None,
+    case_id: str | None,
+    sign_key: Path | None,
+    output: str,
+    options: RunOptions,
+    endpoint: str | None,
+    progress: bool,
+) -> None:
+    """Respond to TARGET: preserve (a sealed bundle) → --isolate → --freeze → --terminate →
+    --fix DIR, each step in the bundle's action log. Prints the plan unless --yes.
+    (--freeze also pauses the container while it is read.)"""
+    if remove and not terminate:
+        raise click.UsageError("--remove goes with --terminate")
+    if dockerfile is not None and fix_dir is None:
+        raise click.UsageError("--dockerfile goes with --fix")
+    request = ResponseOptions(
+        isolate=isolate,
+        freeze=options.acquisition.freeze,
+        terminate=terminate,
+        remove=remove,
+        fix=fix_dir,
+        dockerfile=dockerfile,
+        preserve=not no_bundle,
+        force=force,
+        operator=operator,
+    )
+    wanted = (isolate, request.freeze, terminate, fix_dir is not None)
+    if undo and any(wanted):
+        raise click.UsageError("--release undoes a response: give it alone")
+    if not undo and not any(wanted) and no_bundle:
+        raise click.UsageError("nothing to do: no action and --no-bundle")
+    evidence = BundleOptions(operator=operator, case_id=case_id, sign_key=sign_key)
+    with troubles(), progress_bar(progress) as update:
+        runtime = runtime_for(target, endpoint=endpoint)
+        if undo:
+            response = release(target, yes=yes, runtime=runtime, options=request)
+        else:
+            response = respond(
+                target,
+                options=request,
+                yes=yes,
+                bundle=bundle_path,
+                runtime=runtime,
+                acquisition=options.acquisition,
+                baseline=options.baseline,
+                classification=options.classification,
+                exclusions=options.exclusions,
+                evidence=evidence,
+                progress=update,
+            )
+    if output == "json":
+        click.echo(json.dumps(response.to_dict(), indent=2, ensure_ascii=False))
+    else:
+        draw_response(response)
+    sys.exit(EXIT_OK if response.ok else EXIT_DRIFT)
