@@ -42,6 +42,7 @@ from drifttools.evidence.bundle import (
     verify_bundle,
 )
 from drifttools.evidence.report import report_schema
+from drifttools.fix import FixResult, fix
 from drifttools.models import (
     BaselineEntry,
     Change,
@@ -106,6 +107,7 @@ __all__ = [
     "FileFacts",
     "FilesystemState",
     "Finding",
+    "FixResult",
     "ImageError",
     "ImageIndex",
     "ImageNotFound",
@@ -142,6 +144,7 @@ __all__ = [
     "diff_checkpoint",
     "diff_offline",
     "diff_snapshot",
+    "fix",
     "load_image",
     "offline_snapshot",
     "open_bundle",

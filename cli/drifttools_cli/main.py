@@ -34,7 +34,7 @@ from drifttools_cli.render import (
     machine_lines,
     stdout_console,
 )
-from drifttools_cli.respond import respond_command
+from drifttools_cli.respond import fix_command, respond_command
 
 
 def emit(report: drifttools.DriftReport, output: OutputFormat, out_file: Path | None) -> None:
@@ -231,7 +231,7 @@ def list_containers(runtime_name: str, endpoint: str | None, output: str) -> Non
         draw_containers(rows, stdout_console())
 
 
-for command in (bundle, verify, export, respond_command):
+for command in (bundle, verify, export, respond_command, fix_command):
     cli.add_command(command)
 
 

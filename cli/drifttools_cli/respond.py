@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 
 from drifttools.acquisition.runtime import runtime_for
+from drifttools.fix import fix
 from drifttools.options import BundleOptions, ResponseOptions
 from drifttools.pipeline import RunOptions
 from drifttools.respond import Response, release, respond
@@ -158,3 +159,26 @@ def respond_command(
     else:
         draw_response(response)
     sys.exit(EXIT_OK if response.ok else EXIT_DRIFT)
+
+
+@click.command(name="fix")
+@click.argument("source", type=click.Path(exists=True, path_type=Path))
+@click.option(
+    "-o",
+    "--output-dir",
+    "directory",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where the Dockerfile patch, pod.yaml, allowlist.txt and SUMMARY.md go.",
+)
+@click.option(
+    "--dockerfile",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The image's Dockerfile, to write the patch against.",
+)
+def fix_command(source: Path, directory: Path, dockerfile: Path | None) -> None:
+    """From SOURCE (a report JSON or a bundle), write what stops its drift from recurring."""
+    with troubles():
+        result = fix(source, directory, dockerfile=dockerfile)
+    for name, digest in result.files.items():
+        click.echo(f"sha256:{digest}  {printable(str(directory / name))}")
