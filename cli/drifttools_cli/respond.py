@@ -7,8 +7,10 @@ stderr, every step in the action log); 2 trouble (refused, no such container, ba
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
+from typing import Any, TextIO
 
 import click
 
@@ -17,10 +19,13 @@ from drifttools.fix import fix
 from drifttools.options import BundleOptions, ResponseOptions
 from drifttools.pipeline import RunOptions
 from drifttools.respond import Response, release, respond
+from drifttools.response.falco import Dispatcher, FalcoInputError, load_policy, parse_alert
+from drifttools.response.webhook import SECRET_HEADER, make_server
 from drifttools.text import printable
 from drifttools_cli.common import (
     EXIT_DRIFT,
     EXIT_OK,
+    Trouble,
     endpoint_option,
     progress_bar,
     progress_option,
@@ -53,7 +58,29 @@ def draw_response(response: Response) -> None:
 
 
 @click.command(name="respond")
-@click.argument("target")
+@click.argument("target", required=False)
+@click.option(
+    "--from-falco",
+    "alerts",
+    type=click.File("r"),
+    help="Respond to Falco JSON alerts, one a line (- for stdin), as --policy says.",
+)
+@click.option(
+    "--listen",
+    help="Respond to Falcosidekick's webhook posts on HOST:PORT, as --policy says.",
+)
+@click.option(
+    "--policy",
+    "policy_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="With --from-falco / --listen: the response policy (YAML).",
+)
+@click.option(
+    "--secret-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help=f"With --listen: the shared secret of the {SECRET_HEADER} header "
+    "(default: $DRIFTTOOLS_LISTEN_SECRET).",
+)
 @click.option("--isolate", is_flag=True, help="Drop all but loopback in its network namespace.")
 @click.option("--terminate", is_flag=True, help="Kill it through the runtime (record kept).")
 @click.option("--remove", is_flag=True, help="With --terminate: remove the container record too.")
@@ -93,7 +120,11 @@ def draw_response(response: Response) -> None:
 @endpoint_option
 @progress_option
 def respond_command(
-    target: str,
+    target: str | None,
+    alerts: TextIO | None,
+    listen: str | None,
+    policy_file: Path | None,
+    secret_file: Path | None,
     isolate: bool,
     terminate: bool,
     remove: bool,
@@ -114,7 +145,24 @@ def respond_command(
 ) -> None:
     """Respond to TARGET: preserve (a sealed bundle) → --isolate → --freeze → --terminate →
     --fix DIR, each step in the bundle's action log. Prints the plan unless --yes.
-    (--freeze also pauses the container while it is read.)"""
+    (--freeze also pauses the container while it is read.) With --from-falco or --listen,
+    Falco's alerts pick the containers and --policy the actions."""
+    if alerts is not None or listen is not None:
+        if target is not None or policy_file is None or (alerts and listen):
+            raise click.UsageError("--from-falco or --listen, with --policy and no TARGET")
+        with troubles():
+            policy = load_policy(policy_file)
+            dispatcher = Dispatcher(
+                policy, runtime_for(None, endpoint=endpoint, runtime=policy.runtime), respond
+            )
+            if alerts is not None:
+                _from_falco(alerts, dispatcher)
+            else:
+                assert listen is not None
+                _listen(listen, dispatcher, _secret(secret_file))
+        return
+    if target is None:
+        raise click.UsageError("give a TARGET (or --from-falco / --listen)")
     if remove and not terminate:
         raise click.UsageError("--remove goes with --terminate")
     if dockerfile is not None and fix_dir is None:
@@ -159,6 +207,43 @@ def respond_command(
     else:
         draw_response(response)
     sys.exit(EXIT_OK if response.ok else EXIT_DRIFT)
+
+
+def _record(decision: dict[str, Any]) -> None:
+    click.echo(json.dumps(decision, ensure_ascii=False))
+
+
+def _from_falco(alerts: TextIO, dispatcher: Dispatcher) -> None:
+    """One decision a line on stdout; a line that is not an alert is recorded and skipped."""
+    for number, line in enumerate(alerts, 1):
+        if not line.strip():
+            continue
+        try:
+            alert = parse_alert(json.loads(line))
+        except (ValueError, FalcoInputError) as exc:
+            _record({"line": number, "decision": "skipped", "reason": f"not a Falco alert: {exc}"})
+            continue
+        _record(dispatcher.handle(alert))
+
+
+def _secret(path: Path | None) -> str:
+    secret = path.read_text().strip() if path else os.environ.get("DRIFTTOOLS_LISTEN_SECRET", "")
+    if not secret:
+        raise Trouble("--listen needs a shared secret: --secret-file or $DRIFTTOOLS_LISTEN_SECRET")
+    return secret
+
+
+def _listen(address: str, dispatcher: Dispatcher, secret: str) -> None:
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise click.UsageError(f"--listen HOST:PORT, not {address!r}")
+    server = make_server(host.strip("[]"), int(port), dispatcher, secret, record=_record)
+    bound = server.server_address
+    click.echo(f"drifttools: listening on http://{bound[0]}:{bound[1]}/", err=True)
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()
 
 
 @click.command(name="fix")
