@@ -79,6 +79,13 @@ def _listed(paths: Sequence[str]) -> tuple[str, ...]:
     return shown + ((f"... {len(paths) - _SHOWN} more",) if len(paths) > _SHOWN else ())
 
 
+def _parents(path: str) -> list[str]:
+    found = []
+    while (path := posixpath.dirname(path)) != "/":
+        found.append(path)
+    return found
+
+
 def _installs(packages: Sequence[PackageRecord]) -> list[Suggestion]:
     found = []
     for package in packages:
@@ -221,6 +228,7 @@ def suggest(report: DriftReport, image_config: Mapping[str, Any] | None = None) 
     """
     installs = _installs(report.packages)
     owned = {path for package in report.packages for path in package.files}
+    owned |= {parent for path in owned for parent in _parents(path)}  # their directories
     volumes, investigate = _writes(report, owned)
     image = report.target.image
     return Fixes(
