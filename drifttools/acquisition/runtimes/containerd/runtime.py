@@ -14,6 +14,7 @@ instead, recorded as unverified layers.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -38,7 +39,13 @@ from drifttools.acquisition.runtimes.containerd.records import (
 from drifttools.acquisition.runtimes.disk import read_small
 from drifttools.baseline.oci import host_platform_name, resolve_image
 from drifttools.baseline.sources import LayerSource
-from drifttools.errors import ContainerNotFound, ImageError, ImageNotFound, RuntimeUnavailable
+from drifttools.errors import (
+    ContainerNotFound,
+    ContainerRuntimeError,
+    ImageError,
+    ImageNotFound,
+    RuntimeUnavailable,
+)
 from drifttools.models import ContainerInfo, Descriptor
 
 _JSON_LIMIT = 64 << 20
@@ -293,10 +300,12 @@ class ContainerdRuntime:
                 self._client.call(
                     "tasks", "Kill", namespace, container_id=container_id, signal=9, all=True
                 )
-                if status in ("paused", "pausing"):
-                    self._client.call("tasks", "Resume", namespace, container_id=container_id)
             deadline = time.monotonic() + _STOP_TIMEOUT
-            while self._task(namespace, container_id)[0] not in ("exited", "stopped"):
+            while (now := self._task(namespace, container_id)[0]) not in ("exited", "stopped"):
+                if now in ("paused", "pausing"):  # cgroup v1: a frozen task dies once thawed
+                    # it may have exited meanwhile (cgroup v2 kills frozen tasks)
+                    with contextlib.suppress(ContainerRuntimeError):
+                        self._client.call("tasks", "Resume", namespace, container_id=container_id)
                 if time.monotonic() > deadline:
                     raise RuntimeUnavailable(
                         f"containerd task {container_id} still runs {_STOP_TIMEOUT} s after SIGKILL"
