@@ -3,6 +3,7 @@ terminate, release; every step in a bundle that verifies."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import tarfile
 import time
@@ -67,21 +68,24 @@ def test_freeze_release_terminate_in_a_bundle_that_verifies(stage: Scene, tmp_pa
     state = inspect(name)["State"]
     assert state["Paused"] is False and state["Running"] is True
 
-    killed = tmp_path / "killed.tar"
-    result = cli("respond", name, "--terminate", "--bundle", str(killed), "--yes", *FAST)
+    killed, fixed = tmp_path / "killed.tar", tmp_path / "fix"
+    result = cli(
+        "respond", name, "--terminate", "--fix", str(fixed), "--bundle", str(killed), "--yes",
+        *FAST,
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr
     state = inspect(name)["State"]  # the record is kept
     assert state["Running"] is False and state["ExitCode"] == 137
 
-    for path, acted in ((frozen, "freeze"), (killed, "terminate")):
+    for path, acted in ((frozen, ("freeze",)), (killed, ("terminate", "fix"))):
         assert cli("verify", str(path)).returncode == 0
         with drifttools.open_bundle(path) as opened:
             entries = opened.actions
         kinds = [(e["action"], (e.get("detail") or {}).get("step")) for e in entries]
         planned = next(e for e in entries if e["action"] == "response planned")
-        assert [s["action"] for s in planned["detail"]["steps"]] == ["preserve", acted]
+        assert [s["action"] for s in planned["detail"]["steps"]] == ["preserve", *acted]
         assert planned["detail"]["operator"]["host"]
-        for step in ("preserve", acted):
+        for step in ("preserve", *acted):
             assert ("response step started", step) in kinds
             ended = next(
                 e for e in entries
@@ -90,9 +94,14 @@ def test_freeze_release_terminate_in_a_bundle_that_verifies(stage: Scene, tmp_pa
             assert ended["detail"]["ok"] is True, ended
         # preservation first, the action after it, the seal last
         assert kinds.index(("acquisition record written", None)) < kinds.index(
-            ("response step started", acted)
+            ("response step started", acted[0])
         )
         assert kinds[-1] == ("sealing", None)
+    fix_ended = next(
+        e for e in entries if e["action"] == "response step ended" and e["detail"]["step"] == "fix"
+    )
+    for file_name, digest in fix_ended["detail"]["result"]["files"].items():
+        assert hashlib.sha256((fixed / file_name).read_bytes()).hexdigest() == digest
     _flip_a_byte(killed, ACTIONS)
     failed = cli("verify", str(killed))
     assert failed.returncode == 1 and ACTIONS in failed.stderr
@@ -164,3 +173,11 @@ def test_host_network_refused(stage: Scene) -> None:
     for extra in ((), ("--yes",)):
         one_clear_line(cli("respond", name, "--isolate", *extra), "host's network")
     assert inspect(name)["State"]["Running"] is True
+
+
+def test_failed_preservation_stops_the_response(stage: Scene, tmp_path: Path) -> None:
+    name = stage.client()
+    taken = tmp_path / "taken.tar"
+    taken.write_bytes(b"")
+    one_clear_line(cli("respond", name, "--freeze", "--bundle", str(taken), "--yes"), "exists")
+    assert inspect(name)["State"]["Paused"] is False
