@@ -12,6 +12,8 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -156,6 +158,16 @@ def start_daemon(base: Path, image_tar: Path) -> Daemon:
     for namespace in ("k8s.io", "default"):
         daemon.ctr("images", "import", str(image_tar), namespace=namespace)
     return daemon
+
+
+@contextmanager
+def daemon_at(base: Path, image_tar: Path) -> Iterator[Daemon]:
+    """:func:`start_daemon`, cleaned up (:func:`cleanup_daemon`) on the way out."""
+    daemon = start_daemon(base, image_tar)
+    try:
+        yield daemon
+    finally:
+        cleanup_daemon(daemon)
 
 
 def cleanup_daemon(daemon: Daemon) -> None:

@@ -15,7 +15,7 @@ import drifttools
 from drifttools.acquisition.runtimes.containerd.runtime import ContainerdRuntime
 from drifttools.options import ResponseOptions
 from drifttools.response import netns
-from tests.containerd_daemon import Daemon, cleanup_daemon, start_daemon
+from tests.containerd_daemon import Daemon, daemon_at
 from tests.engine import unique
 
 PORT = 8080
@@ -24,11 +24,8 @@ NS = "default"
 
 @pytest.fixture(scope="module")
 def ctd(containerd_image_tar: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
-    daemon = start_daemon(tmp_path_factory.mktemp("respond-containerd"), containerd_image_tar)
-    try:
+    with daemon_at(tmp_path_factory.mktemp("respond-containerd"), containerd_image_tar) as daemon:
         yield daemon
-    finally:
-        cleanup_daemon(daemon)
 
 
 @pytest.fixture(scope="module")

@@ -33,6 +33,12 @@ from drifttools_cli.common import (
     troubles,
 )
 
+dockerfile_option = click.option(
+    "--dockerfile",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The image's Dockerfile, to write the fix's patch against.",
+)
+
 
 def draw_response(response: Response) -> None:
     """The plan, or each step's outcome, one line each, for people."""
@@ -90,11 +96,7 @@ def draw_response(response: Response) -> None:
     type=click.Path(file_okay=False, path_type=Path),
     help="Write what stops the drift from recurring here (Dockerfile patch, securityContext).",
 )
-@click.option(
-    "--dockerfile",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="With --fix: the image's Dockerfile, to write the patch against.",
-)
+@dockerfile_option
 @click.option(
     "--bundle",
     "bundle_path",
@@ -256,11 +258,7 @@ def _listen(address: str, dispatcher: Dispatcher, secret: str) -> None:
     type=click.Path(file_okay=False, path_type=Path),
     help="Where the Dockerfile patch, pod.yaml, allowlist.txt and SUMMARY.md go.",
 )
-@click.option(
-    "--dockerfile",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="The image's Dockerfile, to write the patch against.",
-)
+@dockerfile_option
 def fix_command(source: Path, directory: Path, dockerfile: Path | None) -> None:
     """From SOURCE (a report JSON or a bundle), write what stops its drift from recurring."""
     with troubles():
