@@ -179,7 +179,13 @@ def respond(
             raise ResponseFailed(
                 f"preservation failed, nothing else was done (force goes on): {preserved.error}"
             )
-        outcomes, fixed = _act(subject, steps[1:], options, writer.log, operator, evidence_run)
+        try:
+            outcomes, fixed = _act(subject, steps[1:], options, writer.log, operator, evidence_run)
+        except BaseException as exc:  # the evidence is sealed whatever stops the response
+            writer.log.add("response interrupted", error=f"{type(exc).__name__}: {exc}")
+            if evidence_run is not None:
+                writer.seal()
+            raise
         sealed = writer.seal() if evidence_run is not None else None
         logged = writer.log.data()
     return Response(subject.info, steps, True, (preserved, *outcomes), sealed, fixed, logged)

@@ -82,6 +82,7 @@ def test_from_falco_one_response_per_container_per_window(stage: Scene, tmp_path
         alert(SHELL, "Notice", "host", "2026-12-03T09:00:11.000000000Z"),
         alert(SHELL, "Notice", "0123456789ab", "2026-12-03T09:00:12.000000000Z"),
         alert("Read sensitive file untrusted", "Debug", short, "2026-12-03T09:00:13.0Z"),
+        alert(SHELL, "Notice", short, "2026-12-03T09:06:40.000000000Z"),  # the next window
     ]
     text = "\n".join(json.dumps(line) for line in lines) + "\nnot json\n"
     result = cli("respond", "--from-falco", "-", "--policy", str(_policy(tmp_path)), input=text)
@@ -93,6 +94,7 @@ def test_from_falco_one_response_per_container_per_window(stage: Scene, tmp_path
         ("skipped", "a host process, not a container"),
         ("skipped", "unknown container"),
         ("skipped", "no response of the policy matches"),
+        ("planned", None),
         ("skipped", "not a Falco alert: Expecting value: line 1 column 1 (char 0)"),
     ]
     assert inspect(name)["State"]["Paused"] is True

@@ -71,7 +71,11 @@ class Alert:
 
     @property
     def time_ns(self) -> int:
-        return ns_from_rfc3339(self.time) or time.time_ns()
+        """When Falco saw it (RFC 3339 ``time``); when it arrived, if that is not readable."""
+        try:
+            return ns_from_rfc3339(self.time) or time.time_ns()
+        except ValueError:
+            return time.time_ns()
 
 
 def parse_alert(data: Any) -> Alert:
@@ -198,8 +202,12 @@ class Dispatcher:
     _last: dict[str, int] = field(default_factory=dict)  # container id -> alert time (ns)
 
     def reference(self, alert: Alert) -> str | None:
-        if alert.container_id is None or alert.container_id == "host":
+        """The container an alert names (by id; a pod's first container when only the pod
+        is named), or None for a host process."""
+        if alert.container_id == "host":
             return None
+        if alert.container_id is None:
+            return f"k8s://{alert.pod[0]}/{alert.pod[1]}" if alert.pod else None
         if self.policy.runtime == "containerd":
             return f"containerd://{alert.container_id}"
         return alert.container_id

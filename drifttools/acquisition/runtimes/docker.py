@@ -139,10 +139,16 @@ class DockerRuntime:
         return buffered(iter(self._client.api.export(container_id)))
 
     def pause(self, container_id: str) -> None:
-        self._client.api.pause(container_id)
+        try:
+            self._client.api.pause(container_id)
+        except docker.errors.DockerException as exc:
+            raise _unavailable(exc, self.endpoint) from exc
 
     def unpause(self, container_id: str) -> None:
-        self._client.api.unpause(container_id)
+        try:
+            self._client.api.unpause(container_id)
+        except docker.errors.DockerException as exc:
+            raise _unavailable(exc, self.endpoint) from exc
 
     def terminate(self, container_id: str, remove: bool) -> None:
         """``docker kill`` (a paused container too), waited for; ``docker rm`` with ``remove``."""
