@@ -31,6 +31,8 @@ from drifttools.errors import (
     ImageNotFound,
     LayerCorrupt,
     PermissionDenied,
+    ResponseFailed,
+    ResponseRefused,
     RootfsError,
     RuntimeUnavailable,
 )
@@ -125,7 +127,9 @@ __all__ = [
     "Provenance",
     "RecordCheck",
     "Response",
+    "ResponseFailed",
     "ResponseOptions",
+    "ResponseRefused",
     "RootfsError",
     "RuleSet",
     "RulesError",

@@ -55,6 +55,7 @@ responses:
   - rules: ["{drop}"]
     actions: [freeze]
     dry_run: false
+    fix: true
   - priority: notice
     actions: [isolate]
 """
@@ -104,6 +105,8 @@ def test_from_falco_one_response_per_container_per_window(stage: Scene, tmp_path
         planned = next(a for a in opened.actions if a["action"] == "response planned")
     assert planned["detail"]["trigger"]["rule"] == DROP
     assert planned["detail"]["trigger"]["output_fields"]["proc.exepath"] == "/tmp/kworkerd"
+    assert [s["action"] for s in planned["detail"]["steps"]] == ["preserve", "freeze", "fix"]
+    assert (bundle.with_name(bundle.name + ".fix") / "SUMMARY.md").is_file()
 
 
 def test_policy_errors_are_clear() -> None:

@@ -13,6 +13,7 @@ import pytest
 
 import drifttools
 from drifttools.acquisition.runtimes.containerd.runtime import ContainerdRuntime
+from drifttools.errors import ResponseRefused
 from drifttools.options import ResponseOptions
 from drifttools.response import netns
 from tests.containerd_daemon import Daemon, daemon_at
@@ -112,3 +113,13 @@ def test_containerd_freeze_then_terminate_a_pod(ctd: Daemon, runtime: Containerd
     assert result["status_after"] == "stopped"
     assert result["restart"]["seen"] is False  # no kubelet here: recorded, not invented
     assert container_id in ctd.ctr("containers", "ls", "-q", namespace=NS)  # record kept
+
+
+def test_containerd_host_network_task_refused(ctd: Daemon, runtime: ContainerdRuntime) -> None:
+    container_id = ctd.run("respond", namespace=NS, labels=False, extra=("--net-host",))
+    with pytest.raises(ResponseRefused, match="host's network"):
+        drifttools.respond(
+            f"containerd://{NS}/{container_id}",
+            options=ResponseOptions(isolate=True),
+            runtime=runtime,
+        )

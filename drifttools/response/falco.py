@@ -16,6 +16,7 @@ a minimum priority and tags to actions, dry-run unless a rule says otherwise::
       - priority: critical      # this priority or above
         tags: [mitre_execution] # any of these tags
         actions: [isolate]
+        fix: true               # and write the fix beside the bundle (<bundle>.fix/)
 
 The first response that matches wins. Alerts for host processes, for containers the
 runtime does not know, or that no response matches are recorded and skipped.
@@ -108,6 +109,7 @@ class PolicyResponse:
     priority: str | None = None
     tags: frozenset[str] = frozenset()
     dry_run: bool = True
+    fix: bool = False  # write the fix at the source beside the bundle
 
     def matches(self, alert: Alert) -> bool:
         if self.rules and alert.rule not in self.rules:
@@ -147,7 +149,7 @@ def policy_from_dict(data: Any, where: str = "policy") -> Policy:
         at = f"{where}: responses[{number}]"
         if not isinstance(entry, dict):
             raise FalcoInputError(f"{at}: a mapping")
-        unknown = set(entry) - {"rules", "priority", "tags", "actions", "dry_run"}
+        unknown = set(entry) - {"rules", "priority", "tags", "actions", "dry_run", "fix"}
         if unknown:
             raise FalcoInputError(f"{at}: unknown keys {sorted(unknown)}")
         actions = _strings(entry.get("actions"), f"{at}: actions")
@@ -164,6 +166,7 @@ def policy_from_dict(data: Any, where: str = "policy") -> Policy:
                 priority=_priority(priority, at) if priority is not None else None,
                 tags=frozenset(_strings(entry.get("tags"), f"{at}: tags")),
                 dry_run=bool(entry.get("dry_run", True)),
+                fix=bool(entry.get("fix", False)),
             )
         )
     runtime = str(data.get("runtime", "docker"))
@@ -235,12 +238,13 @@ class Dispatcher:
         if last is not None and alert.time_ns - last < self.policy.window * 1e9:
             return {**record, "decision": "skipped", "reason": "already responded in this window"}
         self._last[info.id] = alert.time_ns
+        bundle = self.policy.bundles / f"{info.id[:12]}-{alert.time_ns}.bundle.tar"
         options = ResponseOptions(
             isolate="isolate" in entry.actions,
             freeze="freeze" in entry.actions,
             terminate="terminate" in entry.actions,
+            fix=bundle.with_name(bundle.name + ".fix") if entry.fix else None,
         )
-        bundle = self.policy.bundles / f"{info.id[:12]}-{alert.time_ns}.bundle.tar"
         try:
             response = self.respond(
                 info.id,
