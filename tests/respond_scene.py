@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from drifttools.response import netns
 from tests.command import EXE
 from tests.engine import docker, unique
 
@@ -43,6 +44,12 @@ def reaches(client: str, address: str) -> bool:
         check=False,
     )  # fmt: skip
     return result.returncode == 0 and "respond" in result.stdout
+
+
+def read_back(pid: int) -> dict[str, Any] | None:
+    """The isolation table in the network namespace of ``pid``, as :mod:`netns` reads it."""
+    with netns.Namespace(pid, lambda: pid) as namespace:
+        return netns.read_back(namespace)
 
 
 @dataclass

@@ -15,10 +15,9 @@ import pytest
 import drifttools
 from drifttools.evidence.bundle.layout import ACTIONS
 from drifttools.options import ResponseOptions
-from drifttools.response import netns
 from tests.command import one_clear_line
 from tests.engine import docker
-from tests.respond_scene import Scene, cli, inspect, reaches, scene
+from tests.respond_scene import Scene, cli, inspect, reaches, read_back, scene
 
 FAST = ("--no-yara",)
 
@@ -54,7 +53,7 @@ def test_plan_changes_nothing(stage: Scene, tmp_path: Path) -> None:
     assert _events(since, name) == []
     assert not list(Path.cwd().glob(f"{name}-*.bundle.tar"))
     assert not (tmp_path / "f").exists()
-    assert netns.read_back(before["State"]["Pid"]) is None
+    assert read_back(before["State"]["Pid"]) is None
 
 
 def test_freeze_release_terminate_in_a_bundle_that_verifies(stage: Scene, tmp_path: Path) -> None:
@@ -151,18 +150,18 @@ def test_isolation_proven_by_traffic_and_released(stage: Scene) -> None:
     for _ in range(2):  # idempotent: the table is replaced, not doubled
         result = cli("respond", client, "--isolate", "--no-bundle", "--yes", "--format", "json")
         assert result.returncode == 0, result.stderr
-    read_back = json.loads(result.stdout)["outcomes"][0]["result"]["read_back"]
-    assert {hook: chain["policy"] for hook, chain in read_back["chains"].items()} == {
+    reported = json.loads(result.stdout)["outcomes"][0]["result"]["read_back"]
+    assert {hook: chain["policy"] for hook, chain in reported["chains"].items()} == {
         "input": "drop", "output": "drop", "forward": "drop",
     }  # fmt: skip
-    assert netns.read_back(pid) == read_back
+    assert read_back(pid) == reported
     assert not reaches(client, address)
     assert reaches(other, address)  # the server still answers the others
-    assert netns.read_back(inspect(server)["State"]["Pid"]) is None
+    assert read_back(inspect(server)["State"]["Pid"]) is None
     released = cli("respond", client, "--release", "--yes", "--format", "json")
     assert released.returncode == 0, released.stderr
     assert json.loads(released.stdout)["outcomes"][0]["result"]["isolation_removed"] is True
-    assert netns.read_back(pid) is None
+    assert read_back(pid) is None
     assert reaches(client, address)
     again = cli("respond", client, "--release", "--yes", "--format", "json")
     assert json.loads(again.stdout)["outcomes"][0]["result"]["isolation_removed"] is False

@@ -18,6 +18,7 @@ from drifttools.options import ResponseOptions
 from drifttools.response import netns
 from tests.containerd_daemon import Daemon, daemon_at
 from tests.engine import unique
+from tests.respond_scene import read_back
 
 PORT = 8080
 NS = "default"
@@ -85,7 +86,7 @@ def test_containerd_task_isolated_and_released(ctd: Daemon, runtime: ContainerdR
         runtime=runtime,
     )
     assert done.ok, done.outcomes
-    assert netns.holds(netns.read_back(client_pid))
+    assert netns.holds(read_back(client_pid))
     assert not _sh(ctd, client, get)
     assert _sh(ctd, server, f"printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 2 127.0.0.1 {PORT}")
     released = drifttools.release(reference, yes=True, runtime=runtime)

@@ -27,6 +27,10 @@ class Subject:
         """``runtime name (short id)``, as plans and logs name it."""
         return f"{self.info.runtime} {self.info.name} ({self.info.id[:12]})"
 
+    def current_pid(self) -> int | None:
+        """The container's init pid as the runtime says it now (None: no longer running)."""
+        return self.runtime.resolve(self.info.id).pid
+
     @property
     def pod(self) -> tuple[str, str, str] | None:
         """``(namespace, pod, container)`` when a kubelet owns the container."""

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from drifttools.errors import ResponseFailed, ResponseRefused
@@ -50,7 +50,35 @@ def namespace_path(pid: int) -> str:
     return f"/proc/{pid}/ns/net"
 
 
-def _identity(path: str) -> tuple[int, int]:
+class Namespace:
+    """A container's network namespace, held open while rules are set and read: once it is
+    open (and the container is seen still running with that pid), a pid reused meanwhile
+    cannot turn the rules onto another process's network. A context manager."""
+
+    def __init__(self, pid: int, current_pid: Callable[[], int | None]) -> None:
+        self.pid = pid
+        try:
+            self.fd = os.open(namespace_path(pid), os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as exc:
+            why = exc.strerror or exc
+            raise ResponseRefused(f"network namespace of pid {pid} not readable: {why}") from exc
+        if current_pid() != pid:
+            os.close(self.fd)
+            raise ResponseRefused(f"the container no longer runs as pid {pid}: plan again")
+
+    @property
+    def path(self) -> str:
+        """The namespace as ``nsenter`` (given the open descriptor) reaches it."""
+        return f"/proc/self/fd/{self.fd}"
+
+    def __enter__(self) -> Namespace:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        os.close(self.fd)
+
+
+def _identity(path: str | int) -> tuple[int, int]:
     info = os.stat(path)
     return info.st_dev, info.st_ino
 
@@ -66,13 +94,13 @@ def _host_namespaces() -> set[tuple[int, int]]:
     return found
 
 
-def check_own_namespace(pid: int, host_network: bool) -> None:
+def check_own_namespace(pid: int, host_network: bool, opened: Namespace | None = None) -> None:
     """Refuse a container that shares the host's network namespace (or ours): rules there
-    would cut the node, not the container."""
+    would cut the node, not the container. ``opened``: the namespace as held open."""
     if host_network:
         raise ResponseRefused("it uses the host's network: isolating it would cut the host")
     try:
-        own = _identity(namespace_path(pid))
+        own = _identity(opened.fd if opened is not None else namespace_path(pid))
     except OSError as exc:
         why = exc.strerror or exc
         raise ResponseRefused(f"network namespace of pid {pid} not readable: {why}") from exc
@@ -82,12 +110,18 @@ def check_own_namespace(pid: int, host_network: bool) -> None:
         )
 
 
-def nft(pid: int, *args: str, script: str | None = None) -> str:
-    """``nft ARGS`` in the network namespace of ``pid``; its stdout."""
-    command = ["nsenter", f"--net={namespace_path(pid)}", "nft", *args]
+def nft(namespace: Namespace, *args: str, script: str | None = None) -> str:
+    """``nft ARGS`` in ``namespace``; its stdout."""
+    command = ["nsenter", f"--net={namespace.path}", "nft", *args]
     try:
         done = subprocess.run(
-            command, input=script, capture_output=True, text=True, timeout=_TIMEOUT, check=False
+            command,
+            input=script,
+            capture_output=True,
+            text=True,
+            timeout=_TIMEOUT,
+            check=False,
+            pass_fds=(namespace.fd,),
         )
     except FileNotFoundError as exc:
         raise ResponseFailed(
@@ -100,13 +134,13 @@ def nft(pid: int, *args: str, script: str | None = None) -> str:
     return done.stdout
 
 
-def read_back(pid: int) -> dict[str, Any] | None:
+def read_back(namespace: Namespace) -> dict[str, Any] | None:
     """The isolation table as the kernel has it (chains, hooks, policies, rules), or None."""
-    listing = json.loads(nft(pid, "-j", "list", "tables") or "{}")
+    listing = json.loads(nft(namespace, "-j", "list", "tables") or "{}")
     tables = [item["table"] for item in listing.get("nftables", []) if "table" in item]
     if not any(t.get("family") == FAMILY and t.get("name") == TABLE for t in tables):
         return None
-    document = json.loads(nft(pid, "-j", "list", "table", FAMILY, TABLE))
+    document = json.loads(nft(namespace, "-j", "list", "table", FAMILY, TABLE))
     chains: dict[str, dict[str, Any]] = {}
     rules = 0
     for item in document.get("nftables", []):
@@ -119,7 +153,7 @@ def read_back(pid: int) -> dict[str, Any] | None:
             }
         elif "rule" in item:
             rules += 1
-    text = nft(pid, "list", "table", FAMILY, TABLE)
+    text = nft(namespace, "list", "table", FAMILY, TABLE)
     return {"table": f"{FAMILY} {TABLE}", "chains": chains, "rules": rules, "listing": text}
 
 
@@ -131,21 +165,21 @@ def holds(state: Mapping[str, Any] | None) -> bool:
     return all(chains.get(hook, {}).get("policy") == "drop" for hook in _HOOKS)
 
 
-def isolate(pid: int) -> dict[str, Any]:
+def isolate(namespace: Namespace) -> dict[str, Any]:
     """Put the isolation table in place (replacing one already there) and read it back."""
-    nft(pid, "-f", "-", script=RULESET)
-    state = read_back(pid)
+    nft(namespace, "-f", "-", script=RULESET)
+    state = read_back(namespace)
     if not holds(state):
         raise ResponseFailed(f"isolation rules not in place after nft ran: {state}")
     assert state is not None
     return state
 
 
-def release(pid: int) -> bool:
+def release(namespace: Namespace) -> bool:
     """Remove the isolation table; False when it was not there."""
-    if read_back(pid) is None:
+    if read_back(namespace) is None:
         return False
-    nft(pid, "delete", "table", FAMILY, TABLE)
-    if read_back(pid) is not None:
+    nft(namespace, "delete", "table", FAMILY, TABLE)
+    if read_back(namespace) is not None:
         raise ResponseFailed("isolation table still present after it was deleted")
     return True

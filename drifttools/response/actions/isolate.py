@@ -31,5 +31,7 @@ def plan(subject: Subject, request: ResponseOptions) -> Step:
 
 def apply(subject: Subject, request: ResponseOptions) -> dict[str, Any]:
     pid = _pid(subject)
-    netns.check_own_namespace(pid, subject.info.posture.host_network)
-    return {"pid": pid, "netns": netns.namespace_path(pid), "read_back": netns.isolate(pid)}
+    with netns.Namespace(pid, subject.current_pid) as namespace:
+        netns.check_own_namespace(pid, subject.info.posture.host_network, namespace)
+        state = netns.isolate(namespace)
+    return {"pid": pid, "netns": netns.namespace_path(pid), "read_back": state}

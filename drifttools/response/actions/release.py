@@ -28,10 +28,13 @@ def apply(subject: Subject, request: ResponseOptions) -> dict[str, Any]:
     status = subject.runtime.resolve(info.id).status
     if status == "paused":
         subject.runtime.unpause(info.id)
-    removed = False if info.posture.host_network else netns.release(info.pid)
+    removed, state = False, None
+    if not info.posture.host_network:  # never isolated: no table of ours in the host's
+        with netns.Namespace(info.pid, subject.current_pid) as namespace:
+            removed, state = netns.release(namespace), netns.read_back(namespace)
     return {
         "unpaused": status == "paused",
         "isolation_removed": removed,
         "status_after": subject.runtime.resolve(info.id).status,
-        "read_back": netns.read_back(info.pid),
+        "read_back": state,
     }
