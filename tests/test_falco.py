@@ -15,7 +15,7 @@ import pytest
 
 import drifttools
 from drifttools.response.falco import FalcoInputError, policy_from_dict
-from tests.command import EXE
+from tests.command import EXE, one_clear_line
 from tests.respond_scene import Scene, cli, inspect, scene
 
 
@@ -163,3 +163,18 @@ def test_listen_answers_falcosidekick_posts(stage: Scene, tmp_path: Path) -> Non
     assert [r.get("status") for r in recorded if r["decision"] == "refused"] == [
         401, 401, 413, 400, 400, 405,
     ]  # fmt: skip
+
+
+def test_listen_and_policy_input_errors_are_one_line(engine: None, tmp_path: Path) -> None:
+    policy = _policy(tmp_path)
+    env_free = {k: v for k, v in os.environ.items() if k != "DRIFTTOOLS_LISTEN_SECRET"}
+    result = subprocess.run(
+        [EXE, "respond", "--listen", "127.0.0.1:0", "--policy", str(policy)],
+        capture_output=True, text=True, env=env_free, timeout=60, check=False,
+    )  # fmt: skip
+    one_clear_line(result, "shared secret")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("responses:\n  - actions: [nuke]\n")
+    one_clear_line(cli("respond", "--from-falco", "-", "--policy", str(bad), input=""), "nuke")
+    usage = cli("respond", "web-1", "--from-falco", "-", "--policy", str(policy), input="")
+    assert usage.returncode == 2 and "no TARGET" in usage.stderr
