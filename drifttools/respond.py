@@ -90,7 +90,12 @@ class Response:
 def operator_of(options: ResponseOptions) -> dict[str, str]:
     """Who responds, and from where: the user (``--operator``, else the login behind sudo)
     and the host."""
-    user = options.operator or os.environ.get("SUDO_USER") or getpass.getuser()
+    user = options.operator or os.environ.get("SUDO_USER")
+    if not user:
+        try:
+            user = getpass.getuser()
+        except (KeyError, OSError):  # a uid with no name (a bare container)
+            user = f"uid {os.getuid()}"
     return {"user": user, "host": os.uname().nodename}
 
 
