@@ -61,7 +61,7 @@ def context(engine: None, tmp_path: Path) -> Iterator[tuple[Path, list[str], lis
     images: list[str] = []
     yield directory, containers, images
     for name in containers:
-        docker("rm", "-f", name, check=False)
+        docker("rm", "-f", "-v", name, check=False)  # -v: the VOLUME the fix adds
     for tag in images:
         docker("rmi", "-f", tag, check=False)
 
