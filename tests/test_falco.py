@@ -140,7 +140,9 @@ def test_listen_answers_falcosidekick_posts(stage: Scene, tmp_path: Path) -> Non
         assert "listening on http://127.0.0.1:" in line, line
         url = line.split("listening on ")[1].strip()
         good = {"X-Drifttools-Secret": "s3cret", "Content-Type": "application/json"}
-        shell = json.dumps(alert(SHELL, "Notice", name, "2026-12-03T09:00:00Z")).encode()
+        posted = alert(SHELL, "Notice", name, "2026-12-03T09:00:00Z")  # as Falcosidekick
+        posted["uuid"] = "7e7fa12c-4ab4-4e3b-9fbd-6bd2d3c2b1f5"  # posts it: with its uuid
+        shell = json.dumps(posted).encode()
         assert _post(url, shell, {"X-Drifttools-Secret": "wrong"})[0] == 401
         assert _post(url, shell, {})[0] == 401
         too_big = {**good, "Content-Length": str((1 << 20) + 1)}  # refused before it is read
