@@ -4,7 +4,10 @@ tasks (nothing else is reached), freeze and terminate through containerd's own s
 
 from __future__ import annotations
 
+import json
 import subprocess
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -124,3 +127,30 @@ def test_containerd_host_network_task_refused(ctd: Daemon, runtime: ContainerdRu
             options=ResponseOptions(isolate=True),
             runtime=runtime,
         )
+
+
+def test_a_pods_restart_by_its_kubelet_is_recorded(ctd: Daemon, runtime: ContainerdRuntime) -> None:
+    pod = unique("respond-pod")
+    first = ctd.run(pod)  # in k8s.io, with the CRI labels a kubelet sets
+    replacement: list[str] = []
+
+    def kubelet() -> None:  # the test plays the kubelet: a new attempt, same pod and name
+        time.sleep(1)
+        replacement.append(ctd.run(pod))
+
+    restarter = threading.Thread(target=kubelet)
+    restarter.start()
+    try:
+        done = drifttools.respond(
+            f"k8s://default/{pod}/app",
+            options=ResponseOptions(terminate=True, preserve=False, restart_wait=30),
+            yes=True,
+            runtime=runtime,
+        )
+    finally:
+        restarter.join()
+    assert done.ok and done.container.id == first, done.outcomes
+    restart = done.outcomes[0].result["restart"]
+    assert restart["seen"] is True and restart["id"] == replacement[0]
+    ended = [json.loads(line) for line in done.log.splitlines()][-1]
+    assert ended["detail"]["result"]["restart"]["id"] == replacement[0]
