@@ -113,3 +113,8 @@ class ResponseRefused(DriftError, ValueError):
 class ResponseFailed(DriftError):
     """A response action was tried and failed (what the tool or the engine said is in the
     message); the actions before it stand and are logged."""
+
+
+class ResponseInputError(DriftError, ValueError):
+    """What a response or a fix was given cannot be read: a Falco policy or alert, a file
+    that is neither a report nor a bundle (what is wrong is in the message)."""

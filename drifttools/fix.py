@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from drifttools.atomic import atomic_write
-from drifttools.errors import DriftError
+from drifttools.errors import DriftError, ResponseInputError
 from drifttools.evidence.bundle import is_bundle, open_bundle
 from drifttools.evidence.report_read import report_from_dict
 from drifttools.models import DriftReport
@@ -31,10 +31,6 @@ from drifttools.response.fixes.dockerfile import derived_dockerfile, dockerfile_
 from drifttools.response.fixes.kubernetes import pod_fragment
 from drifttools.response.fixes.suggest import Fixes, suggest
 from drifttools.response.fixes.summary import summary_text
-
-
-class FixInputError(DriftError, ValueError):
-    """What was given to fix from is neither a report nor a bundle."""
 
 
 @dataclass(frozen=True)
@@ -111,7 +107,7 @@ def fix(
         try:
             report = report_from_dict(json.loads(path.read_text()))
         except (ValueError, KeyError, TypeError) as exc:
-            raise FixInputError(f"{path}: not a drifttools report or bundle ({exc})") from exc
+            raise ResponseInputError(f"{path}: not a drifttools report or bundle ({exc})") from exc
     return write_fixes(
         report,
         Path(directory),

@@ -19,7 +19,7 @@ from drifttools.fix import fix
 from drifttools.options import BundleOptions, ResponseOptions
 from drifttools.pipeline import RunOptions
 from drifttools.respond import Response, release, respond
-from drifttools.response.falco import Dispatcher, FalcoInputError, load_policy, parse_alert
+from drifttools.response.falco import Dispatcher, load_policy, parse_alert
 from drifttools.response.webhook import SECRET_HEADER, make_server
 from drifttools.text import printable
 from drifttools_cli.common import (
@@ -222,7 +222,7 @@ def _from_falco(alerts: TextIO, dispatcher: Dispatcher) -> None:
             continue
         try:
             alert = parse_alert(json.loads(line))
-        except (ValueError, FalcoInputError) as exc:
+        except ValueError as exc:
             _record({"line": number, "decision": "skipped", "reason": f"not a Falco alert: {exc}"})
             continue
         _record(dispatcher.handle(alert))

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from drifttools.acquisition.runtime import Runtime
-from drifttools.errors import ContainerNotFound, DriftError
+from drifttools.errors import ContainerNotFound, DriftError, ResponseInputError
 from drifttools.evidence.report_read import ns_from_rfc3339
 from drifttools.options import ResponseOptions
 from drifttools.response.action import ACTIONS
@@ -43,15 +43,11 @@ PRIORITIES = (
 _ALIASES = {"info": "informational", "warn": "warning", "crit": "critical", "emerg": "emergency"}
 
 
-class FalcoInputError(DriftError, ValueError):
-    """A policy or an alert that cannot be read (what is wrong is in the message)."""
-
-
 def _priority(text: Any, where: str) -> str:
     name = str(text).strip().lower()
     name = _ALIASES.get(name, name)
     if name not in PRIORITIES:
-        raise FalcoInputError(
+        raise ResponseInputError(
             f"{where}: unknown priority {text!r} (known: {', '.join(PRIORITIES)})"
         )
     return name
@@ -82,10 +78,10 @@ class Alert:
 def parse_alert(data: Any) -> Alert:
     """An alert from Falco's JSON output (a decoded object)."""
     if not isinstance(data, dict) or not isinstance(data.get("rule"), str):
-        raise FalcoInputError("not a Falco alert: no rule")
+        raise ResponseInputError("not a Falco alert: no rule")
     fields = data.get("output_fields") or {}
     if not isinstance(fields, dict):
-        raise FalcoInputError("not a Falco alert: output_fields is not an object")
+        raise ResponseInputError("not a Falco alert: output_fields is not an object")
     container = fields.get("container.id")
     namespace, pod = fields.get("k8s.ns.name"), fields.get("k8s.pod.name")
     return Alert(
@@ -136,26 +132,26 @@ def _strings(value: Any, where: str) -> tuple[str, ...]:
     if isinstance(value, str):
         return (value,)
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise FalcoInputError(f"{where}: a string or a list of strings")
+        raise ResponseInputError(f"{where}: a string or a list of strings")
     return tuple(value)
 
 
 def policy_from_dict(data: Any, where: str = "policy") -> Policy:
     """A policy from its decoded YAML (see the module's example)."""
     if not isinstance(data, dict) or not isinstance(data.get("responses"), list):
-        raise FalcoInputError(f"{where}: a mapping with a list of responses")
+        raise ResponseInputError(f"{where}: a mapping with a list of responses")
     entries = []
     for number, entry in enumerate(data["responses"], 1):
         at = f"{where}: responses[{number}]"
         if not isinstance(entry, dict):
-            raise FalcoInputError(f"{at}: a mapping")
+            raise ResponseInputError(f"{at}: a mapping")
         unknown = set(entry) - {"rules", "priority", "tags", "actions", "dry_run", "fix"}
         if unknown:
-            raise FalcoInputError(f"{at}: unknown keys {sorted(unknown)}")
+            raise ResponseInputError(f"{at}: unknown keys {sorted(unknown)}")
         actions = _strings(entry.get("actions"), f"{at}: actions")
         for action in actions:
             if action not in ACTIONS:
-                raise FalcoInputError(
+                raise ResponseInputError(
                     f"{at}: unknown action {action!r} (known: {', '.join(ACTIONS)})"
                 )
         priority = entry.get("priority")
@@ -171,10 +167,10 @@ def policy_from_dict(data: Any, where: str = "policy") -> Policy:
         )
     runtime = str(data.get("runtime", "docker"))
     if runtime not in ("docker", "containerd"):
-        raise FalcoInputError(f"{where}: runtime is docker or containerd, not {runtime!r}")
+        raise ResponseInputError(f"{where}: runtime is docker or containerd, not {runtime!r}")
     window = data.get("window", 300)
     if not isinstance(window, int | float) or window < 0:
-        raise FalcoInputError(f"{where}: window is a number of seconds")
+        raise ResponseInputError(f"{where}: window is a number of seconds")
     return Policy(tuple(entries), float(window), Path(str(data.get("bundles", "."))), runtime)
 
 
@@ -183,11 +179,13 @@ def load_policy(path: str | Path) -> Policy:
     try:
         import yaml
     except ImportError as exc:  # pragma: no cover - the respond extra
-        raise FalcoInputError("reading a policy needs PyYAML: install drifttools[respond]") from exc
+        raise ResponseInputError(
+            "reading a policy needs PyYAML: install drifttools[respond]"
+        ) from exc
     try:
         data = yaml.safe_load(Path(path).read_text())
     except yaml.YAMLError as exc:
-        raise FalcoInputError(f"{path}: not YAML: {exc}") from exc
+        raise ResponseInputError(f"{path}: not YAML: {exc}") from exc
     return policy_from_dict(data, str(path))
 
 

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 
-from drifttools.response.falco import Dispatcher, FalcoInputError, parse_alert
+from drifttools.response.falco import Dispatcher, parse_alert
 
 SECRET_HEADER = "X-Drifttools-Secret"
 #: The largest alert body taken (Falco alerts are a few KiB).
@@ -71,7 +71,7 @@ def make_server(
                 return self._refuse(413, f"body over {max_body} bytes")
             try:
                 alert = parse_alert(json.loads(self.rfile.read(int(length))))
-            except (ValueError, FalcoInputError) as exc:
+            except ValueError as exc:
                 return self._refuse(400, f"not a Falco alert: {exc}")
             decision = dispatcher.handle(alert)
             record(decision)
