@@ -232,6 +232,8 @@ class Dispatcher:
             info = self.runtime.resolve(reference)
         except ContainerNotFound:
             return {**record, "decision": "skipped", "reason": "unknown container"}
+        except DriftError as exc:  # the engine is down: this alert fails, the next may not
+            return {**record, "decision": "failed", "reason": str(exc)}
         last = self._last.get(info.id)
         if last is not None and alert.time_ns - last < self.policy.window * 1e9:
             return {**record, "decision": "skipped", "reason": "already responded in this window"}
