@@ -92,8 +92,11 @@ def test_freeze_release_terminate_in_a_bundle_that_verifies(stage: Scene, tmp_pa
             )  # fmt: skip
             assert ended["detail"]["ok"] is True, ended
         # preservation first, the action after it, the seal last
-        assert kinds.index(("acquisition record written", None)) < kinds.index(
+        assert kinds.index(("response step ended", "preserve")) < kinds.index(
             ("response step started", acted[0])
+        )
+        assert kinds.index(("members staged", None)) < kinds.index(
+            ("response step ended", "preserve")
         )
         assert kinds[-1] == ("sealing", None)
     fix_ended = next(

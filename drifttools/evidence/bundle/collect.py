@@ -348,7 +348,7 @@ class BundleWriter:
         """Keep the drifted files' bytes, write every member, seal, and move the bundle
         under its final name."""
         self.collect(report, snapshot, baseline, acquisition, verify)
-        return self.seal()
+        return self.seal("acquisition record written; sealing")
 
     def collect(
         self,
@@ -419,15 +419,14 @@ class BundleWriter:
             "report": acquired,
         }
         staging.write(ACQUISITION, canonical_json(record))
-        log.add("acquisition record written")
         self._collected = (report, tuple(skipped))
 
-    def seal(self) -> BundleResult:
-        """Write the action log, seal every member, and move the bundle under its final
-        name (after :meth:`collect`)."""
+    def seal(self, entry: str = "sealing") -> BundleResult:
+        """Log ``entry``, write the action log, seal every member, and move the bundle
+        under its final name (after :meth:`collect`)."""
         assert self._collected is not None, "collect() comes first"
         report, skipped = self._collected
-        self.log.add("sealing")
+        self.log.add(entry)
         self.staging.write(ACTIONS, self.log.data())
         members = seal_members(self.staging.root, self.signer)
         self._progress(ProgressEvent(Stage.SEAL))
