@@ -170,9 +170,8 @@ def test_compiled_once_and_cached_on_disk(tmp_path: Path, yara_engine: str) -> N
         f'rule disk_{yara_engine[-1]} {{ strings: $a = "zz9" condition: $a }}'
     )
     first = compile_rules([tmp_path / "r.yar"], engine=yara_engine, cache_dir=tmp_path / "c")
-    stored = sorted((tmp_path / "c" / "yara" / "v1").iterdir())
-    assert [p.suffix for p in stored] == [".json", ".rules"]
-    assert first.sha256 in stored[0].name
+    stored = sorted(p.name for p in (tmp_path / "c" / "yara" / "v2").iterdir())
+    assert stored == [f"{yara_engine}-{first.sha256}{s}" for s in (".0.rules", ".json")]
     from drifttools.analysis.classifiers import yara as module
 
     module._COMPILED.clear()  # a new process: only the disk cache is left
