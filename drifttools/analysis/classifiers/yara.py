@@ -309,16 +309,16 @@ def _compile(
 
     progress(ProgressEvent(Stage.COMPILE_RULES, 0, len(sources)))
     include_problems = [p for s in sources for p in s.problems]
-    result = (
-        backend.compile(sources, externals, step) if sources else Compiled(None, [], {})
-    )
+    result = backend.compile(sources, externals, step) if sources else Compiled(None, [], {})
     parts = [] if result.rules is None else [result.rules]
     for origin, data in compiled_files:
         try:
             parts.append(backend.load(data))
         except Exception as exc:  # the engine's own error for a file it cannot load
             raise RulesError(f"cannot load compiled rules {origin}: {exc}") from exc
-    per_source = {s.namespace: _rule_count(s, result.rejected.get(s.namespace, set())) for s in sources}
+    per_source = {
+        s.namespace: _rule_count(s, result.rejected.get(s.namespace, set())) for s in sources
+    }
     reports = []
     for entry in gathered:
         if entry.compiled:
@@ -336,8 +336,9 @@ def _compile(
     return _Stored(parts, count, problems, reports, time.perf_counter() - start)
 
 
-def _rule_count(source: RuleSource, rejected: set[str]) -> tuple[int, int]:
+def _rule_count(source: RuleSource, rejected: set[str] | None) -> tuple[int, int]:
     """(compiled, rejected) rules of ``source``."""
+    rejected = rejected or set()
     names = [name for name, _, _ in source.rules()]
     if "(file)" in rejected:
         return 0, len(names)

@@ -167,7 +167,10 @@ class YaraX:
                     rule.namespace,
                     rule.tags,
                     rule.metadata,
-                    ((p.identifier, [(m.offset, m.length) for m in p.matches]) for p in rule.patterns),
+                    (
+                        (p.identifier, [(m.offset, m.length) for m in p.matches])
+                        for p in rule.patterns
+                    ),
                 )
                 for rule in results.matching_rules
             ]
@@ -238,7 +241,9 @@ class YaraPython:
                 if at_rule is None:
                     rejected.add("(file)")
                     origin, at = source.locate(line)
-                    found.append((line, RuleProblem("(file)", origin, f"{message} ({origin}:{at})")))
+                    found.append(
+                        (line, RuleProblem("(file)", origin, f"{message} ({origin}:{at})"))
+                    )
                     text = ""
                     break
                 index, start = at_rule

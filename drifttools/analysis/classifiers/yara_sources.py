@@ -157,7 +157,9 @@ def _expand(
         if included in stack:
             problems.append(RuleProblem("(include)", str(path), f"include cycle: {target}"))
         elif len(stack) >= MAX_INCLUDE_DEPTH:
-            problems.append(RuleProblem("(include)", str(path), f"includes nested too deep: {target}"))
+            problems.append(
+                RuleProblem("(include)", str(path), f"includes nested too deep: {target}")
+            )
         else:
             try:
                 inner = decode_rules(included.read_bytes())
