@@ -135,9 +135,8 @@ def write_rule_tree(root: Path, files: int, rules_per_file: int) -> RuleTree:
     )
     count += 1
     includes = sorted((root / "family").glob("fam*.yar"))
-    first, *others = includes or [None]
-    if first is not None:
-        first.write_bytes(first.read_bytes() + b'\ninclude "deep/leaf.yar"\n')
+    if includes:
+        includes[0].write_bytes(includes[0].read_bytes() + b'\ninclude "deep/leaf.yar"\n')
     index = root / "family_index.yar"
     index.write_text("".join(f'include "./family/{p.name}"\n' for p in includes))
     top.append(index)
