@@ -214,6 +214,7 @@ def classify(
                     uid=change.after.uid,
                     owners=owners,
                     complete=got.size == len(got.data),
+                    wanted=ruleset.externals if ruleset is not None else (),
                 )
                 pending[change.path] = pool.submit(
                     _examine, got.data, got.size, change.after.mode, ruleset, cap, externals
@@ -349,7 +350,12 @@ def _classify_process(
         elif data is not None:
             size = process.exe_size or len(data)
             externals = file_externals(
-                process.exe or "", data, uid=process.uid, owners=owners, complete=size == len(data)
+                process.exe or "",
+                data,
+                uid=None,  # the file's owner is not the process's: not known here
+                owners=owners,
+                complete=size == len(data),
+                wanted=ruleset.externals if ruleset is not None else (),
             )
             sample = _examine(data, size, 0o755, ruleset, cap, externals)
             magic, content, matches = sample.magic, sample.info, sample.yara

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import time
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
@@ -111,6 +112,9 @@ class RuleSet:
     reports: tuple[RuleSetReport, ...] = ()
     seconds: float = 0.0  # the compilation (0 when it came from a cache)
     defines: Mapping[str, External] = field(default_factory=dict)
+    #: Externals some rule may read (a word search of the sources; all of them for
+    #: precompiled rules): the scan need not work out the others.
+    externals: frozenset[str] = frozenset()
     tags: frozenset[str] = frozenset()  # only matches with one of these tags (yara -t)
     identifiers: frozenset[str] = frozenset()  # only matches of these rules (yara -i)
     _parts: tuple[_Part, ...] = field(default=(), repr=False)
@@ -154,6 +158,7 @@ class _Stored:
     problems: list[RuleProblem]
     reports: list[RuleSetReport]
     seconds: float
+    externals: list[str]
 
 
 _COMPILED: OrderedDict[str, _Stored] = OrderedDict()
@@ -201,6 +206,7 @@ def compile_rules(
         tuple(stored.reports),
         stored.seconds,
         defined,
+        frozenset(stored.externals),
         frozenset(tags),
         frozenset(identifiers),
         parts,
@@ -333,7 +339,17 @@ def _compile(
     if not count and not compiled_files:
         names = ", ".join(p.rule for p in problems[:5]) or "none given"
         raise RulesError(f"no YARA rule compiles ({names})")
-    return _Stored(parts, count, problems, reports, time.perf_counter() - start)
+    used = sorted(
+        name
+        for name in externals
+        if compiled_files or any(_uses(name).search(s.text) for s in sources)
+    )
+    return _Stored(parts, count, problems, reports, time.perf_counter() - start, used)
+
+
+def _uses(name: str) -> re.Pattern[str]:
+    """A word of a rule text that may be the external ``name`` (not ``$name``, ``x.name``)."""
+    return re.compile(rf"(?<![\w.$#@!]){re.escape(name)}\b")
 
 
 def _rule_count(source: RuleSource, rejected: set[str] | None) -> tuple[int, int]:
@@ -368,6 +384,7 @@ def _load_stored(backend: Engine, key: str, cache_dir: Path | None) -> _Stored |
             [RuleProblem(**p) for p in meta["problems"]],
             [RuleSetReport(**r) for r in meta["reports"]],
             0.0,
+            list(meta["externals"]),
         )
     except Exception:  # absent, corrupt or from another engine build: compile again
         return None
@@ -386,6 +403,7 @@ def _store(backend: Engine, key: str, cache_dir: Path | None, stored: _Stored) -
             "count": stored.count,
             "problems": [asdict(p) for p in stored.problems],
             "reports": [asdict(r) for r in stored.reports],
+            "externals": stored.externals,
         }
         atomic_write(path.with_suffix(".json"), json.dumps(meta).encode())
     except OSError:

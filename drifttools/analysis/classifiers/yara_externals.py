@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import posixpath
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
 from drifttools.analysis.classifiers.yara_engines import External
 from drifttools.errors import RulesError
@@ -61,19 +61,31 @@ def file_type(data: bytes) -> str:
 
 
 def file_externals(
-    path: str, data: bytes, *, uid: int | None, owners: Mapping[int, str], complete: bool
+    path: str,
+    data: bytes,
+    *,
+    uid: int | None,
+    owners: Mapping[int, str],
+    complete: bool,
+    wanted: Collection[str] = STANDARD.keys(),
 ) -> dict[str, External]:
-    """The externals of the file at container path ``path`` whose bytes (or first bytes,
-    when not ``complete``: ``md5`` is then empty) are ``data``."""
+    """The ``wanted`` externals of the file at container path ``path`` whose bytes (or
+    first bytes, when not ``complete``: ``md5`` is then empty) are ``data``."""
     name = posixpath.basename(path)
-    return {
-        "filename": name,
-        "filepath": path,
-        "extension": posixpath.splitext(name)[1].lower(),
-        "filetype": file_type(data[:16]),
-        "md5": hashlib.md5(data, usedforsecurity=False).hexdigest() if complete else "",
-        "owner": "" if uid is None else owners.get(uid, str(uid)),
-    }
+    found: dict[str, External] = {}
+    if "filename" in wanted:
+        found["filename"] = name
+    if "filepath" in wanted:
+        found["filepath"] = path
+    if "extension" in wanted:
+        found["extension"] = posixpath.splitext(name)[1].lower()
+    if "filetype" in wanted:
+        found["filetype"] = file_type(data[:16])
+    if "md5" in wanted:
+        found["md5"] = hashlib.md5(data, usedforsecurity=False).hexdigest() if complete else ""
+    if "owner" in wanted:
+        found["owner"] = "" if uid is None else owners.get(uid, str(uid))
+    return found
 
 
 def owner_names(passwd: bytes | None) -> dict[int, str]:
