@@ -30,6 +30,7 @@ from typing import Any
 
 from drifttools.analysis.classifiers.yara_engines import (
     MAX_OFFSETS,
+    YARA_X_MAGIC,
     Compiled,
     Engine,
     External,
@@ -43,8 +44,7 @@ from drifttools.analysis.classifiers.yara_sources import (
     RuleProblem,
     RuleSource,
     bundled_sources,
-    read_source,
-    rule_files,
+    read_rules,
     split_rules,
     unique_namespaces,
 )
@@ -246,31 +246,30 @@ def _gather(
     for given in paths:
         start = time.perf_counter()
         path = Path(given)
-        files = rule_files(path)
         if path.is_file():
-            data = _read(path)
-            kind = compiled_engine(data)
+            kind = compiled_engine(_read(path, len(YARA_X_MAGIC)))
             if kind is not None:
                 if kind != backend.name:
                     raise RulesError(
                         f"{path}: rules compiled for {kind}, not {backend.name} "
                         f"(use --yara-engine {kind}, or give the rule sources)"
                     )
-                compiled.append((str(path), data))
+                compiled.append((str(path), _read(path)))
                 gathered.append(_Gathered(str(path), 1, time.perf_counter() - start, [], True))
                 continue
-        read = [read_source(file, file.stem, str(given)) for file in files]
+        read = read_rules(path)
         sources += read
-        gathered.append(_Gathered(str(given), len(read), time.perf_counter() - start))
+        gathered.append(_Gathered(str(path), len(read), time.perf_counter() - start))
     sources = unique_namespaces(sources)
     for entry in gathered:
         entry.namespaces = [s.namespace for s in sources if s.ruleset == entry.origin]
     return sources, compiled, gathered
 
 
-def _read(path: Path) -> bytes:
+def _read(path: Path, limit: int = -1) -> bytes:
     try:
-        return path.read_bytes()
+        with path.open("rb") as stream:
+            return stream.read(limit)
     except OSError as exc:
         raise RulesError(f"cannot read rules {path}: {exc.strerror or exc}") from exc
 
@@ -339,22 +338,22 @@ def _compile(
     if not count and not compiled_files:
         names = ", ".join(p.rule for p in problems[:5]) or "none given"
         raise RulesError(f"no YARA rule compiles ({names})")
-    used = sorted(
-        name
-        for name in externals
-        if compiled_files or any(_uses(name).search(s.text) for s in sources)
-    )
+    used = sorted(externals) if compiled_files else _used(externals, sources)
     return _Stored(parts, count, problems, reports, time.perf_counter() - start, used)
 
 
-def _uses(name: str) -> re.Pattern[str]:
-    """A word of a rule text that may be the external ``name`` (not ``$name``, ``x.name``)."""
-    return re.compile(rf"(?<![\w.$#@!]){re.escape(name)}\b")
+def _used(externals: Iterable[str], sources: Sequence[RuleSource]) -> list[str]:
+    """The externals a word of some source may be (not ``$name``, ``x.name``)."""
+    names = "|".join(re.escape(name) for name in externals)
+    word = re.compile(rf"(?<![\w.$#@!])({names})\b")
+    return sorted({found for s in sources for found in word.findall(s.text)})
 
 
 def _rule_count(source: RuleSource, rejected: set[str] | None) -> tuple[int, int]:
     """(compiled, rejected) rules of ``source``."""
     rejected = rejected or set()
+    if not rejected:
+        return source.rule_count(), 0
     names = [name for name, _, _ in source.rules()]
     if "(file)" in rejected:
         return 0, len(names)

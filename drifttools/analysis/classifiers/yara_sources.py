@@ -16,8 +16,9 @@
 from __future__ import annotations
 
 import bisect
+import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -62,6 +63,10 @@ class RuleSource:
         start, origin, first = self.pieces[max(index, 0)]
         return origin, first + line - start
 
+    def rule_count(self) -> int:
+        """How many rules :attr:`text` has."""
+        return sum(1 for _ in _RULE_START.finditer(self.text))
+
     def rules(self) -> list[tuple[str, int, int]]:
         """``(name, first line, start offset)`` of each rule of :attr:`text`, in order."""
         found = []
@@ -98,16 +103,9 @@ def bundled_sources() -> list[RuleSource]:
     ]
 
 
-def includes_of(path: Path) -> list[Path]:
-    """The files ``path`` includes directly (resolved against its folder)."""
-    try:
-        text = decode_rules(path.read_bytes())
-    except OSError:
-        return []
-    return [(path.parent / target).resolve() for target, _ in _include_targets(text)]
-
-
 def _include_targets(text: str) -> list[tuple[str, re.Match[str]]]:
+    if "include" not in text:
+        return []
     comments = [(m.start(), m.end()) for m in _BLOCK_COMMENT.finditer(text)]
     found = []
     for match in _INCLUDE.finditer(text):
@@ -117,16 +115,38 @@ def _include_targets(text: str) -> list[tuple[str, re.Match[str]]]:
     return found
 
 
-def read_source(path: Path, namespace: str, ruleset: str) -> RuleSource:
+def _included(path: Path, target: str) -> Path:
+    """Where ``include "target"`` in ``path`` points: relative to ``path``'s folder, no
+    symlink followed to find it."""
+    return Path(os.path.normpath(path.parent / target))
+
+
+class _Texts:
+    """Rule files read once as bytes and decoded."""
+
+    def __init__(self) -> None:
+        self._read: dict[Path, str] = {}
+
+    def get(self, path: Path) -> str:
+        key = Path(os.path.normpath(path.absolute()))
+        if key not in self._read:
+            self._read[key] = decode_rules(key.read_bytes())
+        return self._read[key]
+
+
+def read_source(
+    path: Path, namespace: str, ruleset: str, texts: _Texts | None = None
+) -> RuleSource:
     """``path`` read as bytes, decoded, includes expanded. Raises :class:`RulesError` only
     when ``path`` itself cannot be read; an include that cannot is a problem of the source."""
+    texts = texts or _Texts()
     problems: list[RuleProblem] = []
     pieces: list[tuple[str, str, int]] = []
     try:
-        top = decode_rules(path.read_bytes())
+        top = texts.get(path)
     except OSError as exc:
         raise RulesError(f"cannot read rules {path}: {exc.strerror or exc}") from exc
-    _expand(path, top, [path.resolve()], pieces, problems)
+    _expand(path, top, [_included(path, path.name)], pieces, problems, texts)
     text_parts: list[str] = []
     mapped: list[tuple[int, str, int]] = []
     line = 1
@@ -145,6 +165,7 @@ def _expand(
     stack: list[Path],
     pieces: list[tuple[str, str, int]],
     problems: list[RuleProblem],
+    texts: _Texts,
 ) -> None:
     """Append ``text`` to ``pieces`` with each include statement replaced by its file."""
     position, line = 0, 1
@@ -152,47 +173,45 @@ def _expand(
         before = text[position : match.start()]
         pieces.append((before, str(path), line))
         line += before.count("\n")
-        included = (path.parent / target).resolve()
+        included = _included(path, target)
         position = match.end()
         if included in stack:
             problems.append(RuleProblem("(include)", str(path), f"include cycle: {target}"))
         elif len(stack) >= MAX_INCLUDE_DEPTH:
-            problems.append(
-                RuleProblem("(include)", str(path), f"includes nested too deep: {target}")
-            )
+            problems.append(RuleProblem("(include)", str(path), f"nested too deep: {target}"))
         else:
             try:
-                inner = decode_rules(included.read_bytes())
+                inner = texts.get(included)
             except OSError as exc:
                 problems.append(
                     RuleProblem("(include)", str(path), f"cannot include {target}: {exc.strerror}")
                 )
             else:
-                _expand(included, inner + "\n", [*stack, included], pieces, problems)
+                _expand(included, inner + "\n", [*stack, included], pieces, problems, texts)
     pieces.append((text[position:], str(path), line))
 
 
-def rule_files(path: Path) -> list[Path]:
-    """The rule files of a ``--rules`` path: the file itself, or a directory's ``*.yar`` and
-    ``*.yara`` (sorted) less those another of them includes."""
+def read_rules(path: Path) -> list[RuleSource]:
+    """The sources of a ``--rules`` path: the file itself, or a directory's ``*.yar`` and
+    ``*.yara`` (sorted) less those another of them includes, each file read once."""
     if path.is_file():
-        return [path]
+        return [read_source(path, path.stem, str(path))]
     if not path.is_dir():
         raise RulesError(f"no such rules file or directory: {path}")
     files = sorted(p for p in path.rglob("*") if p.suffix in RULE_SUFFIXES and p.is_file())
-    included = {inner for file in files for inner in includes_of(file)}
-    return [file for file in files if file.resolve() not in included]
-
-
-def load_sources(paths: Iterable[str | Path], *, bundled: bool = True) -> list[RuleSource]:
-    """Rule sources from files and directories after the bundled ones; namespaces are file
-    stems, made unique with ``_2``, ``_3``... Compiled rule files are not sources: see
-    :func:`drifttools.analysis.classifiers.yara_engines.compiled_engine`."""
-    sources = bundled_sources() if bundled else []
-    for given in paths:
-        for file in rule_files(Path(given)):
-            sources.append(read_source(file, file.stem, str(given)))
-    return unique_namespaces(sources)
+    texts = _Texts()
+    included: set[Path] = set()
+    for file in files:
+        try:
+            text = texts.get(file)
+        except OSError as exc:
+            raise RulesError(f"cannot read rules {file}: {exc.strerror or exc}") from exc
+        included.update(_included(file.absolute(), t) for t, _ in _include_targets(text))
+    return [
+        read_source(file, file.stem, str(path), texts)
+        for file in files
+        if Path(os.path.normpath(file.absolute())) not in included
+    ]
 
 
 def unique_namespaces(sources: Sequence[RuleSource]) -> list[RuleSource]:
