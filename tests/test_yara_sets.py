@@ -4,15 +4,19 @@ scanner for yara-x, with the same external variables."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
 import pytest
 
+from drifttools import ClassifyOptions, classify, diff_snapshot, load_image
 from drifttools.analysis.classifiers.severity import yara_finding, yara_weight
 from drifttools.analysis.classifiers.yara import RulesError, compile_rules
 from drifttools.analysis.classifiers.yara_externals import STANDARD, file_externals, parse_define
+from drifttools.api import offline_snapshot
 from drifttools.models import Severity
+from tests.tarbuild import directory, file, layer_tar, legacy_archive
 from tests.yara_sets import RuleTree, samples, write_rule_tree
 
 FILES, RULES_PER_FILE = 220, 10
@@ -210,3 +214,44 @@ def test_severity_from_the_rules_own_weight() -> None:
     context = yara_finding(_match({"severity": "critical"}), in_image=True)
     assert context.severity is Severity.LOW and "in-image" in context.tags
     assert "context, not drift" in context.detail
+
+
+def test_classification_sets_externals_and_keeps_image_bytes_as_context(tmp_path: Path) -> None:
+    payload = b"drifttools-context-marker\n"
+    passwd = b"root:x:0:0::/root:/bin/sh\nsvc:x:1001:1001::/:/bin/sh\n"
+    members = [directory("bin"), file("bin/tool", payload, 0o755), directory("etc")]
+    members += [file("etc/passwd", passwd), directory("srv")]
+    image = legacy_archive(tmp_path / "image.tar", [layer_tar(members)]).path
+    rootfs = tmp_path / "rootfs"
+    for folder in ("bin", "etc", "srv"):
+        (rootfs / folder).mkdir(parents=True)
+        (rootfs / folder).chmod(0o755)
+    rootfs.chmod(0o755)
+    (rootfs / "bin" / "tool").write_bytes(payload)  # the image's bytes, another mode
+    (rootfs / "bin" / "tool").chmod(0o700)
+    (rootfs / "etc" / "passwd").write_bytes(passwd)
+    (rootfs / "srv" / "new").write_bytes(payload)
+    os.chown(rootfs / "srv" / "new", 1001, 1001)
+    rules = tmp_path / "mine.yar"
+    rules.write_text(
+        'rule marker { meta: score = 95 strings: $a = "drifttools-context-marker" '
+        "condition: $a }\n"
+        'rule where { meta: severity = "medium" condition: filepath == "/srv/new" and '
+        'filename == "new" and owner == "svc" and filetype == "UNKNOWN" }\n'
+    )
+    baseline = load_image(image)
+    snapshot = offline_snapshot(rootfs)
+    report = classify(
+        diff_snapshot(snapshot, baseline), snapshot, baseline, ClassifyOptions(rules=[rules])
+    )
+    changes = {c.path: c for c in report.changes}
+    new = changes["/srv/new"]
+    assert {m["rule"] for m in new.yara} == {"marker", "where"}
+    assert new.severity is Severity.CRITICAL
+    tool = changes["/bin/tool"]
+    assert {m["rule"] for m in tool.yara} == {"marker"}  # not where: its own path
+    [finding] = [f for f in tool.findings if f.rule == "yara:mine/marker"]
+    assert "in-image" in finding.tags and finding.severity is Severity.LOW
+    assert tool.severity.rank <= Severity.LOW.rank
+    sets = report.classification["yara"]["sets"]
+    assert [(s["origin"], s["compiled"], s["rejected"]) for s in sets][-1] == (str(rules), 2, 0)
