@@ -38,6 +38,11 @@ from tests.yara_sets import RuleTree, write_rule_tree
 BUSYBOX = Path("/bin/busybox")
 
 
+def run_quiet(command: list[str]) -> None:
+    """Run a reference tool, its output thrown away."""
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+
+
 def timed(label: str, action, repeat: int = 1) -> float:
     """The best of ``repeat`` runs of ``action`` (a shared machine is noisy)."""
     best = float("inf")
@@ -112,11 +117,7 @@ def main() -> None:
     for source in bundled_sources():
         (rules_dir / f"{source.namespace}.yar").write_text(source.text)
     compiled = work / "bundled.yarc"
-    subprocess.run(
-        ["yarac", *sorted(map(str, rules_dir.iterdir())), str(compiled)],
-        check=True,
-        stdout=subprocess.DEVNULL,
-    )
+    run_quiet(["yarac", *sorted(map(str, rules_dir.iterdir())), str(compiled)])
     listing = work / "files.txt"
     listing.write_text("\n".join(map(str, files)) + "\n")
 
@@ -129,19 +130,11 @@ def main() -> None:
         )
     cli = timed(
         "yara CLI (-C compiled, --scan-list, 1 thread)",
-        lambda: subprocess.run(
-            ["yara", "-C", "-p", "1", "--scan-list", str(compiled), str(listing)],
-            check=True,
-            stdout=subprocess.DEVNULL,
-        ),
+        lambda: run_quiet(["yara", "-C", "-p", "1", "--scan-list", str(compiled), str(listing)]),
     )
     cli_threads = timed(
         "yara CLI (-C compiled, --scan-list, default threads)",
-        lambda: subprocess.run(
-            ["yara", "-C", "--scan-list", str(compiled), str(listing)],
-            check=True,
-            stdout=subprocess.DEVNULL,
-        ),
+        lambda: run_quiet(["yara", "-C", "--scan-list", str(compiled), str(listing)]),
     )
     scan_ratios = parallel_scan(tree, compiled_big, rootfs / "srv", files)
 
@@ -212,9 +205,7 @@ def cold_compile(tree: RuleTree, out: Path, work: Path) -> list[tuple[str, float
     names = [f"{p.stem}:{p}" for p in tree.top_files]
     yarac = timed(
         "yarac (Debian's libyara, one process), best of 3",
-        lambda: subprocess.run(
-            ["yarac", *_defaults(), *names, str(out)], check=True, stdout=subprocess.DEVNULL
-        ),
+        lambda: run_quiet(["yarac", *_defaults(), *names, str(out)]),
         3,
     )
     ratios = []
@@ -247,11 +238,7 @@ def parallel_scan(
     print(f"YARA over the drifted set with the {tree.rules}-rule set, 2 threads:")
     cli = timed(
         "yara -C -r -p 2 (compiled beforehand)",
-        lambda: subprocess.run(
-            ["yara", "-C", "-r", "-p", "2", str(compiled), str(folder)],
-            check=True,
-            stdout=subprocess.DEVNULL,
-        ),
+        lambda: run_quiet(["yara", "-C", "-r", "-p", "2", str(compiled), str(folder)]),
     )
     ratios = []
     for engine in ("yara-x", "yara-python"):

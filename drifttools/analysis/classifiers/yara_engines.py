@@ -161,7 +161,7 @@ class YaraX:
             try:
                 results = scanner.scan(data)
             except x.TimeoutError as exc:
-                raise ScanTimeout(f"YARA scan timed out after {timeout} s") from exc
+                raise _timed_out(timeout) from exc
             return [
                 match_record(
                     rule.identifier,
@@ -288,7 +288,7 @@ class YaraPython:
             try:
                 found = rules.match(data=data, timeout=timeout, externals=dict(externals))
             except y.TimeoutError as exc:
-                raise ScanTimeout(f"YARA scan timed out after {timeout} s") from exc
+                raise _timed_out(timeout) from exc
             return [
                 match_record(
                     m.rule,
@@ -318,6 +318,10 @@ def _rule_at(header: str, kept: Sequence[tuple[str, str]], line: int) -> tuple[i
             return index, start
         start = end
     return None
+
+
+def _timed_out(timeout: int) -> ScanTimeout:
+    return ScanTimeout(f"YARA scan timed out after {timeout} s")
 
 
 def _plain(value: Any) -> Any:
