@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import time
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
@@ -343,13 +342,21 @@ def _compile(
 
 
 def _used(externals: Iterable[str], sources: Sequence[RuleSource]) -> list[str]:
-    """The externals a word of some source may be (not ``$name``, ``x.name``)."""
+    """The externals some source may read: the name as a word, not ``$name`` or ``x.name``."""
     text = "\n".join(s.text for s in sources)
-    return sorted(
-        name
-        for name in externals
-        if name in text and re.search(rf"(?<![\w.$#@!]){re.escape(name)}\b", text)
-    )
+    return sorted(name for name in externals if _word_in(name, text))
+
+
+def _word_in(name: str, text: str) -> bool:
+    start = text.find(name)
+    while start >= 0:
+        end = start + len(name)
+        before = text[start - 1] if start else " "
+        after = text[end] if end < len(text) else " "
+        if not (before.isalnum() or before in "_.$#@!") and not (after.isalnum() or after == "_"):
+            return True
+        start = text.find(name, end)
+    return False
 
 
 def _rule_count(source: RuleSource, rejected: set[str] | None) -> tuple[int, int]:

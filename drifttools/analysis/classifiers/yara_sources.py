@@ -198,7 +198,12 @@ def read_rules(path: Path) -> list[RuleSource]:
         return [read_source(path, path.stem, str(path))]
     if not path.is_dir():
         raise RulesError(f"no such rules file or directory: {path}")
-    files = sorted(p for p in path.rglob("*") if p.suffix in RULE_SUFFIXES and p.is_file())
+    files = sorted(
+        Path(folder, name)
+        for folder, _, names in os.walk(path)
+        for name in names
+        if name.endswith(RULE_SUFFIXES) and os.path.isfile(os.path.join(folder, name))
+    )
     texts = _Texts()
     included: set[Path] = set()
     for file in files:
