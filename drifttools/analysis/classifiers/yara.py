@@ -76,7 +76,7 @@ DEFAULT_TIMEOUT = 10
 #: Bytes of one file scanned at most; a larger file is scanned up to this and says so.
 DEFAULT_MAX_SCAN = 32 * 1024 * 1024
 #: Compiled sets kept in the process (a node's scan reuses one set for every container).
-_KEPT = 4
+_KEPT = 2
 _CACHE_VERSION = "v2"
 
 
