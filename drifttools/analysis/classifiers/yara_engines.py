@@ -11,7 +11,8 @@
   error line points at (libyara reports one error per compilation): one compile of that
   file per rule it loses.
 
-Scanners are per thread (a yara-x ``Scanner`` is not shared between threads), made once.
+yara-x scanners are per thread (a ``Scanner`` is bound to the thread that made it), made
+once and kept with their thread.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import bisect
 import io
 import re
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import version
@@ -143,15 +145,17 @@ class YaraX:
         return self._x.Rules.deserialize_from(io.BytesIO(data))
 
     def scanner(self, rules: Any, timeout: int) -> Scanner:
-        local = threading.local()
         x = self._x
         undefined: set[str] = set()
+        slot = object()  # this rule set's place in each thread's cache
+
+        def make() -> Any:
+            scanner = x.Scanner(rules)
+            scanner.set_timeout(timeout)
+            return scanner
 
         def scan(data: bytes, externals: Mapping[str, External]) -> list[dict[str, Any]]:
-            scanner = getattr(local, "scanner", None)
-            if scanner is None:
-                scanner = local.scanner = x.Scanner(rules)
-                scanner.set_timeout(timeout)
+            scanner = _thread_scanner(slot, make)
             for key, value in externals.items():
                 if key not in undefined:
                     try:
@@ -177,6 +181,26 @@ class YaraX:
             ]
 
         return scan
+
+
+#: Each thread's yara-x scanners, newest last. A yara-x ``Scanner`` may be used and
+#: dropped only on the thread that made it, so scanners live with their thread (dropped
+#: when it ends, or when a newer one pushes them out), not with their rule set.
+_THREAD = threading.local()
+_SCANNERS_PER_THREAD = 2
+
+
+def _thread_scanner(key: object, make: Callable[[], Any]) -> Any:
+    cache: OrderedDict[object, Any] | None = getattr(_THREAD, "scanners", None)
+    if cache is None:
+        cache = _THREAD.scanners = OrderedDict()
+    if key in cache:
+        cache.move_to_end(key)
+        return cache[key]
+    scanner = cache[key] = make()
+    while len(cache) > _SCANNERS_PER_THREAD:
+        cache.popitem(last=False)
+    return scanner
 
 
 _LIBYARA_LINE = re.compile(r"line (\d+): (.*)", re.DOTALL)
