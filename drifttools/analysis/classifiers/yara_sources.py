@@ -115,23 +115,23 @@ def _include_targets(text: str) -> list[tuple[str, re.Match[str]]]:
     return found
 
 
-def _included(path: Path, target: str) -> Path:
+def _included(path: str, target: str) -> str:
     """Where ``include "target"`` in ``path`` points: relative to ``path``'s folder, no
     symlink followed to find it."""
-    return Path(os.path.normpath(path.parent / target))
+    return os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(path)), target))
 
 
 class _Texts:
-    """Rule files read once as bytes and decoded."""
+    """Rule files read once as bytes and decoded, by absolute path."""
 
     def __init__(self) -> None:
-        self._read: dict[Path, str] = {}
+        self._read: dict[str, str] = {}
 
-    def get(self, path: Path) -> str:
-        key = Path(os.path.normpath(path.absolute()))
-        if key not in self._read:
-            self._read[key] = decode_rules(key.read_bytes())
-        return self._read[key]
+    def get(self, path: str) -> str:
+        if path not in self._read:
+            with open(path, "rb") as stream:
+                self._read[path] = decode_rules(stream.read())
+        return self._read[path]
 
 
 def read_source(
@@ -142,11 +142,13 @@ def read_source(
     texts = texts or _Texts()
     problems: list[RuleProblem] = []
     pieces: list[tuple[str, str, int]] = []
+    name = str(path)
+    top_path = os.path.abspath(name)
     try:
-        top = texts.get(path)
+        top = texts.get(top_path)
     except OSError as exc:
         raise RulesError(f"cannot read rules {path}: {exc.strerror or exc}") from exc
-    _expand(path, top, [_included(path, path.name)], pieces, problems, texts)
+    _expand(name, top, [top_path], pieces, problems, texts)
     text_parts: list[str] = []
     mapped: list[tuple[int, str, int]] = []
     line = 1
@@ -154,15 +156,13 @@ def read_source(
         mapped.append((line, origin, first))
         text_parts.append(text)
         line += text.count("\n")
-    return RuleSource(
-        namespace, str(path), "".join(text_parts), ruleset, tuple(mapped), tuple(problems)
-    )
+    return RuleSource(namespace, name, "".join(text_parts), ruleset, tuple(mapped), tuple(problems))
 
 
 def _expand(
-    path: Path,
+    path: str,
     text: str,
-    stack: list[Path],
+    stack: list[str],
     pieces: list[tuple[str, str, int]],
     problems: list[RuleProblem],
     texts: _Texts,
@@ -171,24 +171,24 @@ def _expand(
     position, line = 0, 1
     for target, match in _include_targets(text):
         before = text[position : match.start()]
-        pieces.append((before, str(path), line))
+        pieces.append((before, path, line))
         line += before.count("\n")
         included = _included(path, target)
         position = match.end()
         if included in stack:
-            problems.append(RuleProblem("(include)", str(path), f"include cycle: {target}"))
+            problems.append(RuleProblem("(include)", path, f"include cycle: {target}"))
         elif len(stack) >= MAX_INCLUDE_DEPTH:
-            problems.append(RuleProblem("(include)", str(path), f"nested too deep: {target}"))
+            problems.append(RuleProblem("(include)", path, f"nested too deep: {target}"))
         else:
             try:
                 inner = texts.get(included)
             except OSError as exc:
                 problems.append(
-                    RuleProblem("(include)", str(path), f"cannot include {target}: {exc.strerror}")
+                    RuleProblem("(include)", path, f"cannot include {target}: {exc.strerror}")
                 )
             else:
                 _expand(included, inner + "\n", [*stack, included], pieces, problems, texts)
-    pieces.append((text[position:], str(path), line))
+    pieces.append((text[position:], path, line))
 
 
 def read_rules(path: Path) -> list[RuleSource]:
@@ -199,23 +199,23 @@ def read_rules(path: Path) -> list[RuleSource]:
     if not path.is_dir():
         raise RulesError(f"no such rules file or directory: {path}")
     files = sorted(
-        Path(folder, name)
+        os.path.join(folder, name)
         for folder, _, names in os.walk(path)
         for name in names
         if name.endswith(RULE_SUFFIXES) and os.path.isfile(os.path.join(folder, name))
     )
     texts = _Texts()
-    included: set[Path] = set()
+    included: set[str] = set()
     for file in files:
         try:
-            text = texts.get(file)
+            text = texts.get(os.path.abspath(file))
         except OSError as exc:
             raise RulesError(f"cannot read rules {file}: {exc.strerror or exc}") from exc
-        included.update(_included(file.absolute(), t) for t, _ in _include_targets(text))
+        included.update(_included(file, t) for t, _ in _include_targets(text))
     return [
-        read_source(file, file.stem, str(path), texts)
+        read_source(Path(file), os.path.splitext(os.path.basename(file))[0], str(path), texts)
         for file in files
-        if Path(os.path.normpath(file.absolute())) not in included
+        if os.path.abspath(file) not in included
     ]
 
 
