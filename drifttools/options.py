@@ -90,6 +90,9 @@ class ClassifyOptions:
     yara: bool = True
     yara_engine: str = DEFAULT_ENGINE  # yara-x | yara-python
     yara_timeout: int = DEFAULT_TIMEOUT  # seconds per file
+    yara_defines: Sequence[str] = ()  # NAME=VALUE externals with fixed values (yara -d)
+    yara_tags: Sequence[str] = ()  # only matches of rules with one of these tags (yara -t)
+    yara_identifiers: Sequence[str] = ()  # only matches of these rules (yara -i)
     max_scan_size: int = DEFAULT_MAX_SCAN  # bytes of one file read and scanned at most
     allow: Sequence[str | Path] = ()  # allowlist files ([IMAGE-GLOB] PATH-GLOB a line)
     cache_dir: Path | None = None  # compiled rule sets are kept here when given

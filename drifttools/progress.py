@@ -23,6 +23,7 @@ class Stage(StrEnum):
     BASELINE = "baseline"  # the image's layers: cache, engine store or stream, verified
     MERGE = "merge"  # the layers applied into one view
     DIFF = "diff"
+    COMPILE_RULES = "compile rules"  # YARA rule files compiled (done/total files)
     CLASSIFY_FILES = "classify files"
     CLASSIFY_PROCESSES = "classify processes"
     CONTENT = "content"  # bytes of drifted files kept (bundles)

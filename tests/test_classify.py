@@ -279,7 +279,8 @@ def test_cli_fail_on_allow_and_broken_rules(attacked: dict, tmp_path: Path) -> N
     )
     table = run("--rules", str(rules))
     assert table.returncode == 1
-    [warning] = [line for line in table.stderr.splitlines() if line]
+    summary, warning = [line for line in table.stderr.splitlines() if line]
+    assert "1 rules compiled, 1 rejected" in summary and str(rules) in summary
     assert "bad_rule" in warning and "mine.yar" in warning
     assert "critical" in table.stdout and "T1105" in table.stdout
     (rules / "mine.yar").write_text("rule bad_rule { condition: $missing }\n")

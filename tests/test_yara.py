@@ -170,9 +170,8 @@ def test_compiled_once_and_cached_on_disk(tmp_path: Path, yara_engine: str) -> N
         f'rule disk_{yara_engine[-1]} {{ strings: $a = "zz9" condition: $a }}'
     )
     first = compile_rules([tmp_path / "r.yar"], engine=yara_engine, cache_dir=tmp_path / "c")
-    stored = sorted((tmp_path / "c" / "yara" / "v1").iterdir())
-    assert [p.suffix for p in stored] == [".json", ".rules"]
-    assert first.sha256 in stored[0].name
+    stored = sorted(p.name for p in (tmp_path / "c" / "yara" / "v2").iterdir())
+    assert stored == [f"{yara_engine}-{first.sha256}{s}" for s in (".0.rules", ".json")]
     from drifttools.analysis.classifiers import yara as module
 
     module._COMPILED.clear()  # a new process: only the disk cache is left
@@ -183,20 +182,14 @@ def test_compiled_once_and_cached_on_disk(tmp_path: Path, yara_engine: str) -> N
     assert compile_rules([tmp_path / "r.yar"], engine=yara_engine).sha256 != first.sha256
 
 
-def test_yara_x_scan_timeout_is_recorded() -> None:
+def test_yara_x_scan_timeout_is_recorded(tmp_path: Path) -> None:
     from drifttools.analysis.classifiers.yara import ScanTimeout
 
-    slow = compile_rules(engine="yara-x", timeout=1)
-    slow_rules = slow.rules
-    assert slow_rules is not None
-    # A rule set whose condition loops over every byte pair of a big buffer times out.
-    import yara_x
-
-    compiler = yara_x.Compiler()
-    compiler.add_source(
+    # A condition that loops over every byte pair of a big buffer times out.
+    (tmp_path / "slow.yar").write_text(
         "rule slow { condition: for all i in (0..filesize) : "
         "(for all j in (0..filesize) : (uint8(i) != 0xff or uint8(j) != 0xfe)) }"
     )
-    slow.rules = compiler.build()
+    slow = compile_rules([tmp_path / "slow.yar"], bundled=False, timeout=1)
     with pytest.raises(ScanTimeout):
         slow.scan(b"\0" * 200_000)

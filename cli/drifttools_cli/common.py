@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 import drifttools
+from drifttools.analysis.classifiers.yara_externals import parse_define
 from drifttools.analysis.diff import DEFAULT_EXCLUSIONS
 from drifttools.baseline.cache import default_cache_dir
 from drifttools.options import METHODS, AcquisitionOptions, BaselineOptions, ClassifyOptions
@@ -127,6 +128,18 @@ _BASELINE = _options(
     ),
 )
 
+
+def _check_defines(
+    context: click.Context, parameter: click.Parameter, values: tuple[str, ...]
+) -> tuple[str, ...]:
+    for value in values:
+        try:
+            parse_define(value)
+        except drifttools.RulesError as exc:
+            raise click.BadParameter(str(exc)) from exc
+    return values
+
+
 #: How changes are classified (``ClassifyOptions``).
 _CLASSIFICATION = _options(
     click.option(
@@ -134,7 +147,30 @@ _CLASSIFICATION = _options(
         "rules",
         multiple=True,
         type=click.Path(exists=True, path_type=Path),
-        help="YARA rules file or directory, added to the bundled rules (repeatable).",
+        help="YARA rules, added to the bundled rules (repeatable): a .yar/.yara file, a "
+        "directory (index files and what they include), or compiled rules (yarac, yara-x).",
+    ),
+    click.option(
+        "--yara-define",
+        "yara_defines",
+        multiple=True,
+        metavar="NAME=VALUE",
+        callback=_check_defines,
+        help="YARA external variable with a fixed value, like yara -d (repeatable).",
+    ),
+    click.option(
+        "--yara-tag",
+        "yara_tags",
+        multiple=True,
+        metavar="TAG",
+        help="Keep only matches of YARA rules with this tag, like yara -t (repeatable).",
+    ),
+    click.option(
+        "--yara-identifier",
+        "yara_identifiers",
+        multiple=True,
+        metavar="RULE",
+        help="Keep only matches of the YARA rule of this name, like yara -i (repeatable).",
     ),
     click.option(
         "--yara-engine",
@@ -163,6 +199,9 @@ _RUN_KEYS = (
     "trust_host_layers",
     "allow_unverified",
     "rules",
+    "yara_defines",
+    "yara_tags",
+    "yara_identifiers",
     "yara_engine",
     "no_yara",
     "allow",
@@ -191,6 +230,9 @@ def _run_options(
     trust_host_layers: bool,
     allow_unverified: bool,
     rules: tuple[Path, ...],
+    yara_defines: tuple[str, ...],
+    yara_tags: tuple[str, ...],
+    yara_identifiers: tuple[str, ...],
     yara_engine: str,
     no_yara: bool,
     allow: tuple[Path, ...],
@@ -205,6 +247,9 @@ def _run_options(
     )
     classification = ClassifyOptions(
         rules=rules,
+        yara_defines=yara_defines,
+        yara_tags=yara_tags,
+        yara_identifiers=yara_identifiers,
         yara=not no_yara,
         yara_engine=yara_engine,
         allow=allow,

@@ -161,14 +161,33 @@ def diff(
                 progress=update,
             )
         emit(report, OutputFormat(output), out_file)
-    for problem in (report.classification or {}).get("yara", {}).get("problems", []):
+    warn_rules(report)
+    threshold = drifttools.Severity(fail_on) if fail_on else None
+    sys.exit(exit_status(report, threshold))
+
+
+def warn_rules(report: drifttools.DriftReport) -> None:
+    """One line per YARA rule set (rules compiled, rejected, time) and per rule skipped."""
+    yara = (report.classification or {}).get("yara") or {}
+    for ruleset in yara.get("sets", []):
+        if ruleset["origin"] == "bundled" and not ruleset["rejected"]:
+            continue
+        compiled = (
+            "compiled beforehand"
+            if ruleset["precompiled"]
+            else (f"{ruleset['compiled']} rules compiled, {ruleset['rejected']} rejected")
+        )
+        click.echo(
+            f"drifttools: YARA rules {printable(ruleset['origin'])}: {compiled}, "
+            f"{ruleset['seconds']:.1f} s",
+            err=True,
+        )
+    for problem in yara.get("problems", []):
         click.echo(
             f"drifttools: warning: YARA rule {printable(problem['rule'])} "
             f"({printable(problem['origin'])}) skipped: {printable(problem['message'])}",
             err=True,
         )
-    threshold = drifttools.Severity(fail_on) if fail_on else None
-    sys.exit(exit_status(report, threshold))
 
 
 def _stages(options: RunOptions) -> dict[str, Any]:

@@ -27,8 +27,14 @@ from drifttools.analysis.classifiers.magic import describe
 from drifttools.analysis.classifiers.packages import PackageDrift, package_drift
 from drifttools.analysis.classifiers.persistence import start_scripts
 from drifttools.analysis.classifiers.processes import exposed_ports, process_findings, read_exe
-from drifttools.analysis.classifiers.severity import cap_expected, score
+from drifttools.analysis.classifiers.severity import cap_expected, score, yara_finding
 from drifttools.analysis.classifiers.yara import RuleSet, ScanTimeout, compile_rules
+from drifttools.analysis.classifiers.yara_externals import (
+    External,
+    file_externals,
+    owner_names,
+    parse_define,
+)
 from drifttools.baseline.sources import LayerSource
 from drifttools.models import (
     Change,
@@ -51,23 +57,6 @@ _BATCH_BYTES = 256 * 1024 * 1024
 #: Files examined at once: libmagic and the YARA engines release the GIL while they scan.
 _EXAMINERS = min(4, os.cpu_count() or 1)
 _CONTENT_KINDS = (ChangeKind.ADDED, ChangeKind.MODIFIED, ChangeKind.TYPE, ChangeKind.METADATA)
-
-
-def yara_finding(match: Mapping[str, Any]) -> Finding:
-    """A YARA match as a finding: severity and ATT&CK id from the rule's meta (default high)."""
-    meta = match.get("meta", {})
-    try:
-        severity = Severity(str(meta.get("severity", "high")).lower())
-    except ValueError:
-        severity = Severity.HIGH
-    attack = tuple(a for a in str(meta.get("attack", "")).replace(",", " ").split() if a)
-    return Finding(
-        f"yara:{match['namespace']}/{match['rule']}",
-        severity,
-        attack,
-        ("yara", *match.get("tags", ())),
-        str(meta.get("description", "")),
-    )
 
 
 def _combine(
@@ -94,7 +83,14 @@ class _Sample:
         self.yara: list[dict[str, Any]] = []
 
 
-def _examine(data: bytes, size: int, mode: int, ruleset: RuleSet | None, cap: int) -> _Sample:
+def _examine(
+    data: bytes,
+    size: int,
+    mode: int,
+    ruleset: RuleSet | None,
+    cap: int,
+    externals: Mapping[str, External] | None = None,
+) -> _Sample:
     sample = _Sample()
     sample.magic = describe(data)
     info, tags = content_facts(data, mode)
@@ -105,7 +101,7 @@ def _examine(data: bytes, size: int, mode: int, ruleset: RuleSet | None, cap: in
         sample.info["truncated"] = f"larger than the {cap} byte scan cap: first bytes only"
     if ruleset is not None:
         try:
-            sample.yara = ruleset.scan(data)
+            sample.yara = ruleset.scan(data, externals)
         except ScanTimeout as exc:
             sample.info["yara_error"] = str(exc)
     return sample
@@ -180,6 +176,10 @@ def classify(
             bundled=options.bundled_rules,
             timeout=options.yara_timeout,
             cache_dir=options.cache_dir,
+            defines=dict(parse_define(d) for d in options.yara_defines),
+            tags=options.yara_tags,
+            identifiers=options.yara_identifiers,
+            progress=progress,
         )
     cap = options.max_scan_size
     reader = ContentReader(snapshot)
@@ -194,6 +194,7 @@ def classify(
         for c in report.changes
         if c.change in _CONTENT_KINDS and c.after is not None and c.after.kind == "file"
     ]
+    owners = _owners(reader, cap)
     samples: dict[str, _Sample] = {}
     unreadable: dict[str, str] = {}
     done = 0
@@ -207,8 +208,16 @@ def classify(
                     unreadable[change.path] = str(got)
                     continue
                 assert change.after is not None
+                externals = file_externals(
+                    change.path,
+                    got.data,
+                    uid=change.after.uid,
+                    owners=owners,
+                    complete=got.size == len(got.data),
+                    wanted=ruleset.externals if ruleset is not None else (),
+                )
                 pending[change.path] = pool.submit(
-                    _examine, got.data, got.size, change.after.mode, ruleset, cap
+                    _examine, got.data, got.size, change.after.mode, ruleset, cap, externals
                 )
             samples.update((path, future.result()) for path, future in pending.items())
             done += len(batch)
@@ -242,7 +251,7 @@ def classify(
         if change.path in unreadable:
             content["error"] = unreadable[change.path]
         if sample:
-            findings += [yara_finding(m) for m in sample.yara]
+            findings += [yara_finding(m, in_image=_same_bytes(change)) for m in sample.yara]
         findings += rule_findings(change, ChangeContext(frozenset(tags), starts))
         findings, package_tags = packages.judge(change, findings)
         tags += package_tags
@@ -268,7 +277,7 @@ def classify(
         )
 
     processes = tuple(
-        _classify_process(p, exposed_ports(config), ruleset, cap, packages)
+        _classify_process(p, exposed_ports(config), ruleset, cap, packages, owners)
         for p in report.processes
     )
     progress(ProgressEvent(Stage.CLASSIFY_PROCESSES, len(processes), len(processes)))
@@ -288,12 +297,45 @@ def classify(
     )
 
 
+def _owners(reader: ContentReader, cap: int) -> dict[int, str]:
+    """The container's user names by uid (its own /etc/passwd), for YARA's ``owner``."""
+    try:
+        return owner_names(reader.read("/etc/passwd", cap).data)
+    except ContentUnavailable:
+        return {}
+
+
+def _same_bytes(change: Change) -> bool:
+    """Whether a change left the image's bytes as they were (metadata only)."""
+    before, after = change.before, change.after
+    return (
+        before is not None
+        and after is not None
+        and before.sha256 is not None
+        and before.sha256 == after.sha256
+    )
+
+
+#: Process tags that say its executable is not the image's file as the image has it.
+_DRIFTED_EXE = frozenset({"memfd", "exe-deleted", "exe-not-in-image", "exe-modified"})
+
+
+def _image_executable(process: ProcessRecord) -> bool:
+    """Whether a process runs the image's own executable, bytes unchanged."""
+    return (
+        process.exe_state == "present"
+        and process.exe_sha256 is not None
+        and not _DRIFTED_EXE.intersection(process.tags)
+    )
+
+
 def _classify_process(
     process: ProcessRecord,
     declared: set[tuple[str, int]],
     ruleset: RuleSet | None,
     cap: int,
     packages: PackageDrift,
+    owners: Mapping[int, str],
 ) -> ProcessRecord:
     findings, tags = process_findings(process, declared, packages)
     errors = list(process.errors)
@@ -306,10 +348,20 @@ def _classify_process(
             errors.append(f"classify: {error}")
             content["error"] = error
         elif data is not None:
-            sample = _examine(data, process.exe_size or len(data), 0o755, ruleset, cap)
+            size = process.exe_size or len(data)
+            externals = file_externals(
+                process.exe or "",
+                data,
+                uid=None,  # the file's owner is not the process's: not known here
+                owners=owners,
+                complete=size == len(data),
+                wanted=ruleset.externals if ruleset is not None else (),
+            )
+            sample = _examine(data, size, 0o755, ruleset, cap, externals)
             magic, content, matches = sample.magic, sample.info, sample.yara
             tags += [t for t in sample.tags if t != "executable"]
-            findings += [yara_finding(m) for m in matches]
+            unchanged = _image_executable(process)
+            findings += [yara_finding(m, in_image=unchanged) for m in matches]
     severity, all_tags, attack, ordered = _combine(Severity.INFO, findings, tags, False)
     return dataclasses.replace(
         process,

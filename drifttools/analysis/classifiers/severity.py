@@ -8,12 +8,16 @@
    tampering, packages) at low; content evidence (YARA, process behaviour) is not capped.
 5. Runtime package drift (a file a package added at runtime installed with the bytes it
    recorded) caps what the record vouches for at medium.
+6. A YARA match weighs what the rule's own meta says (``severity``, ``score``,
+   ``threat_level``); a generic rule, and a match on the image's own bytes, at most low.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 from drifttools.models import Finding, Severity
 
@@ -58,3 +62,96 @@ def cap_runtime_package(findings: Sequence[Finding]) -> list[Finding]:
         else finding
         for finding in findings
     ]
+
+
+#: Tags that mark a YARA rule as generic: it describes a capability or a trait (an URL,
+#: a crypto constant), not a threat. Compared in lower case.
+GENERIC_TAGS = frozenset(
+    {"generic", "info", "informational", "capability", "capabilities", "hunting", "utils"}
+)
+#: Namespaces (rule file stems, ``_index`` and ``_2``... left off) of generic rules:
+#: Yara-Rules' ``capabilities``, ``crypto`` and ``utils`` folders.
+GENERIC_NAMESPACES = frozenset(
+    {"capabilities", "crypto", "crypto_signatures", "utils", "generic", "info"}
+)
+_TEXT_LEVELS = {level.value: level for level in Severity}
+
+
+def _numeric(value: object) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value.strip())
+        except ValueError:
+            return None
+    return None
+
+
+def _percent(value: float) -> Severity:
+    """A 0-100 weight (signature-base ``score``, Elastic's numeric ``severity``)."""
+    if value >= 90:
+        return Severity.CRITICAL
+    if value >= 70:
+        return Severity.HIGH
+    if value >= 40:
+        return Severity.MEDIUM
+    return Severity.LOW if value > 0 else Severity.INFO
+
+
+def _threat_level(value: float) -> Severity:
+    """A 0-5 ``threat_level`` (ReversingLabs; above 5 is the top)."""
+    levels = (Severity.INFO, Severity.LOW, Severity.LOW, Severity.MEDIUM, Severity.HIGH)
+    return levels[int(value)] if value < len(levels) else Severity.CRITICAL
+
+
+def yara_weight(meta: Mapping[str, object]) -> Severity | None:
+    """The severity a rule's own meta gives it (docs/severity.md), None when it has no
+    weight: ``severity`` as a level name (info ... critical) or a 0-100 number, then
+    ``score`` (0-100), then ``threat_level`` (0-5)."""
+    severity = meta.get("severity")
+    if isinstance(severity, str) and severity.strip().lower() in _TEXT_LEVELS:
+        return _TEXT_LEVELS[severity.strip().lower()]
+    for key, scale in (
+        ("severity", _percent),
+        ("score", _percent),
+        ("threat_level", _threat_level),
+    ):
+        value = _numeric(meta.get(key))
+        if value is not None and value >= 0:
+            return scale(value)
+    return None
+
+
+def is_generic(namespace: str, tags: Iterable[str]) -> bool:
+    """Whether a rule is generic by the tags or namespaces the docs list."""
+    base = re.sub(r"(_index)?(_\d+)?$", "", namespace.lower())
+    return base in GENERIC_NAMESPACES or any(t.lower() in GENERIC_TAGS for t in tags)
+
+
+def yara_finding(match: Mapping[str, Any], *, in_image: bool = False) -> Finding:
+    """A YARA match as a finding: severity from the rule's weight (:func:`yara_weight`);
+    a generic rule (no weight, or :func:`is_generic`) at most low; a match on bytes that
+    are the image's own (``in_image``) at most low and tagged ``in-image``: context, not
+    drift. ATT&CK ids from ``meta.attack``."""
+    meta = match.get("meta", {})
+    tags = tuple(match.get("tags", ()))
+    weight = yara_weight(meta)
+    generic = weight is None or is_generic(str(match.get("namespace", "")), tags)
+    severity = weight or Severity.LOW
+    marks = (*(("yara-generic",) if generic else ()), *(("in-image",) if in_image else ()))
+    if marks and severity.rank > Severity.LOW.rank:
+        severity = Severity.LOW
+    attack = tuple(a for a in str(meta.get("attack", "")).replace(",", " ").split() if a)
+    detail = str(meta.get("description", ""))
+    if in_image:
+        detail = f"the image's own bytes (context, not drift): {detail}".rstrip(": ")
+    return Finding(
+        f"yara:{match['namespace']}/{match['rule']}",
+        severity,
+        attack,
+        ("yara", *tags, *marks),
+        detail,
+    )

@@ -3,27 +3,71 @@
 * ``yara-x`` (the default): the Rust engine, memory safe, with a per-scan timeout.
 * ``yara-python`` (libyara): for rule sets yara-x rejects.
 
-A rule set is the bundled rules (``drifttools/rules/*.yar``) plus any files or
-directories given; each file is its own namespace (its stem). A file that does not
-compile is split into its rules and each is tried on its own, so one broken rule is
-reported by name (:class:`RuleProblem`) and every other rule still runs. Compiled
-sets are cached by the hash of engine, version, options and sources: in the process,
-and on disk under ``<cache dir>/yara/v1/`` when a cache directory is given.
+A rule set is the bundled rules (``drifttools/analysis/rules/*.yar``) plus each ``--rules``
+path: a file, a directory (index files and the files they include compiled once), or
+rules compiled beforehand (``yarac`` / ``yara.Rules.save`` for yara-python, yara-x's
+``Rules.serialize_into``). Sources are read as bytes and expanded
+(:mod:`~drifttools.analysis.classifiers.yara_sources`), compiled in one pass
+(:mod:`~drifttools.analysis.classifiers.yara_engines`); a rule that does not compile is
+reported by name (:class:`RuleProblem`) and every other rule still runs. The externals of
+:mod:`~drifttools.analysis.classifiers.yara_externals` are defined for every set and set
+per scanned file. Compiled sets are cached by the hash of the engine and its version, the
+options, the externals and every source (includes expanded): in the process (the last
+few), and on disk under ``<cache dir>/yara/v2/`` when a cache directory is given.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import re
-from collections.abc import Iterable, Sequence
+import time
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from importlib import resources
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
+from drifttools.analysis.classifiers.yara_engines import (
+    MAX_OFFSETS,
+    YARA_X_MAGIC,
+    Compiled,
+    Engine,
+    External,
+    Scanner,
+    compiled_engine,
+    engine,
+)
+from drifttools.analysis.classifiers.yara_externals import STANDARD
+from drifttools.analysis.classifiers.yara_sources import (
+    RULE_SUFFIXES,
+    RuleProblem,
+    RuleSource,
+    bundled_sources,
+    read_rules,
+    split_rules,
+    unique_namespaces,
+)
 from drifttools.atomic import atomic_write
 from drifttools.errors import RulesError, ScanTimeout
+from drifttools.progress import Progress, ProgressEvent, Stage, no_progress
+
+__all__ = [
+    "DEFAULT_ENGINE",
+    "DEFAULT_MAX_SCAN",
+    "DEFAULT_TIMEOUT",
+    "ENGINES",
+    "MAX_OFFSETS",
+    "RULE_SUFFIXES",
+    "RuleProblem",
+    "RuleSet",
+    "RuleSetReport",
+    "RuleSource",
+    "RulesError",
+    "ScanTimeout",
+    "bundled_sources",
+    "compile_rules",
+    "split_rules",
+]
 
 ENGINES = ("yara-x", "yara-python")
 DEFAULT_ENGINE = "yara-x"
@@ -31,230 +75,29 @@ DEFAULT_ENGINE = "yara-x"
 DEFAULT_TIMEOUT = 10
 #: Bytes of one file scanned at most; a larger file is scanned up to this and says so.
 DEFAULT_MAX_SCAN = 32 * 1024 * 1024
-#: Offsets kept per matched string.
-MAX_OFFSETS = 16
-RULE_SUFFIXES = (".yar", ".yara")
-
-_RULE_START = re.compile(r"^[ \t]*((?:private|global)[ \t]+)*rule[ \t]+(\w+)", re.MULTILINE)
+#: Compiled sets kept in the process (a node's scan reuses one set for every container).
+_KEPT = 2
+_CACHE_VERSION = "v2"
 
 
 @dataclass(frozen=True, slots=True)
-class RuleSource:
-    namespace: str
-    origin: str  # the file it came from
-    text: str
+class RuleSetReport:
+    """What became of one ``--rules`` path (or the bundled rules)."""
 
-
-@dataclass(frozen=True, slots=True)
-class RuleProblem:
-    """A rule (or a whole file, when it cannot be split into rules) that did not compile."""
-
-    rule: str
     origin: str
-    message: str
+    files: int
+    compiled: int  # rules that compiled (for compiled files: None known, -1)
+    rejected: int
+    seconds: float  # reading and compiling its files (the set's final build is in the total)
+    precompiled: bool = False
 
 
-def bundled_sources() -> list[RuleSource]:
-    """The rule set shipped with drifttools (``drifttools/rules``)."""
-    folder = resources.files("drifttools").joinpath("analysis/rules")
-    found = sorted((e for e in folder.iterdir() if e.name.endswith(RULE_SUFFIXES)), key=str)
-    return [RuleSource(Path(e.name).stem, f"bundled:{e.name}", e.read_text("utf-8")) for e in found]
+@dataclass
+class _Part:
+    """One compiled object and its scanner: the sources' set, or one precompiled file."""
 
-
-def load_sources(paths: Iterable[str | Path], *, bundled: bool = True) -> list[RuleSource]:
-    """Rule sources from files and directories (``*.yar``, ``*.yara``, sorted), after the
-    bundled ones; namespaces are file stems, made unique with ``_2``, ``_3``..."""
-    sources = bundled_sources() if bundled else []
-    for given in paths:
-        path = Path(given)
-        if path.is_dir():
-            files = sorted(p for p in path.rglob("*") if p.suffix in RULE_SUFFIXES and p.is_file())
-        elif path.is_file():
-            files = [path]
-        else:
-            raise RulesError(f"no such rules file or directory: {path}")
-        for file in files:
-            try:
-                text = file.read_text("utf-8", errors="surrogateescape")
-            except OSError as exc:
-                raise RulesError(f"cannot read rules {file}: {exc.strerror or exc}") from exc
-            sources.append(RuleSource(file.stem, str(file), text))
-    seen: dict[str, int] = {}
-    unique = []
-    for source in sources:
-        count = seen[source.namespace] = seen.get(source.namespace, 0) + 1
-        name = source.namespace if count == 1 else f"{source.namespace}_{count}"
-        unique.append(RuleSource(re.sub(r"\W", "_", name), source.origin, source.text))
-    return unique
-
-
-def split_rules(text: str) -> tuple[str, list[tuple[str, str]]]:
-    """A YARA file as its header (imports, includes) and ``(name, text)`` of each rule."""
-    starts = [(m.start(), m.group(2)) for m in _RULE_START.finditer(text)]
-    if not starts:
-        return text, []
-    header = text[: starts[0][0]]
-    bounds = [*(s for s, _ in starts[1:]), len(text)]
-    return header, [(name, text[s:e]) for (s, name), e in zip(starts, bounds, strict=True)]
-
-
-class _Backend(Protocol):
-    name: str
-    version: str
-
-    def check(self, sources: Sequence[RuleSource]) -> str | None: ...
-    def build(self, sources: Sequence[RuleSource]) -> Any: ...
-    def save(self, rules: Any) -> bytes: ...
-    def load(self, data: bytes) -> Any: ...
-    def scan(self, rules: Any, data: bytes, timeout: int) -> list[dict[str, Any]]: ...
-
-
-class _YaraX:
-    name = "yara-x"
-
-    def __init__(self, relaxed: bool) -> None:
-        import yara_x
-
-        self._x = yara_x
-        self.relaxed = relaxed
-        from importlib.metadata import version
-
-        self.version = version("yara-x")
-
-    def _compiler(self, sources: Sequence[RuleSource]) -> Any:
-        compiler = self._x.Compiler(relaxed_re_syntax=self.relaxed)
-        for source in sources:
-            compiler.new_namespace(source.namespace)
-            compiler.add_source(source.text, origin=source.origin)
-        return compiler
-
-    def check(self, sources: Sequence[RuleSource]) -> str | None:
-        try:
-            self._compiler(sources)
-        except self._x.CompileError as exc:
-            return str(exc).splitlines()[0]
-        return None
-
-    def build(self, sources: Sequence[RuleSource]) -> Any:
-        return self._compiler(sources).build()
-
-    def save(self, rules: Any) -> bytes:
-        import io
-
-        out = io.BytesIO()
-        rules.serialize_into(out)
-        return out.getvalue()
-
-    def load(self, data: bytes) -> Any:
-        import io
-
-        return self._x.Rules.deserialize_from(io.BytesIO(data))
-
-    def scan(self, rules: Any, data: bytes, timeout: int) -> list[dict[str, Any]]:
-        scanner = self._x.Scanner(rules)
-        scanner.set_timeout(timeout)
-        try:
-            results = scanner.scan(data)
-        except self._x.TimeoutError as exc:
-            raise ScanTimeout(f"YARA scan timed out after {timeout} s") from exc
-        return [
-            _match(
-                rule.identifier,
-                rule.namespace,
-                rule.tags,
-                dict(rule.metadata),
-                {p.identifier: [(m.offset, m.length) for m in p.matches] for p in rule.patterns},
-            )
-            for rule in results.matching_rules
-        ]
-
-
-class _YaraPython:
-    name = "yara-python"
-
-    def __init__(self, relaxed: bool) -> None:
-        import yara
-
-        self._y = yara
-        self.relaxed = relaxed  # libyara's regex syntax is already the relaxed one
-        self.version = yara.__version__
-
-    def check(self, sources: Sequence[RuleSource]) -> str | None:
-        try:
-            self.build(sources)
-        except self._y.SyntaxError as exc:
-            return str(exc)
-        return None
-
-    def build(self, sources: Sequence[RuleSource]) -> Any:
-        merged: dict[str, str] = {}
-        for source in sources:
-            merged[source.namespace] = merged.get(source.namespace, "") + "\n" + source.text
-        return self._y.compile(sources=merged)
-
-    def save(self, rules: Any) -> bytes:
-        import io
-
-        out = io.BytesIO()
-        rules.save(file=out)
-        return out.getvalue()
-
-    def load(self, data: bytes) -> Any:
-        import io
-
-        return self._y.load(file=io.BytesIO(data))
-
-    def scan(self, rules: Any, data: bytes, timeout: int) -> list[dict[str, Any]]:
-        try:
-            found = rules.match(data=data, timeout=timeout)
-        except self._y.TimeoutError as exc:
-            raise ScanTimeout(f"YARA scan timed out after {timeout} s") from exc
-        return [
-            _match(
-                m.rule,
-                m.namespace,
-                m.tags,
-                dict(m.meta),
-                {
-                    s.identifier: [(i.offset, i.matched_length) for i in s.instances]
-                    for s in m.strings
-                },
-            )
-            for m in found
-        ]
-
-
-def _plain(value: Any) -> Any:
-    return value.decode("utf-8", "backslashreplace") if isinstance(value, bytes) else value
-
-
-def _match(
-    rule: str,
-    namespace: str,
-    tags: Iterable[str],
-    meta: dict[str, Any],
-    strings: dict[str, list[tuple[int, int]]],
-) -> dict[str, Any]:
-    """One match as report data: rule, namespace, tags, meta and offsets of each string."""
-    return {
-        "rule": rule,
-        "namespace": namespace,
-        "tags": sorted(tags),
-        "meta": {key: _plain(value) for key, value in sorted(meta.items())},
-        "strings": [
-            {"id": ident, "offset": offset, "length": length}
-            for ident, hits in sorted(strings.items())
-            for offset, length in sorted(hits)[:MAX_OFFSETS]
-        ],
-    }
-
-
-def _backend(engine: str, relaxed: bool) -> _Backend:
-    if engine == "yara-x":
-        return _YaraX(relaxed)
-    if engine == "yara-python":
-        return _YaraPython(relaxed)
-    raise RulesError(f"unknown YARA engine {engine!r} (choose {' or '.join(ENGINES)})")
+    rules: Any
+    scan: Scanner
 
 
 @dataclass
@@ -263,16 +106,29 @@ class RuleSet:
 
     engine: str
     sha256: str  # the hash the compiled set is cached under
-    rules: Any
     count: int  # rules compiled
     problems: tuple[RuleProblem, ...] = ()
-    timeout: int = DEFAULT_TIMEOUT
-    _backend: _Backend | None = field(default=None, repr=False)
+    reports: tuple[RuleSetReport, ...] = ()
+    seconds: float = 0.0  # the compilation (0 when it came from a cache)
+    defines: Mapping[str, External] = field(default_factory=dict)
+    #: Externals some rule may read (a word search of the sources; all of them for
+    #: precompiled rules): the scan need not work out the others.
+    externals: frozenset[str] = frozenset()
+    tags: frozenset[str] = frozenset()  # only matches with one of these tags (yara -t)
+    identifiers: frozenset[str] = frozenset()  # only matches of these rules (yara -i)
+    _parts: tuple[_Part, ...] = field(default=(), repr=False)
 
-    def scan(self, data: bytes) -> list[dict[str, Any]]:
-        """Matches of ``data``, sorted by namespace and rule. Raises :class:`ScanTimeout`."""
-        assert self._backend is not None
-        found = self._backend.scan(self.rules, data, self.timeout)
+    def scan(
+        self, data: bytes, externals: Mapping[str, External] | None = None
+    ) -> list[dict[str, Any]]:
+        """Matches of ``data``, sorted by namespace and rule; ``externals`` are the scanned
+        file's (``--yara-define`` values win). Raises :class:`ScanTimeout`."""
+        values = {**(externals or {}), **self.defines}
+        found = [match for part in self._parts for match in part.scan(data, values)]
+        if self.tags:
+            found = [m for m in found if self.tags.intersection(m["tags"])]
+        if self.identifiers:
+            found = [m for m in found if m["rule"] in self.identifiers]
         return sorted(found, key=lambda m: (m["namespace"], m["rule"]))
 
     def describe(self) -> dict[str, Any]:
@@ -281,13 +137,30 @@ class RuleSet:
             "engine": self.engine,
             "rules_sha256": self.sha256,
             "rules": self.count,
+            "seconds": round(self.seconds, 3),
+            "sets": [asdict(r) for r in self.reports],
+            "defines": dict(self.defines),
+            "tags": sorted(self.tags),
+            "identifiers": sorted(self.identifiers),
             "problems": [
                 {"rule": p.rule, "origin": p.origin, "message": p.message} for p in self.problems
             ],
         }
 
 
-_COMPILED: dict[str, RuleSet] = {}
+@dataclass
+class _Stored:
+    """A compiled set as the caches keep it (no filters: those are per call)."""
+
+    parts: list[Any]
+    count: int
+    problems: list[RuleProblem]
+    reports: list[RuleSetReport]
+    seconds: float
+    externals: list[str]
+
+
+_COMPILED: OrderedDict[str, _Stored] = OrderedDict()
 
 
 def compile_rules(
@@ -298,101 +171,249 @@ def compile_rules(
     relaxed: bool = True,
     timeout: int = DEFAULT_TIMEOUT,
     cache_dir: Path | None = None,
+    defines: Mapping[str, External] | None = None,
+    tags: Iterable[str] = (),
+    identifiers: Iterable[str] = (),
+    progress: Progress = no_progress,
 ) -> RuleSet:
     """Compile the bundled rules and ``paths`` for ``engine``, once per distinct set.
 
-    Raises :class:`RulesError` when a path cannot be read or no rule compiles.
+    ``defines`` are externals with fixed values (``yara -d``); ``tags`` and
+    ``identifiers`` keep only the matches of rules with one of those tags or names.
+    Raises :class:`RulesError` when a path cannot be read, compiled rules are for the
+    other engine, or no rule compiles.
     """
-    backend = _backend(engine, relaxed)
-    sources = load_sources(paths, bundled=bundled)
-    key = hashlib.sha256(
-        json.dumps(
-            [backend.name, backend.version, relaxed, [(s.namespace, s.text) for s in sources]]
-        ).encode("utf-8", "surrogateescape")
-    ).hexdigest()
-    if key in _COMPILED:
-        cached = _COMPILED[key]
-        return RuleSet(engine, key, cached.rules, cached.count, cached.problems, timeout, backend)
-    stored = _load_stored(backend, key, cache_dir)
-    if stored is not None:
-        rules, count, problems = stored
-    else:
-        accepted, problems = _accept(backend, sources)
-        count = sum(len(split_rules(s.text)[1]) for s in accepted)
-        if not count:
-            names = ", ".join(p.rule for p in problems[:5]) or "none given"
-            raise RulesError(f"no YARA rule compiles ({names})")
-        rules = backend.build(accepted)
-        _store(backend, key, cache_dir, rules, count, problems)
-    ruleset = RuleSet(engine, key, rules, count, tuple(problems), timeout, backend)
-    _COMPILED[key] = ruleset
-    return ruleset
+    backend = _engine(engine, relaxed)
+    defined = dict(defines or {})
+    externals = {**STANDARD, **defined}
+    sources, compiled_files, reports = _gather(paths, bundled, backend)
+    key = _key(backend, relaxed, externals, sources, compiled_files)
+    stored = _COMPILED.get(key) or _load_stored(backend, key, cache_dir)
+    if stored is None:
+        stored = _compile(backend, sources, compiled_files, externals, reports, progress)
+        _store(backend, key, cache_dir, stored)
+    _COMPILED[key] = stored
+    _COMPILED.move_to_end(key)
+    while len(_COMPILED) > _KEPT:
+        _COMPILED.popitem(last=False)
+    parts = tuple(_Part(rules, backend.scanner(rules, timeout)) for rules in stored.parts)
+    return RuleSet(
+        engine,
+        key,
+        stored.count,
+        tuple(stored.problems),
+        tuple(stored.reports),
+        stored.seconds,
+        defined,
+        frozenset(stored.externals),
+        frozenset(tags),
+        frozenset(identifiers),
+        parts,
+    )
 
 
-def _accept(
-    backend: _Backend, sources: Sequence[RuleSource]
-) -> tuple[list[RuleSource], list[RuleProblem]]:
-    """Sources that compile; a file that does not is taken rule by rule, in order, each rule
-    tried with the ones accepted before it (so a rule may use an earlier one)."""
-    accepted: list[RuleSource] = []
-    problems: list[RuleProblem] = []
+_ENGINES: dict[tuple[str, bool], Engine] = {}
+
+
+def _engine(name: str, relaxed: bool) -> Engine:
+    if (name, relaxed) not in _ENGINES:
+        _ENGINES[name, relaxed] = engine(name, relaxed)
+    return _ENGINES[name, relaxed]
+
+
+@dataclass
+class _Gathered:
+    origin: str
+    files: int
+    seconds: float
+    namespaces: list[str] = field(default_factory=list)
+    compiled: bool = False
+
+
+def _gather(
+    paths: Iterable[str | Path], bundled: bool, backend: Engine
+) -> tuple[list[RuleSource], list[tuple[str, bytes]], list[_Gathered]]:
+    """Sources (namespaces unique), compiled files and what each path gave."""
+    sources: list[RuleSource] = []
+    compiled: list[tuple[str, bytes]] = []
+    gathered: list[_Gathered] = []
+    if bundled:
+        start = time.perf_counter()
+        found = bundled_sources()
+        sources += found
+        gathered.append(_Gathered("bundled", len(found), time.perf_counter() - start))
+    for given in paths:
+        start = time.perf_counter()
+        path = Path(given)
+        if path.is_file():
+            kind = compiled_engine(_read(path, len(YARA_X_MAGIC)))
+            if kind is not None:
+                if kind != backend.name:
+                    raise RulesError(
+                        f"{path}: rules compiled for {kind}, not {backend.name} "
+                        f"(use --yara-engine {kind}, or give the rule sources)"
+                    )
+                compiled.append((str(path), _read(path)))
+                gathered.append(_Gathered(str(path), 1, time.perf_counter() - start, [], True))
+                continue
+        read = read_rules(path)
+        sources += read
+        gathered.append(_Gathered(str(path), len(read), time.perf_counter() - start))
+    sources = unique_namespaces(sources)
+    for entry in gathered:
+        entry.namespaces = [s.namespace for s in sources if s.ruleset == entry.origin]
+    return sources, compiled, gathered
+
+
+def _read(path: Path, limit: int = -1) -> bytes:
+    try:
+        with path.open("rb") as stream:
+            return stream.read(limit)
+    except OSError as exc:
+        raise RulesError(f"cannot read rules {path}: {exc.strerror or exc}") from exc
+
+
+def _key(
+    backend: Engine,
+    relaxed: bool,
+    externals: Mapping[str, External],
+    sources: Sequence[RuleSource],
+    compiled: Sequence[tuple[str, bytes]],
+) -> str:
+    digest = hashlib.sha256()
+    head = [backend.name, backend.version, relaxed, sorted(externals.items(), key=str)]
+    digest.update(json.dumps(head, default=str).encode())
     for source in sources:
-        error = backend.check([*accepted, source])
-        if error is None:
-            accepted.append(source)
-            continue
-        header, rules = split_rules(source.text)
-        if not rules:
-            problems.append(RuleProblem("(file)", source.origin, error))
-            continue
-        kept: list[str] = []
-        for name, text in rules:
-            trial = RuleSource(source.namespace, source.origin, header + "".join([*kept, text]))
-            error = backend.check([*accepted, trial])
-            if error is None:
-                kept.append(text)
-            else:
-                problems.append(RuleProblem(name, source.origin, error))
-        if kept:
-            accepted.append(RuleSource(source.namespace, source.origin, header + "".join(kept)))
-    return accepted, problems
+        digest.update(b"\0source\0" + source.namespace.encode())
+        digest.update(b"\0" + source.text.encode("utf-8", "surrogateescape"))
+    for _, data in compiled:
+        digest.update(b"\0compiled\0" + hashlib.sha256(data).digest())
+    return digest.hexdigest()
 
 
-def _stored_path(backend: _Backend, key: str, cache_dir: Path | None) -> Path | None:
+def _compile(
+    backend: Engine,
+    sources: Sequence[RuleSource],
+    compiled_files: Sequence[tuple[str, bytes]],
+    externals: Mapping[str, External],
+    gathered: Sequence[_Gathered],
+    progress: Progress,
+) -> _Stored:
+    start = time.perf_counter()
+    timings: dict[str, float] = {}
+    clock = [start]
+
+    def step(done: int, total: int) -> None:
+        now = time.perf_counter()
+        if done:
+            ruleset = sources[done - 1].ruleset
+            timings[ruleset] = timings.get(ruleset, 0.0) + now - clock[0]
+        clock[0] = now
+        progress(ProgressEvent(Stage.COMPILE_RULES, done, total, f"{done}/{total} rule files"))
+
+    progress(ProgressEvent(Stage.COMPILE_RULES, 0, len(sources)))
+    include_problems = [p for s in sources for p in s.problems]
+    result = backend.compile(sources, externals, step) if sources else Compiled(None, [], {})
+    parts = [] if result.rules is None else [result.rules]
+    for origin, data in compiled_files:
+        try:
+            parts.append(backend.load(data))
+        except Exception as exc:  # the engine's own error for a file it cannot load
+            raise RulesError(f"cannot load compiled rules {origin}: {exc}") from exc
+    per_source = {
+        s.namespace: _rule_count(s, result.rejected.get(s.namespace, set())) for s in sources
+    }
+    reports = []
+    for entry in gathered:
+        if entry.compiled:
+            reports.append(RuleSetReport(entry.origin, 1, -1, 0, round(entry.seconds, 3), True))
+            continue
+        ok = sum(per_source[n][0] for n in entry.namespaces)
+        bad = sum(per_source[n][1] for n in entry.namespaces)
+        seconds = entry.seconds + timings.get(entry.origin, 0.0)
+        reports.append(RuleSetReport(entry.origin, entry.files, ok, bad, round(seconds, 3)))
+    count = sum(ok for ok, _ in per_source.values())
+    problems = [*include_problems, *result.problems]
+    if not count and not compiled_files:
+        names = ", ".join(p.rule for p in problems[:5]) or "none given"
+        raise RulesError(f"no YARA rule compiles ({names})")
+    used = sorted(externals) if compiled_files else _used(externals, sources)
+    return _Stored(parts, count, problems, reports, time.perf_counter() - start, used)
+
+
+def _used(externals: Iterable[str], sources: Sequence[RuleSource]) -> list[str]:
+    """The externals some source may read: the name as a word, not ``$name`` or ``x.name``."""
+    text = "\n".join(s.text for s in sources)
+    return sorted(name for name in externals if _word_in(name, text))
+
+
+def _word_in(name: str, text: str) -> bool:
+    start = text.find(name)
+    while start >= 0:
+        end = start + len(name)
+        before = text[start - 1] if start else " "
+        after = text[end] if end < len(text) else " "
+        if not (before.isalnum() or before in "_.$#@!") and not (after.isalnum() or after == "_"):
+            return True
+        start = text.find(name, end)
+    return False
+
+
+def _rule_count(source: RuleSource, rejected: set[str] | None) -> tuple[int, int]:
+    """(compiled, rejected) rules of ``source``."""
+    rejected = rejected or set()
+    if not rejected:
+        return source.rule_count(), 0
+    names = [name for name, _, _ in source.rules()]
+    if "(file)" in rejected:
+        return 0, len(names)
+    bad = sum(1 for name in names if name in rejected)
+    return len(names) - bad, bad
+
+
+def _stored_path(backend: Engine, key: str, cache_dir: Path | None) -> Path | None:
     if cache_dir is None:
         return None
-    return Path(cache_dir) / "yara" / "v1" / f"{backend.name}-{key}"
+    return Path(cache_dir) / "yara" / _CACHE_VERSION / f"{backend.name}-{key}"
 
 
-def _load_stored(
-    backend: _Backend, key: str, cache_dir: Path | None
-) -> tuple[Any, int, list[RuleProblem]] | None:
+def _load_stored(backend: Engine, key: str, cache_dir: Path | None) -> _Stored | None:
     path = _stored_path(backend, key, cache_dir)
     if path is None:
         return None
     try:
         meta = json.loads(path.with_suffix(".json").read_text("utf-8"))
-        rules = backend.load(path.with_suffix(".rules").read_bytes())
+        parts = [
+            backend.load(path.with_suffix(f".{index}.rules").read_bytes())
+            for index in range(int(meta["parts"]))
+        ]
+        return _Stored(
+            parts,
+            int(meta["count"]),
+            [RuleProblem(**p) for p in meta["problems"]],
+            [RuleSetReport(**r) for r in meta["reports"]],
+            0.0,
+            list(meta["externals"]),
+        )
     except Exception:  # absent, corrupt or from another engine build: compile again
         return None
-    return rules, int(meta["count"]), [RuleProblem(**p) for p in meta["problems"]]
 
 
-def _store(
-    backend: _Backend,
-    key: str,
-    cache_dir: Path | None,
-    rules: Any,
-    count: int,
-    problems: Sequence[RuleProblem],
-) -> None:
+def _store(backend: Engine, key: str, cache_dir: Path | None, stored: _Stored) -> None:
     path = _stored_path(backend, key, cache_dir)
     if path is None:
         return
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(path.with_suffix(".rules"), backend.save(rules))
-        meta = {"count": count, "problems": [asdict(p) for p in problems]}
+        for index, rules in enumerate(stored.parts):
+            atomic_write(path.with_suffix(f".{index}.rules"), backend.save(rules))
+        meta = {
+            "parts": len(stored.parts),
+            "count": stored.count,
+            "problems": [asdict(p) for p in stored.problems],
+            "reports": [asdict(r) for r in stored.reports],
+            "externals": stored.externals,
+        }
         atomic_write(path.with_suffix(".json"), json.dumps(meta).encode())
     except OSError:
         pass  # a cache that cannot be written only costs a compile next time

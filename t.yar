@@ -1,0 +1,1 @@
+rule t1 { strings: $a = "hello" condition: $a and filename == "x" }
