@@ -30,6 +30,7 @@ from drifttools.errors import (
     ImageError,
     ImageNotFound,
     LayerCorrupt,
+    OutputError,
     PermissionDenied,
     RootfsError,
     RuntimeUnavailable,
@@ -42,6 +43,9 @@ from drifttools.evidence.bundle import (
     verify_bundle,
 )
 from drifttools.evidence.report import report_schema
+from drifttools.fleet.records import ContainerResult, Summary
+from drifttools.fleet.select import ScanFilter
+from drifttools.fleet.summarize import summarize
 from drifttools.models import (
     BaselineEntry,
     Change,
@@ -76,6 +80,7 @@ from drifttools.options import (
     ClassifyOptions,
 )
 from drifttools.progress import ProgressEvent, Stage
+from drifttools.scan import BundlePolicy, scan
 from drifttools.version import __version__
 
 __all__ = [
@@ -88,6 +93,7 @@ __all__ = [
     "BundleCorrupt",
     "BundleError",
     "BundleOptions",
+    "BundlePolicy",
     "BundleResult",
     "CacheError",
     "Change",
@@ -96,6 +102,7 @@ __all__ = [
     "ContainerInfo",
     "ContainerListing",
     "ContainerNotFound",
+    "ContainerResult",
     "DigestMismatch",
     "DriftError",
     "DriftReport",
@@ -112,6 +119,7 @@ __all__ = [
     "LayerCache",
     "LayerCorrupt",
     "MountPoint",
+    "OutputError",
     "PackageRecord",
     "PackageRef",
     "PermissionDenied",
@@ -124,10 +132,12 @@ __all__ = [
     "RuleSet",
     "RulesError",
     "RuntimeUnavailable",
+    "ScanFilter",
     "Severity",
     "Snapshot",
     "SocketRecord",
     "Stage",
+    "Summary",
     "Target",
     "Verification",
     "__version__",
@@ -145,6 +155,8 @@ __all__ = [
     "read_rootfs",
     "report_schema",
     "running_containers",
+    "scan",
     "snapshot",
+    "summarize",
     "verify_bundle",
 ]

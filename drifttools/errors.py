@@ -103,3 +103,7 @@ class NotRegularFile(ContentUnavailable, ValueError):
 
 class ProcessGone(DriftError, ProcessLookupError):
     """A recorded process exited (or its pid was reused) before what was asked could be read."""
+
+
+class OutputError(DriftError, OSError):
+    """A destination (an fsspec URL) that cannot be written or read, or is not a URL."""

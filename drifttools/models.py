@@ -345,6 +345,7 @@ class ContainerInfo:
     namespace: str | None = None  # the engine's namespace (containerd); None where none
     lower_dirs: tuple[str, ...] = ()  # the snapshot's overlay lower dirs on the host, top first
     image_manifest: ImageManifest | None = None  # as the engine's content store resolves it
+    labels: Mapping[str, str] = field(default_factory=dict)  # the engine's container labels
 
     @property
     def running(self) -> bool:

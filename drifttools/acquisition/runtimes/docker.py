@@ -76,6 +76,7 @@ class DockerRuntime:
             upper_dir=upper if self._host_access else None,
             mounts=tuple(_engine_mounts(raw)),
             posture=docker_posture(raw),
+            labels=dict((raw.get("Config") or {}).get("Labels") or {}),
             engine={
                 "endpoint": self.endpoint,
                 "version": self._version.get("Version"),
@@ -86,10 +87,10 @@ class DockerRuntime:
             raw=raw,
         )
 
-    def list_running(self) -> list[ContainerInfo]:
-        """Every running container of the engine."""
+    def list_running(self, *, stopped: bool = False) -> list[ContainerInfo]:
+        """Every running container of the engine (``stopped``: every container)."""
         try:
-            ids = [c["Id"] for c in self._client.api.containers()]
+            ids = [c["Id"] for c in self._client.api.containers(all=stopped)]
         except docker.errors.DockerException as exc:
             raise _unavailable(exc, self.endpoint) from exc
         found = []

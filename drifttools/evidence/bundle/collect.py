@@ -342,9 +342,11 @@ class BundleWriter:
         baseline: ImageIndex,
         acquisition: AcquisitionOptions,
         verify: bool,
+        context: Mapping[str, Any] | None = None,
     ) -> BundleResult:
         """Keep the drifted files' bytes, write every member, seal, and move the bundle
-        under its final name."""
+        under its final name. ``context`` is added to the acquisition record (a scan puts
+        its node summary there)."""
         info = snapshot.container
         assert info is not None, "a live snapshot carries its container"
         log, staging = self.log, self.staging
@@ -401,6 +403,7 @@ class BundleWriter:
                 "form": "directory" if options.directory else "tar",
             },
             "report": acquired,
+            **plain(dict(context or {})),
         }
         staging.write(ACQUISITION, canonical_json(record))
         log.add("acquisition record written; sealing")
