@@ -26,6 +26,7 @@ from drifttools_cli.common import (
     troubles,
 )
 from drifttools_cli.evidence import bundle, export, verify
+from drifttools_cli.fleet import scan, summarize
 from drifttools_cli.render import (
     OutputFormat,
     draw_containers,
@@ -230,7 +231,7 @@ def list_containers(runtime_name: str, endpoint: str | None, output: str) -> Non
         draw_containers(rows, stdout_console())
 
 
-for command in (bundle, verify, export):
+for command in (bundle, verify, export, scan, summarize):
     cli.add_command(command)
 
 

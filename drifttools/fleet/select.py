@@ -4,7 +4,9 @@ The engines are those of the runtime registry reached at an endpoint
 (:data:`~drifttools.acquisition.runtime.ENGINES`: the Docker Engine, containerd). An engine
 that cannot be reached is recorded with its reason and the others are still listed. The
 Docker Engine keeps its containers in containerd's ``moby`` namespace as well: those are
-listed once, as Docker's (its record knows their names, mounts and layers). Sandboxes of
+listed once, as Docker's (its record knows their names, mounts and layers): whenever the
+Docker Engine is asked, even when it does not answer, since containerd cannot read them (their
+images and root filesystems are the Docker Engine's). Sandboxes of
 Kubernetes pods (``io.cri-containerd.kind=sandbox``, the pause containers) are not
 workloads and are left out; their labels still name the pod's template
 (:func:`pod_template`).
@@ -124,7 +126,7 @@ def take_inventory(engines: Sequence[Engine], wanted: ScanFilter = RUNNING) -> I
     asked: list[Engine] = []
     found: list[tuple[ContainerInfo, Runtime]] = []
     sandboxes: dict[tuple[str, str], Mapping[str, str]] = {}
-    docker_ids: set[str] = set()
+    docker_asked = any(engine.name == "docker" for engine in engines)
     for engine in engines:
         if engine.runtime is None:
             asked.append(engine)
@@ -136,9 +138,7 @@ def take_inventory(engines: Sequence[Engine], wanted: ScanFilter = RUNNING) -> I
             continue
         duplicates = 0
         for info in listed:
-            if info.runtime == "docker":
-                docker_ids.add(info.id)
-            elif info.namespace == MOBY_NAMESPACE and info.id in docker_ids:
+            if docker_asked and info.runtime != "docker" and info.namespace == MOBY_NAMESPACE:
                 duplicates += 1
                 continue
             if info.labels.get(CRI_KIND) == "sandbox":
