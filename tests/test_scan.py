@@ -250,3 +250,50 @@ def test_cli_bad_input_fails_before_any_scan(tmp_path: Path) -> None:
     one_clear_line(_cli("summarize", str(tmp_path / "bad.jsonl")), "bad.jsonl:1")
     nothing = _cli("scan", "--runtime", "containerd", "--address", str(tmp_path / "gone.sock"))
     assert nothing.returncode == 2 and "containerd" in nothing.stdout
+
+
+@pytest.mark.parametrize("as_url", [False, True], ids=["directory", "fsspec-url"])
+def test_cli_bundles_what_reaches_the_threshold(
+    replicas: dict, tmp_path: Path, as_url: bool
+) -> None:
+    where = f"file://{tmp_path}/b/{{node}}" if as_url else str(tmp_path / "b" / "node-a")
+    result = _cli(
+        "scan",
+        "--runtime",
+        "docker",
+        "--name",
+        f"{replicas['prefix']}-web-*",
+        "--bundle-dir",
+        where,
+        "--bundle-if",
+        "medium",
+        "--format",
+        "json",
+        "--node",
+        "node-a",
+        env={"XDG_CACHE_HOME": str(tmp_path / "cache")},
+    )
+    assert result.returncode == 1, result.stderr
+    document = json.loads(result.stdout)
+    bundled = {}
+    for record in document["containers"]:
+        level = Severity(_highest(record["report"]))
+        assert (record["bundle"] is not None) == (level.rank >= Severity.MEDIUM.rank), record
+        if record["bundle"]:
+            bundled[record["container"]["name"]] = record["bundle"].removeprefix("file://")
+    assert replicas["names"][2] in bundled
+    for path in bundled.values():
+        assert drifttools.verify_bundle(path).ok
+        assert Path(path + ".sha256").is_file()
+        with drifttools.open_bundle(path) as opened:
+            scan = opened.acquisition["scan"]
+        assert scan["node"] == "node-a" and len(scan["containers"]) == 3
+    assert not list((tmp_path / "b").rglob("*.part"))
+
+
+def _highest(report: dict) -> str:
+    levels = [c["severity"] for c in report["changes"]] + [
+        p["severity"] for p in report["processes"]
+    ]
+    levels += [p["severity"] for p in report["packages"]]
+    return max(levels, key=lambda s: Severity(s).rank, default="info")
