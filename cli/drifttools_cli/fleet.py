@@ -93,10 +93,11 @@ def emit_summary(summary: Summary, results: list[ContainerResult], output: str) 
 @click.option(
     "--jobs",
     "-j",
+    envvar="DRIFTTOOLS_JOBS",
     type=click.IntRange(1, 64),
     default=DEFAULT_JOBS,
     show_default=True,
-    help="Containers read at once.",
+    help="Containers read at once ($DRIFTTOOLS_JOBS).",
 )
 @click.option("--node", help="This node's name in the records (default: $NODE_NAME or hostname).")
 @run_options
