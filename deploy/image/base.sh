@@ -5,6 +5,8 @@
 # detection) and ca-certificates (object stores over TLS), apt's caches and lists removed,
 # then `docker import` as TAG (default drifttools-base:bookworm). The build stage of
 # deploy/Dockerfile installs its toolchain on top of the same base, with apt.
+# DRIFTTOOLS_CA_BUNDLE=FILE adds the certificates in FILE to the base's trust store (a
+# build host behind a TLS-inspecting proxy: the build stage downloads from PyPI and crates.io).
 set -euo pipefail
 tag=${1:-drifttools-base:bookworm}
 mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
@@ -18,6 +20,9 @@ rm -rf "$root"/var/cache/apt/*.bin "$root"/var/cache/apt/archives/*.deb "$root"/
 echo "deb $mirror bookworm main" >"$root/etc/apt/sources.list"
 echo "deb ${DEBIAN_SECURITY_MIRROR:-http://deb.debian.org/debian-security} bookworm-security main" \
   >>"$root/etc/apt/sources.list"
+if [ -n "${DRIFTTOOLS_CA_BUNDLE:-}" ]; then
+  cat "$DRIFTTOOLS_CA_BUNDLE" >>"$root/etc/ssl/certs/ca-certificates.crt"
+fi
 tar --numeric-owner --xattrs -C "$root" -cf "$work/rootfs.tar" .
 docker import "$work/rootfs.tar" "$tag" >/dev/null
 echo "$tag"
