@@ -18,6 +18,7 @@ Nothing is written into or executed in any container.
 
 from __future__ import annotations
 
+import itertools
 import os
 import socket
 import threading
@@ -135,6 +136,7 @@ def scan(
     bundles: BundlePolicy | None = None,
     node: str | None = None,
     progress: Progress = no_progress,
+    stop: threading.Event | None = None,
 ) -> Iterator[ContainerResult | Summary]:
     """Scan every container of this node: yields each :class:`ContainerResult` as it
     finishes, then the node's :class:`Summary` (replicas compared, most severe first).
@@ -143,6 +145,10 @@ def scan(
     absent: ``$DOCKER_HOST`` / ``$CONTAINERD_ADDRESS`` / the default socket); ``select``
     picks the engines and containers; ``jobs`` containers are read at once (default:
     :data:`DEFAULT_JOBS`). An unreachable engine is recorded in the summary.
+
+    Setting ``stop`` (a signal handler can), or a KeyboardInterrupt while the scan waits,
+    stops it cleanly: the containers being read finish, no other starts, and the summary
+    says it was interrupted.
     """
     options = options or RunOptions()
     node = node or node_name()
@@ -156,21 +162,26 @@ def scan(
     results: list[ContainerResult] = []
     interrupted = False
     tracker = _Tracker(progress, total)
-    with ThreadPoolExecutor(max_workers=jobs or DEFAULT_JOBS, thread_name_prefix="scan") as pool:
-        pending = {
-            pool.submit(_scan_one, c, node, options, baselines, bundles, context, tracker.stage)
-            for c in candidates
-        }
+    workers = jobs or DEFAULT_JOBS
+    waiting = iter(candidates)  # started only as a worker frees up: a stop starts no more
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="scan") as pool:
+
+        def start(count: int) -> set[Future[ContainerResult]]:
+            return {
+                pool.submit(_scan_one, c, node, options, baselines, bundles, context, tracker.stage)
+                for c in itertools.islice(waiting, count)
+            }
+
+        pending = start(workers)
         while pending:
             try:
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
             except KeyboardInterrupt:
-                interrupted = True
-                pending = {f for f in pending if not f.cancel()}  # the ones being read finish
-                continue
+                done, interrupted = set(), True
+            interrupted = interrupted or (stop is not None and stop.is_set())
+            if not interrupted:
+                pending |= start(len(done))
             for future in done:
-                if future.cancelled():
-                    continue
                 result = future.result()
                 results.append(result)
                 tracker.finished(result.container.label)

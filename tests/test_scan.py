@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import threading
 import time
@@ -297,3 +298,34 @@ def _highest(report: dict) -> str:
     ]
     levels += [p["severity"] for p in report["packages"]]
     return max(levels, key=lambda s: Severity(s).rank, default="info")
+
+
+def test_ctrl_c_stops_cleanly_and_prints_what_was_done(replicas: dict, tmp_path: Path) -> None:
+    scan = subprocess.Popen(
+        [
+            EXE,
+            "scan",
+            "--runtime",
+            "docker",
+            "--name",
+            f"{replicas['prefix']}-web-*",
+            "--jobs",
+            "1",
+            "--format",
+            "jsonl",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")},
+    )
+    assert scan.stdout is not None
+    first = scan.stdout.readline()  # one container done: stop the rest
+    scan.send_signal(signal.SIGINT)
+    rest, errors = scan.communicate(timeout=120)
+    assert scan.returncode == 130, errors
+    records = [json.loads(line) for line in [first, *rest.splitlines()]]
+    assert records[-1]["record"] == "summary" and records[-1]["interrupted"]
+    done = [r for r in records if r["record"] == "container"]
+    assert 1 <= len(done) < 3 and all(r["error"] is None for r in done)
+    assert "interrupted" in errors and "Traceback" not in errors

@@ -5,8 +5,10 @@ nodes' scans in one view): thin faces on :func:`drifttools.scan` and
 from __future__ import annotations
 
 import json
+import signal
 import sys
 import tempfile
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -156,7 +158,11 @@ def scan(
         select = drifttools.ScanFilter(runtimes, namespaces, labels, images, names, stopped)
         endpoints = {"docker": host, "containerd": address}
         results: list[ContainerResult] = []
-        with _bundles(bundle_dir, bundle_if, node) as policy, progress_bar(progress) as update:
+        with (
+            _bundles(bundle_dir, bundle_if, node) as policy,
+            progress_bar(progress) as update,
+            _first_interrupt() as stop,
+        ):
             for item in drifttools.scan(
                 endpoints=endpoints,
                 select=select,
@@ -165,6 +171,7 @@ def scan(
                 bundles=policy,
                 node=node,
                 progress=update,
+                stop=stop,
             ):
                 if isinstance(item, ContainerResult):
                     results.append(item)
@@ -189,6 +196,25 @@ def scan(
         )
         sys.exit(EXIT_INTERRUPTED)
     sys.exit(scan_status(summary, drifttools.Severity(fail_on) if fail_on else None))
+
+
+@contextmanager
+def _first_interrupt() -> Iterator[threading.Event]:
+    """An event the first Ctrl-C sets (the scan then stops cleanly); a second one
+    interrupts at once."""
+    stop = threading.Event()
+
+    def interrupted(number: int, frame: object) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        click.echo("drifttools: stopping: finishing the containers being read", err=True)
+
+    previous = signal.signal(signal.SIGINT, interrupted)
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _line(item: ContainerResult | Summary) -> str:
