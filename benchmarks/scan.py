@@ -21,15 +21,15 @@ Not a test: no assertion. Everything it makes is named ``scan-bench-*`` and remo
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-from benchmarks.live import build_image
+from benchmarks.live import build_image, timed
 from drifttools import LayerCache
 from drifttools.acquisition.runtimes.docker import DockerRuntime
 from drifttools.options import BaselineOptions
@@ -50,14 +50,6 @@ echo 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIK0wmN attacker' > /root/.ssh/authoriz
 cp /bin/busybox /var/tmp/.sh && chmod 4755 /var/tmp/.sh
 mkdir -p /tmp/.x && cp /bin/busybox /tmp/.x/kworkerd && (/tmp/.x/kworkerd sleep 100000 &)
 """
-
-
-def timed(label: str, action) -> float:  # type: ignore[no-untyped-def]
-    start = time.perf_counter()
-    action()
-    seconds = time.perf_counter() - start
-    print(f"  {label:<60} {seconds:8.2f} s", flush=True)
-    return seconds
 
 
 def docker(*args: str) -> str:
@@ -96,13 +88,17 @@ def main() -> None:
             ),
         )
 
+        outputs: list[str] = []
+
         def scan(cache: Path, *pattern: str) -> None:
-            subprocess.run(
+            done = subprocess.run(
                 [EXE, "scan", "--runtime", "docker", "--format", "json", *pattern],
                 env={**env, "DRIFTTOOLS_CACHE_DIR": str(cache)},
-                stdout=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
                 check=False,
             )
+            outputs.append(done.stdout)
 
         every = ("--name", f"{PREFIX}-*")
         cold = timed("drifttools scan, empty layer cache", lambda: scan(work / "cold", *every))
@@ -114,6 +110,15 @@ def main() -> None:
         group = timed(
             f"drifttools scan of the {args.per_image} containers of image 0 (warm)",
             lambda: scan(work / "cold", "--name", f"{PREFIX}-0-*"),
+        )
+        summary = json.loads(outputs[0])["summary"]
+        rows = summary["containers"]
+        drifted = sum(
+            sum(r["counts"].get(k, 0) for k in ("added", "modified", "deleted")) for r in rows
+        )
+        print(
+            f"  (cold scan: {summary['scanned']} scanned, {summary['failed']} failed, {drifted} "
+            f"changes; most severe: {rows[0]['container']['name']} {rows[0]['severity']})"
         )
         runtime = DockerRuntime()
         source = ScanContainer(runtime.resolve(f"{PREFIX}-0-1"), runtime, ImageBaselines())

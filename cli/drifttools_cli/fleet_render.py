@@ -11,17 +11,10 @@ from rich.text import Text
 from drifttools import Severity
 from drifttools.fleet.records import Row, Summary
 from drifttools.text import printable
-from drifttools_cli.render import stdout_console
+from drifttools_cli.render import _STYLE, stdout_console
 
 __all__ = ["draw_summary", "stdout_console"]
 
-_STYLE = {
-    Severity.CRITICAL: "bold white on red",
-    Severity.HIGH: "bold red",
-    Severity.MEDIUM: "yellow",
-    Severity.LOW: "cyan",
-    Severity.INFO: "dim",
-}
 _KINDS = (("added", "A"), ("modified", "C"), ("metadata", "M"), ("type", "T"), ("deleted", "D"))
 _SHOWN_COMMON = 5
 
