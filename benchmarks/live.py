@@ -57,13 +57,14 @@ def run(*command: str) -> None:
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def build_image(tag: str, files: int, work: Path) -> None:
+def build_image(tag: str, files: int, work: Path, seed: int = 3) -> None:
+    """Import ``tag``: busybox and ``files`` small files (their bytes drawn from ``seed``)."""
     root = work / "rootfs"
     (root / "bin").mkdir(parents=True)
     shutil.copy2("/bin/busybox", root / "bin" / "busybox")
     for tool in ("sh", "sleep", "echo", "rm", "printf"):
         (root / "bin" / tool).symlink_to("busybox")
-    rng = random.Random(3)
+    rng = random.Random(seed)
     block = rng.randbytes(4096)
     for i in range(files):
         directory = root / "data" / f"d{i // 1000:04d}"

@@ -30,6 +30,7 @@ from drifttools.errors import (
     ImageError,
     ImageNotFound,
     LayerCorrupt,
+    OutputError,
     PermissionDenied,
     ResponseFailed,
     ResponseInputError,
@@ -46,6 +47,9 @@ from drifttools.evidence.bundle import (
 )
 from drifttools.evidence.report import report_schema
 from drifttools.fix import FixResult, fix
+from drifttools.fleet.records import ContainerResult, Summary
+from drifttools.fleet.select import ScanFilter
+from drifttools.fleet.summarize import summarize
 from drifttools.models import (
     BaselineEntry,
     Change,
@@ -82,6 +86,7 @@ from drifttools.options import (
 )
 from drifttools.progress import ProgressEvent, Stage
 from drifttools.respond import Response, release, respond
+from drifttools.scan import BundlePolicy, scan
 from drifttools.version import __version__
 
 __all__ = [
@@ -94,6 +99,7 @@ __all__ = [
     "BundleCorrupt",
     "BundleError",
     "BundleOptions",
+    "BundlePolicy",
     "BundleResult",
     "CacheError",
     "Change",
@@ -102,6 +108,7 @@ __all__ = [
     "ContainerInfo",
     "ContainerListing",
     "ContainerNotFound",
+    "ContainerResult",
     "DigestMismatch",
     "DriftError",
     "DriftReport",
@@ -119,6 +126,7 @@ __all__ = [
     "LayerCache",
     "LayerCorrupt",
     "MountPoint",
+    "OutputError",
     "PackageRecord",
     "PackageRef",
     "PermissionDenied",
@@ -136,10 +144,12 @@ __all__ = [
     "RuleSet",
     "RulesError",
     "RuntimeUnavailable",
+    "ScanFilter",
     "Severity",
     "Snapshot",
     "SocketRecord",
     "Stage",
+    "Summary",
     "Target",
     "Verification",
     "__version__",
@@ -160,6 +170,8 @@ __all__ = [
     "report_schema",
     "respond",
     "running_containers",
+    "scan",
     "snapshot",
+    "summarize",
     "verify_bundle",
 ]

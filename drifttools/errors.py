@@ -118,3 +118,7 @@ class ResponseFailed(DriftError):
 class ResponseInputError(DriftError, ValueError):
     """What a response or a fix was given cannot be read: a Falco policy or alert, a file
     that is neither a report nor a bundle (what is wrong is in the message)."""
+
+
+class OutputError(DriftError, OSError):
+    """A destination (an fsspec URL) that cannot be written or read, or is not a URL."""

@@ -28,6 +28,7 @@ class Stage(StrEnum):
     CLASSIFY_PROCESSES = "classify processes"
     CONTENT = "content"  # bytes of drifted files kept (bundles)
     SEAL = "seal"  # the bundle's manifest and signature
+    SCAN = "scan"  # many containers (``scan``): containers done of the total, and where one is
 
 
 @dataclass(frozen=True, slots=True)

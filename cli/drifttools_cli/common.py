@@ -73,7 +73,11 @@ progress_option = click.option(
 )
 
 endpoint_option = click.option(
-    "--host", "endpoint", help="Docker Engine endpoint (default: DOCKER_HOST or the socket)."
+    "--host",
+    "--address",
+    "endpoint",
+    help="Engine endpoint: the Docker Engine's (default: $DOCKER_HOST or the socket), or "
+    "containerd's socket for containerd:// and k8s:// (default: $CONTAINERD_ADDRESS).",
 )
 
 

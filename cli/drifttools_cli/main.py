@@ -26,6 +26,7 @@ from drifttools_cli.common import (
     troubles,
 )
 from drifttools_cli.evidence import bundle, export, verify
+from drifttools_cli.fleet import scan, summarize
 from drifttools_cli.render import (
     OutputFormat,
     draw_containers,
@@ -250,7 +251,7 @@ def list_containers(runtime_name: str, endpoint: str | None, output: str) -> Non
         draw_containers(rows, stdout_console())
 
 
-for command in (bundle, verify, export, respond_command, fix_command):
+for command in (bundle, verify, export, respond_command, fix_command, scan, summarize):
     cli.add_command(command)
 
 

@@ -49,7 +49,10 @@ class Runtime(Protocol):
     endpoint: str
 
     def resolve(self, reference: str) -> ContainerInfo: ...
-    def list_running(self) -> list[ContainerInfo]: ...
+    def list_running(self, *, stopped: bool = False) -> list[ContainerInfo]:
+        """The running containers (every namespace); with ``stopped``, every container."""
+        ...
+
     def engine_pids(self, info: ContainerInfo) -> list[int]:
         """Host pids of the container's processes as the engine itself lists them
         (containerd's ``Tasks.ListPids``); empty when it keeps no such list."""

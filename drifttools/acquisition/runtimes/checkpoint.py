@@ -210,7 +210,7 @@ class CheckpointRuntime:
             container=info,
         )
 
-    def list_running(self) -> list[ContainerInfo]:
+    def list_running(self, *, stopped: bool = False) -> list[ContainerInfo]:
         return [self.resolve()]
 
     def engine_pids(self, info: ContainerInfo) -> list[int]:

@@ -193,7 +193,7 @@ class ContainerdRootRuntime:
             snapshotter, upper, lowers, None, ({"type": "overlay", "options": options},)
         )
 
-    def list_running(self) -> list[ContainerInfo]:
+    def list_running(self, *, stopped: bool = False) -> list[ContainerInfo]:
         """Every container of every namespace (none runs: the host is down)."""
         with self._meta() as db:
             records = [r for space in self.namespaces() for r in self._records(db, space)]

@@ -90,10 +90,10 @@ class DockerRuntime:
             raw=raw,
         )
 
-    def list_running(self) -> list[ContainerInfo]:
-        """Every running container of the engine."""
+    def list_running(self, *, stopped: bool = False) -> list[ContainerInfo]:
+        """Every running container of the engine (``stopped``: every container)."""
         try:
-            ids = [c["Id"] for c in self._client.api.containers()]
+            ids = [c["Id"] for c in self._client.api.containers(all=stopped)]
         except docker.errors.DockerException as exc:
             raise _unavailable(exc, self.endpoint) from exc
         found = []

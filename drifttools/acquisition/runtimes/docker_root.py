@@ -128,10 +128,12 @@ class DockerRootRuntime:
             found.append(MountPoint(destination, kind, source, "", options, kind))
         return found
 
-    def list_running(self) -> list[ContainerInfo]:
-        """The containers that were running when the host went down."""
+    def list_running(self, *, stopped: bool = False) -> list[ContainerInfo]:
+        """The containers that were running when the host went down (``stopped``: all)."""
         return [
-            self._info(raw) for raw in self._records() if (raw.get("State") or {}).get("Running")
+            self._info(raw)
+            for raw in self._records()
+            if stopped or (raw.get("State") or {}).get("Running")
         ]
 
     def engine_pids(self, info: ContainerInfo) -> list[int]:

@@ -344,10 +344,12 @@ class BundleWriter:
         baseline: ImageIndex,
         acquisition: AcquisitionOptions,
         verify: bool,
+        context: Mapping[str, Any] | None = None,
     ) -> BundleResult:
         """Keep the drifted files' bytes, write every member, seal, and move the bundle
-        under its final name."""
-        self.collect(report, snapshot, baseline, acquisition, verify)
+        under its final name. ``context`` is added to the acquisition record (a scan puts
+        its node summary there)."""
+        self.collect(report, snapshot, baseline, acquisition, verify, context)
         return self.seal("acquisition record written; sealing")
 
     def collect(
@@ -357,10 +359,11 @@ class BundleWriter:
         baseline: ImageIndex,
         acquisition: AcquisitionOptions,
         verify: bool,
+        context: Mapping[str, Any] | None = None,
     ) -> None:
         """Keep the drifted files' bytes and stage every member but the action log: the
         evidence is then complete, and what is done next (a response) can still be logged
-        before :meth:`seal`."""
+        before :meth:`seal`. ``context`` is added to the acquisition record."""
         info = snapshot.container
         assert info is not None, "a live snapshot carries its container"
         log, staging = self.log, self.staging
@@ -417,6 +420,7 @@ class BundleWriter:
                 "form": "directory" if options.directory else "tar",
             },
             "report": acquired,
+            **plain(dict(context or {})),
         }
         staging.write(ACQUISITION, canonical_json(record))
         self._collected = (report, tuple(skipped))

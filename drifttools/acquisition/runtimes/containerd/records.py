@@ -262,4 +262,5 @@ def container_info(
         namespace=record.namespace,
         lower_dirs=dirs.lowers if dirs else (),
         image_manifest=manifest,
+        labels=dict(record.labels),
     )

@@ -227,16 +227,26 @@ class ContainerdRuntime:
 
     # the Runtime protocol
 
-    def list_running(self) -> list[ContainerInfo]:
-        """Every container with a running task, across all namespaces."""
-        running: dict[tuple[str, str], _Task] = {}
+    def list_running(self, *, stopped: bool = False) -> list[ContainerInfo]:
+        """Every container with a running task, across all namespaces (only the runtime's
+        ``namespace`` when it was given); with ``stopped``, every container record."""
+        tasks: dict[tuple[str, str], _Task] = {}
         records = []
-        for space in self.namespaces():
+        spaces = [self.namespace] if self.namespace else self.namespaces()
+        for space in spaces:
             for task in self._client.call("tasks", "List", space).tasks:
-                if _TASK_STATUS.get(task.status) in ("running", "paused") and task.pid:
-                    running[space, task.id] = (_TASK_STATUS[task.status], task.pid)
-            records += [r for r in self._records(space) if (space, r.id) in running]
-        return [self._info(r, [r], lambda r: running[r.namespace, r.id]) for r in records]
+                status = _TASK_STATUS.get(task.status, "unknown")
+                running = status in ("running", "paused") and task.pid > 0
+                tasks[space, task.id] = (status, task.pid if running else None)
+            records += [
+                r
+                for r in self._records(space)
+                if stopped or tasks.get((space, r.id), ("", None))[1] is not None
+            ]
+        return [
+            self._info(r, [r], lambda r: tasks.get((r.namespace, r.id), ("stopped", None)))
+            for r in records
+        ]
 
     def engine_pids(self, info: ContainerInfo) -> list[int]:
         """Host pids of the container's processes, as its task reports them (``ListPids``)."""
