@@ -26,7 +26,7 @@ from typing import Any
 from drifttools.acquisition.content import ContentReader, ContentUnavailable
 from drifttools.acquisition.guard import opened_exe
 from drifttools.errors import BundleError
-from drifttools.evidence.bundle.actions import ActionLog, now
+from drifttools.evidence.bundle.actions import SEALING, STARTED, ActionLog, now
 from drifttools.evidence.bundle.layout import (
     ACQUISITION,
     ACTIONS,
@@ -285,7 +285,7 @@ class BundleWriter:
         output.parent.mkdir(parents=True, exist_ok=True)
         self.started = now()
         self.log = ActionLog()
-        self.log.add("bundle started", reference=reference, output=str(output))
+        self.log.add(STARTED, reference=reference, output=str(output))
         self.executables: list[dict[str, Any]] = []
         self.mountinfo: bytes | None = None
         self._entered: set[Stage] = set()
@@ -403,7 +403,7 @@ class BundleWriter:
             "report": acquired,
         }
         staging.write(ACQUISITION, canonical_json(record))
-        log.add("acquisition record written; sealing")
+        log.add(SEALING)
         staging.write(ACTIONS, log.data())
         members = seal(staging.root, self.signer)
         self._progress(ProgressEvent(Stage.SEAL))
