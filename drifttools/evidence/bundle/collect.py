@@ -282,7 +282,8 @@ class BundleWriter:
         if output.exists() or output.is_symlink():
             raise BundleError(f"{output}: already exists")
         self.digest_file = output.with_name(output.name + ".sha256")
-        output.parent.mkdir(parents=True, exist_ok=True)
+        if not output.parent.is_dir():
+            raise BundleError(f"{output}: no such directory {output.parent}")
         self.started = now()
         self.log = ActionLog()
         self.log.add(STARTED, reference=reference, output=str(output))
