@@ -44,6 +44,7 @@ NS_STAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z")
 def sealed(evidence_scene: dict) -> dict:
     """Two signed tar bundles of the unchanged scene, and a directory bundle."""
     out = evidence_scene["work"] / "bundles"
+    out.mkdir()
     baseline = BaselineOptions(cache=evidence_scene["cache"])
     signed = BundleOptions(operator="alice", case_id="CASE-42", sign_key=evidence_scene["key"])
     unsigned = BundleOptions(operator="alice", case_id="CASE-42", directory=True)

@@ -120,6 +120,7 @@ def layer_to_dict(layer: Layer) -> dict[str, Any]:
         "size": layer.size,
         "verified": layer.verified,
         "source": layer.source,
+        "verified_at": layer.verified_at,
         "created_by": layer.created_by,
         "problems": list(layer.problems),
     }
