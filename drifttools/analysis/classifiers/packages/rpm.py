@@ -13,7 +13,7 @@ from __future__ import annotations
 import sqlite3
 import struct
 import tempfile
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from pathlib import Path
 
 from drifttools.analysis.classifiers.packages.database import Database, Owned, Side, own_listed
@@ -88,6 +88,11 @@ def read_database(side: Side, changed: Collection[str]) -> Database | None:
     except sqlite3.Error as exc:
         side.notes.append(f"the {side.name}'s {path} is not an rpm sqlite database: {exc}")
         return None
+    return database_of(side, path, blobs)
+
+
+def database_of(side: Side, path: str, blobs: Iterable[bytes]) -> Database:
+    """The packages of the header ``blobs`` read from ``side``'s database at ``path``."""
     db = Database("rpm")
     for blob in blobs:
         try:
