@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import sys
 
-import atheris
+import atheris  # type: ignore[import-untyped]
 
 with atheris.instrument_imports(include=["drifttools"]):
     from fuzz.python.targets import TARGETS
@@ -23,7 +23,7 @@ def main() -> None:
     target = TARGETS[sys.argv.pop(1)]
 
     def one_input(data: bytes) -> None:
-        with contextlib.suppress(target.refusals):
+        with contextlib.suppress(*target.refusals):
             target.run(data)
 
     atheris.Setup(sys.argv, one_input)
