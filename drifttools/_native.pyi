@@ -259,7 +259,8 @@ def read_layer(
 
     Entry paths are normalised to ``"/a/b"`` (leading ``"./"`` and ``"/"`` stripped,
     ``"//"`` and ``"."`` collapsed); ``".."`` components are clamped at the root and
-    the entry gets ``error="unsafe path in archive: <original>"``. The root
+    the entry gets ``error="unsafe path in archive: <original>"``, as does an absolute
+    name (``"/etc/x"``): the merge keeps such entries out of the baseline. The root
     (``"./"``) is not returned. Hardlinks are ``kind="hardlink"``, ``size=0``,
     ``target`` = normalised link path, ``sha256=None``.
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from collections.abc import Iterator
@@ -14,9 +15,11 @@ from typing import IO
 def atomic_output(path: Path, mode: str = "wb") -> Iterator[IO]:
     """Open a temporary file beside ``path``; rename it to ``path`` only on success.
 
-    On any error the temporary file is removed and the error propagates.
+    On any error the temporary file is removed and the error propagates. The directory
+    must exist (:class:`FileNotFoundError` otherwise): it is never created.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.parent.is_dir():
+        raise FileNotFoundError(errno.ENOENT, "no such directory", str(path.parent))
     fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
     try:
         with os.fdopen(fd, mode) as handle:

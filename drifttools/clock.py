@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import lru_cache
 
 
 def rfc3339_ns(ns: int | None) -> str | None:
@@ -10,8 +11,13 @@ def rfc3339_ns(ns: int | None) -> str | None:
     if ns is None:
         return None
     seconds, fraction = divmod(ns, 1_000_000_000)
-    stamp = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
-    return f"{stamp}.{fraction:09d}Z"
+    return f"{_second(seconds)}.{fraction:09d}Z"
+
+
+@lru_cache(maxsize=1 << 16)
+def _second(seconds: int) -> str:
+    """The whole second as text (cached: the files of a report share few seconds)."""
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
 
 
 def now_rfc3339() -> str:

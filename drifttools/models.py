@@ -103,9 +103,12 @@ class Layer:
     verified: bool  # every digest of this layer checked and equal
     # how it was read: "archive" (an image archive or layout, hashed now), "stream" (an
     # engine's image export), "engine-store" (the engine's layer store or content store),
-    # "snapshot-lowerdir" (unpacked, not verifiable) or "cache" (verified when cached)
+    # "snapshot-lowerdir" (unpacked, not verifiable), "cache" (the cached index, this input
+    # re-checked: blob digest or lower-dir fingerprint) or "verified-by-cache" (the cached
+    # index, this input not re-checkable here: not verified)
     source: str
     problems: tuple[str, ...] = ()
+    verified_at: str | None = None  # from the cache: when the cache verified it (RFC 3339)
 
 
 @dataclass(frozen=True, slots=True)

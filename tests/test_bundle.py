@@ -30,6 +30,7 @@ from drifttools.errors import BundleCorrupt
 from drifttools.evidence.bundle import Bundle, open_bundle, verify_bundle
 from drifttools.evidence.bundle.layout import ACQUISITION, ACTIONS, MANIFEST, write_tar
 from drifttools.evidence.bundle.members import Members
+from drifttools.evidence.bundle.seal import seal
 from drifttools.options import BaselineOptions, BundleOptions
 from tests.engine import BUSYBOX, BUSYBOX_SHA256
 from tests.evidence_scene import HOSTILE
@@ -43,6 +44,7 @@ NS_STAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z")
 def sealed(evidence_scene: dict) -> dict:
     """Two signed tar bundles of the unchanged scene, and a directory bundle."""
     out = evidence_scene["work"] / "bundles"
+    out.mkdir()
     baseline = BaselineOptions(cache=evidence_scene["cache"])
     signed = BundleOptions(operator="alice", case_id="CASE-42", sign_key=evidence_scene["key"])
     unsigned = BundleOptions(operator="alice", case_id="CASE-42", directory=True)
@@ -183,6 +185,19 @@ def test_one_flipped_byte_in_any_file_of_a_directory_bundle(sealed: dict, tmp_pa
     shutil.copytree(sealed["dir"].path, copy)
     (copy / "blobs" / "sha256" / "planted").write_bytes(b"")
     assert any("not in the manifest" in p for p in verify_bundle(copy).problems)
+
+
+def test_a_line_removed_from_the_action_log_and_resealed_fails(
+    sealed: dict, tmp_path: Path
+) -> None:
+    copy = tmp_path / "copy"
+    shutil.copytree(sealed["dir"].path, copy)
+    lines = (copy / ACTIONS).read_bytes().splitlines(keepends=True)
+    (copy / ACTIONS).write_bytes(b"".join(lines[:3] + lines[4:]))
+    (copy / MANIFEST).unlink()
+    seal(copy, None)  # every member digest right again
+    problems = verify_bundle(copy).problems
+    assert problems and all(p.startswith(ACTIONS) for p in problems), problems
 
 
 def _members(path: Path) -> dict[str, bytes]:

@@ -14,7 +14,7 @@ import pytest
 
 from drifttools import LayerCache, load_image
 from drifttools.baseline.image import require_verified
-from drifttools.errors import DigestMismatch
+from drifttools.errors import DigestMismatch, LayerCorrupt
 from tests.baselines import baseline_view
 from tests.tarbuild import busybox_like_layers, legacy_archive, oci_archive, oci_layout
 
@@ -34,7 +34,8 @@ def test_oci_layout_and_docker25_archive_give_the_same_baseline(
         assert baseline_view(index) == expected
 
 
-def test_a_tampered_layer_is_recorded_as_unverified(tmp_path: Path) -> None:
+def _tampered(tmp_path: Path) -> tuple[Path, Path]:
+    """A good legacy archive and a copy whose third layer was edited, config kept."""
     layers = busybox_like_layers()
     good = legacy_archive(tmp_path / "good.tar", layers)
     tampered_layers = list(layers)
@@ -57,7 +58,11 @@ def test_a_tampered_layer_is_recorded_as_unverified(tmp_path: Path) -> None:
                 data = tampered_layers[2]
                 member.size = len(data)
             target.addfile(member, io.BytesIO(data))
-    index = load_image(bad)
+    return good.path, bad
+
+
+def test_a_tampered_layer_is_recorded_as_unverified(tmp_path: Path) -> None:
+    index = load_image(_tampered(tmp_path)[1])
     assert not index.verified
     assert [layer.verified for layer in index.layers] == [True, True, False, True]
     assert "diff_id" in index.layers[2].problems[0]
@@ -81,3 +86,26 @@ def test_layers_are_cached_by_diff_id_and_a_corrupt_cache_is_rebuilt(
     third = load_image(image, cache=cache)
     assert sorted(layer.source for layer in third.layers) == ["archive", "cache", "cache", "cache"]
     assert baseline_view(third) == baseline_view(first)
+
+
+def test_a_warm_cache_verifies_this_archive_not_the_one_cached(
+    tmp_path: Path, cache_dir: Path
+) -> None:
+    good, bad = _tampered(tmp_path)
+    cache = LayerCache(cache_dir)
+    assert load_image(good, cache=cache).verified
+    again = load_image(good, cache=cache)  # the blobs hashed again, equal: verified
+    assert again.verified and {layer.source for layer in again.layers} == {"cache"}
+    assert all(layer.verified_at for layer in again.layers)
+    tampered = load_image(bad, cache=cache)
+    assert [layer.verified for layer in tampered.layers] == [True, True, False, True]
+    assert tampered.layers[2].source == "archive" and "diff_id" in tampered.layers[2].problems[0]
+    assert tampered.layers[0].source == "cache"
+
+    layout = oci_layout(tmp_path / "layout", busybox_like_layers(), "gzip")
+    assert load_image(layout.path, cache=cache).verified  # other blobs, same diff_ids
+    blob = layout.path / "blobs" / "sha256" / layout.layer_digests[1].removeprefix("sha256:")
+    data = blob.read_bytes()
+    blob.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))  # the gzip trailer's size
+    with pytest.raises(LayerCorrupt):  # read again, not taken from the cache
+        load_image(layout.path, cache=cache)

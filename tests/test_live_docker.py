@@ -19,7 +19,7 @@ from drifttools import ChangeKind, ContainerNotFound, LayerCache
 from drifttools.options import AcquisitionOptions, BaselineOptions
 from drifttools.progress import ProgressEvent, Stage
 from tests.command import EXE, one_clear_line
-from tests.engine import docker, unique
+from tests.engine import build_image, docker, unique
 from tests.reports import assert_valid_report
 
 # Mutations an intruder (or a test) makes inside the container. Paths exist in the test image.
@@ -368,3 +368,33 @@ def test_proc_root_is_only_read_while_the_pid_is_the_containers(busybox_image, c
     docker("stop", "-t", "0", name)
     with pytest.raises(RootfsError, match="no longer the container's"):
         walk_container_root(guard, subpath="/opt")
+
+
+def test_a_lower_dir_changed_on_the_host_after_caching_is_verified_again(
+    container, tmp_path: Path
+) -> None:
+    tag = f"{unique('drifttools-lowerdir')}:1"
+    context = tmp_path / "context"
+    context.mkdir()
+    motd = tag.encode()  # its own layer, never one a build cache shares with another run
+    (context / "motd").write_bytes(motd)
+    build_image(tag, context, "FROM scratch\nCOPY busybox /bin/busybox\nCOPY motd /etc/motd\n")
+    try:
+        name = container(tag, "/bin/busybox", "sleep", "600")
+        cache = LayerCache(tmp_path / "cache")
+        options = BaselineOptions(cache=cache, verify=False)
+        cold = drifttools.diff(name, baseline=options)
+        assert {layer.source for layer in cold.baseline} == {"engine-store"} and cold.verified
+        warm = drifttools.diff(name, baseline=options)
+        assert {layer.source for layer in warm.baseline} == {"cache"} and warm.verified
+        assert all(layer.verified_at for layer in warm.baseline)
+        top = docker("image", "inspect", "--format", "{{.GraphDriver.Data.UpperDir}}", tag)
+        (Path(top.strip()) / "etc" / "motd").write_bytes(motd.upper())  # same size, on the host
+        tampered = drifttools.diff(name, baseline=options)
+        assert_valid_report(tampered.to_dict())
+        bottom, changed = tampered.baseline
+        assert (bottom.source, bottom.verified) == ("cache", True)
+        assert (changed.source, changed.verified) == ("engine-store", False)
+        assert changed.problems and not tampered.verified
+    finally:
+        docker("rmi", "-f", tag, check=False)

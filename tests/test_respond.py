@@ -98,7 +98,7 @@ def test_freeze_release_terminate_in_a_bundle_that_verifies(stage: Scene, tmp_pa
         assert kinds.index(("members staged", None)) < kinds.index(
             ("response step ended", "preserve")
         )
-        assert kinds[-1] == ("sealing", None)
+        assert kinds[-1] == ("acquisition record written; sealing", None)
     fix_ended = next(
         e for e in entries if e["action"] == "response step ended" and e["detail"]["step"] == "fix"
     )

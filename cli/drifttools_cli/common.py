@@ -38,6 +38,45 @@ class Trouble(click.ClickException):
         click.echo(f"drifttools: error: {printable(self.message)}", err=True)
 
 
+def _option_name(param: click.Parameter | None) -> str:
+    if param is None:
+        return "path"
+    return max(param.opts, key=len) if param.opts else param.human_readable_name
+
+
+class InputPath(click.Path):
+    """A file option that must exist: a missing one is one clear line and exit 2 (not
+    click's usage error), the same for every command."""
+
+    def __init__(self, *, dir_okay: bool = True) -> None:
+        super().__init__(dir_okay=dir_okay, path_type=Path)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        path = Path(value)
+        if not path.exists():
+            raise Trouble(f"{_option_name(param)} {value}: not found")
+        if not self.dir_okay and path.is_dir():
+            raise Trouble(f"{_option_name(param)} {value}: is a directory, not a file")
+        return super().convert(value, param, ctx)
+
+
+class OutputPath(click.Path):
+    """Where a command writes: its directory must exist (never created on the host), and
+    it must not be a directory unless ``dir_okay``; otherwise one clear line and exit 2."""
+
+    def __init__(self, *, dir_okay: bool = False) -> None:
+        super().__init__(dir_okay=dir_okay, path_type=Path)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        path = Path(value)
+        parent = path.parent
+        if not parent.is_dir():
+            raise Trouble(f"{_option_name(param)} {value}: no such directory {parent}")
+        if not self.dir_okay and path.is_dir():
+            raise Trouble(f"{_option_name(param)} {value}: is a directory, not a file")
+        return super().convert(value, param, ctx)
+
+
 @contextmanager
 def troubles() -> Iterator[None]:
     """Turn the library's typed errors, and OS errors, into one line and exit 2."""
@@ -150,7 +189,7 @@ _CLASSIFICATION = _options(
         "--rules",
         "rules",
         multiple=True,
-        type=click.Path(exists=True, path_type=Path),
+        type=InputPath(),
         help="YARA rules, added to the bundled rules (repeatable): a .yar/.yara file, a "
         "directory (index files and what they include), or compiled rules (yarac, yara-x).",
     ),
@@ -188,7 +227,7 @@ _CLASSIFICATION = _options(
         "--allow",
         "allow",
         multiple=True,
-        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        type=InputPath(dir_okay=False),
         help="Allowlist of expected drift: '[IMAGE-GLOB] PATH-GLOB' a line (repeatable).",
     ),
 )

@@ -22,6 +22,8 @@ from drifttools.pipeline import RunOptions
 from drifttools.text import printable
 from drifttools_cli.common import (
     EXIT_OK,
+    InputPath,
+    OutputPath,
     endpoint_option,
     progress_bar,
     progress_option,
@@ -39,14 +41,14 @@ EXIT_FAILED = 1
     "--output",
     "output",
     required=True,
-    type=click.Path(path_type=Path),
+    type=OutputPath(dir_okay=True),
     help="Where to write the bundle (must not exist); <output>.sha256 is written beside it.",
 )
 @click.option("--dir", "as_directory", is_flag=True, help="Write a directory, not one tar file.")
 @click.option(
     "--sign",
     "sign_key",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=InputPath(dir_okay=False),
     help="Sign the manifest with this Ed25519 private key (PEM, unencrypted).",
 )
 @click.option("--operator", help="Who acquired the evidence (recorded).")
@@ -113,7 +115,7 @@ def bundle(
 @click.option(
     "--key",
     "public_key",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=InputPath(dir_okay=False),
     help="Require a signature by this Ed25519 public key (PEM).",
 )
 def verify(path: Path, public_key: Path | None) -> None:
@@ -140,7 +142,7 @@ def verify(path: Path, public_key: Path | None) -> None:
     "-o",
     "--output-file",
     "out_file",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=OutputPath(),
     help="Write here (atomically) instead of stdout.",
 )
 @endpoint_option

@@ -19,6 +19,8 @@ from drifttools.text import printable
 from drifttools_cli.common import (
     EXIT_DRIFT,
     EXIT_OK,
+    InputPath,
+    OutputPath,
     endpoint_option,
     progress_bar,
     progress_option,
@@ -73,7 +75,7 @@ def common_output_options(command: Callable[..., Any]) -> Callable[..., Any]:
         "-o",
         "--output-file",
         "out_file",
-        type=click.Path(dir_okay=False, path_type=Path),
+        type=OutputPath(),
         help="Write the report here (JSON unless --format jsonl), atomically.",
     )(command)
     return progress_option(command)
@@ -90,13 +92,13 @@ def cli() -> None:
 @click.option(
     "--image",
     "image",
-    type=click.Path(path_type=Path),
+    type=InputPath(),
     help="Offline: the image, a `docker save` tar or an OCI layout directory.",
 )
 @click.option(
     "--rootfs",
     "rootfs",
-    type=click.Path(path_type=Path),
+    type=InputPath(),
     help="Offline: the container's filesystem, a directory or a `docker export` tar.",
 )
 @click.option("--upper", is_flag=True, help="Offline: --rootfs is an overlay upper dir.")

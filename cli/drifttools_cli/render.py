@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from enum import StrEnum
 
@@ -45,6 +46,12 @@ _STYLE = {
 }
 _SYMBOL = {"added": "A", "modified": "C", "metadata": "M", "type": "T", "deleted": "D"}
 
+#: Rows of the change table at most: the highest severities first; the rest are counted
+#: (by severity and by directory), for people; machines take --format json.
+TABLE_ROWS = 200
+#: Directories named in the count of the changes not drawn.
+_TOP_DIRECTORIES = 5
+
 
 def machine_lines(report: DriftReport, output: OutputFormat) -> Iterator[str]:
     """The report as JSON (one document) or JSON Lines, or its package changes as CycloneDX."""
@@ -56,9 +63,10 @@ def machine_lines(report: DriftReport, output: OutputFormat) -> Iterator[str]:
         yield from report_to_jsonl(report)
 
 
-def draw_table(report: DriftReport, console: Console) -> None:
-    """Changes grouped by severity (highest first), then by path; runtime package drift of no
-    more than low under its package's line; then a summary."""
+def draw_table(report: DriftReport, console: Console, rows: int = TABLE_ROWS) -> None:
+    """Changes grouped by severity (highest first), then by path, at most ``rows`` of them
+    (the rest counted by severity and directory); runtime package drift of no more than
+    low under its package's line; then a summary."""
     target = report.target
     image = target.image
     console.print(
@@ -68,7 +76,7 @@ def draw_table(report: DriftReport, console: Console) -> None:
             (" image ", "bold"),
             printable((image.ref or image.id) if image else "?"),
             (" baseline ", "bold"),
-            ("verified", "green") if report.verified else ("NOT VERIFIED", "bold red"),
+            _verification(report),
         )
     )
     if report.changes:
@@ -93,9 +101,10 @@ def draw_table(report: DriftReport, console: Console) -> None:
                 overflow="fold",
                 min_width=24 if column == "path" else None,
             )
-        shown = [c for c in report.changes if not _grouped(c)]
-        ordered = sorted(shown, key=lambda c: (-c.severity.rank, c.path))
-        for change in ordered:
+        listed = [c for c in report.changes if not _grouped(c)]
+        ranks = {level: level.rank for level in Severity}
+        ordered = sorted(listed, key=lambda c: (-ranks[c.severity], c.path))
+        for change in ordered[:rows]:
             facts = change.facts
             layer = "" if change.layer is None else str(change.layer)
             table.add_row(
@@ -111,6 +120,8 @@ def draw_table(report: DriftReport, console: Console) -> None:
                 ",".join(change.attack),
             )
         console.print(table)
+        if len(ordered) > rows:
+            console.print(_more_line(ordered[rows:]))
     flagged = sorted(
         (p for p in report.processes if p.severity.rank > Severity.INFO.rank),
         key=lambda p: (-p.severity.rank, p.pid),
@@ -141,6 +152,38 @@ def draw_table(report: DriftReport, console: Console) -> None:
         console.print(
             Text(f"... and {len(report.errors) - 20} more unreadable (see --format json)")
         )
+
+
+def _verification(report: DriftReport) -> tuple[str, str]:
+    if report.verified:
+        return ("verified", "green")
+    if not report.baseline_problems and all(
+        layer.verified or (layer.source == "verified-by-cache" and not layer.problems)
+        for layer in report.baseline
+    ):
+        return ("verified by cache only (not re-checked in this run)", "yellow")
+    return ("NOT VERIFIED", "bold red")
+
+
+def _more_line(hidden: Sequence[Change]) -> Text:
+    """The changes the table leaves out, counted by severity and by top directories."""
+    levels = Counter(change.severity for change in hidden)
+    by_level = ", ".join(f"{levels[k]:,} {k.value}" for k in Severity if levels[k])
+    places = Counter(_top_directory(change.path) for change in hidden)
+    common = ", ".join(
+        f"{printable(place)} {count:,}" for place, count in places.most_common(_TOP_DIRECTORIES)
+    )
+    return Text(
+        f"... and {len(hidden):,} more changes ({by_level}; most under {common}), "
+        "use --format json",
+        style="bold",
+    )
+
+
+def _top_directory(path: str) -> str:
+    """The first two directories of ``path`` (``/app/node_modules``), or its parent."""
+    parts = path.split("/", 3)
+    return "/".join(parts[:3]) if len(parts) > 3 else (path.rsplit("/", 1)[0] or "/")
 
 
 def _grouped(change: Change) -> bool:

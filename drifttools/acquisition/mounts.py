@@ -45,6 +45,8 @@ def parse_mountinfo(text: str, engine_mounts: Sequence[MountPoint] = ()) -> list
         if "-" not in fields:
             continue
         separator = fields.index("-")
+        if separator < 6 or len(fields) < separator + 3:
+            continue  # not a mountinfo line: six fields, optional ones, "-", three more
         root, mountpoint, options = (_unescape(f) for f in fields[3:6])
         fstype, source = fields[separator + 1], _unescape(fields[separator + 2])
         kind = classify(mountpoint, fstype, kinds.get(mountpoint))

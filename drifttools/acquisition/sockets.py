@@ -38,6 +38,7 @@ _UDP_STATES = {**_TCP_STATES, 0x07: "UNCONN"}
 # include/uapi/linux/net.h (socket_state); __SO_ACCEPTCON marks a listening socket.
 _UNIX_STATES = {0x01: "UNCONNECTED", 0x02: "CONNECTING", 0x03: "CONNECTED", 0x04: "DISCONNECTING"}
 _SO_ACCEPTCON = 0x00010000
+_HEX = re.compile(rb"[0-9A-Fa-f]{1,32}")
 _UNIX_LINE = re.compile(
     rb"[0-9a-fA-F]+: [0-9A-F]{8} [0-9A-F]{8} ([0-9A-F]{8}) [0-9A-F]{4} ([0-9A-F]{2}) +(\d+)"
     rb"(?: (.*))?",
@@ -95,8 +96,8 @@ def _endpoint(text: bytes) -> tuple[str, bool]:
     is unset (all zero). The kernel writes each 32-bit word of the address in host
     byte order and the port as a number."""
     host, port = text.split(b":")
-    if len(host) not in (8, 32):
-        raise ValueError(f"address of {len(host)} hex digits")
+    if len(host) not in (8, 32) or not _HEX.fullmatch(host) or not _HEX.fullmatch(port):
+        raise ValueError(f"address {text!r} is not {len(host)} hex digits and a hex port")
     packed = b"".join(
         int(host[i : i + 8], 16).to_bytes(4, sys.byteorder) for i in range(0, len(host), 8)
     )

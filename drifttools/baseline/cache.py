@@ -62,6 +62,7 @@ class LayerCache:
             raise CacheError(f"refusing to cache an unverified layer as {diff_id}")
         path = self._path(diff_id)
         try:
+            path.parent.mkdir(parents=True, exist_ok=True)
             atomic_write(path, index.to_bytes())
         except OSError as exc:
             raise CacheError(f"cannot write layer cache {path}: {exc}") from exc

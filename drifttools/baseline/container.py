@@ -1,6 +1,7 @@
 """The verified baseline of a container's image, by the fastest honest path.
 
-In order: layers already in the cache (verified earlier on this machine); the
+In order: layers already in the cache (verified earlier on this machine, and re-checked
+against what the runtime gives now: see :mod:`drifttools.baseline.verification`); the
 engine's own store, whatever form the runtime gives
 (:data:`~drifttools.baseline.sources.LayerSource`):
 
@@ -25,12 +26,19 @@ from drifttools import _native
 from drifttools.acquisition.runtime import Runtime
 from drifttools.analysis.diff import is_opaque_dir, is_overlay_deletion
 from drifttools.baseline.cache import LayerCache
-from drifttools.baseline.image import assemble, cached_layer, index_image, verified_layer
+from drifttools.baseline.image import assemble, index_image, verified_layer
 from drifttools.baseline.images.layer_store import StoredLayer, read_stored_layer
 from drifttools.baseline.images.stream import StreamedBlobs
 from drifttools.baseline.merge import MergedTree
 from drifttools.baseline.oci import ImageConfig, host_platform_name
 from drifttools.baseline.sources import BlobLayer, LayerSource, UnpackedLayer
+from drifttools.baseline.verification import (
+    CACHE,
+    blob_sha256,
+    directory_unchanged,
+    from_cache,
+    remember,
+)
 from drifttools.errors import ImageNotFound, LayerCorrupt
 from drifttools.models import (
     BaselineEntry,
@@ -60,31 +68,29 @@ def container_baseline(
     layer is read from the engine's unpacked layer directories (a parallel walk,
     faster than rebuilding their tar streams) and recorded as unverified: a layer
     tampered on the host goes unnoticed that way. A fully cached image still uses
-    its verified cache.
+    its cache, each layer re-checked against the engine's store (``verified-by-cache``,
+    not verified, when the store cannot be read here).
     """
     raw_config = runtime.image_config(info)
     if raw_config is not None:
         config = ImageConfig.parse(raw_config, info.image_id, runtime.endpoint)
-        hits = [
-            cached_layer(cache, diff_id, _LAYER_TYPE, 0, step)
-            for diff_id, step in zip(config.diff_ids, config.steps, strict=True)
-        ]
-        stored = runtime.stored_layers(info) if None in hits else []
-        if stored and trust_host_layers:
+        cached = [cache.get(diff_id) if cache is not None else None for diff_id in config.diff_ids]
+        stored = runtime.stored_layers(info)
+        if None in cached and stored and trust_host_layers:
             stored = [_unpacked(layer) for layer in stored]
-        if stored and any(isinstance(layer, UnpackedLayer) for layer in stored):
+        if None in cached and stored and any(isinstance(s, UnpackedLayer) for s in stored):
             progress(ProgressEvent(Stage.BASELINE, 0, len(stored), "snapshot lower dirs"))
             return unpacked_baseline(info.image_ref, config, stored)
-        if stored is not None:
+        if stored is not None or None not in cached:
             loaded = []
-            total = len(hits)
-            for position, hit in enumerate(hits):
+            total = len(cached)
+            for position, index in enumerate(cached):
                 progress(
                     ProgressEvent(Stage.BASELINE, position, total, f"layer {position + 1}/{total}")
                 )
-                if hit is None:
-                    hit = _read_source(stored[position], config.steps[position], cache)
-                loaded.append(hit)
+                source = stored[position] if stored else None
+                step = config.steps[position]
+                loaded.append(_layer(source, index, config.diff_ids[position], step, cache))
             progress(ProgressEvent(Stage.MERGE, total, total))
             return assemble(info.image_ref, config, host_platform_name(), loaded)
     progress(ProgressEvent(Stage.BASELINE, detail=f"{runtime.name} image export (stream)"))
@@ -99,6 +105,43 @@ def _unpacked(source: LayerSource) -> LayerSource:
         reason = "--trust-host-layers: read from the engine's layer directory, not verified"
         return UnpackedLayer(source.diff_id, source.directory, reason)
     return source
+
+
+def _layer(
+    source: LayerSource | None,
+    index: _native.LayerIndex | None,
+    diff_id: str,
+    step: str | None,
+    cache: LayerCache | None,
+) -> tuple[Layer, _native.LayerIndex]:
+    """One layer: the cached ``index`` when this input re-checks equal to it (or, when
+    the runtime gives nothing to re-check, marked verified-by-cache), else read from
+    ``source`` and verified."""
+    if index is not None and cache is not None:
+        record = Layer(diff_id, None, _LAYER_TYPE, 0, step, True, CACHE)
+        if source is not None and _rechecked(source, index, cache):
+            return from_cache(record, cache, rechecked=True), index
+        if source is None or isinstance(source, UnpackedLayer):
+            return from_cache(record, cache, rechecked=False), index
+    assert source is not None, "a layer neither cached nor in the store"
+    return _read_source(source, step, cache)
+
+
+def _rechecked(source: LayerSource, index: _native.LayerIndex, cache: LayerCache) -> bool:
+    """Whether ``source`` is what the cached ``index`` was verified from."""
+    if isinstance(source, StoredLayer):
+        return directory_unchanged(cache, source.diff_id, source.directory)
+    if isinstance(source, BlobLayer):
+        try:
+            blob = source.open()
+            try:
+                return blob_sha256(blob) == index.compressed_sha256
+            finally:
+                if not isinstance(blob, str):
+                    blob.close()
+        except OSError:
+            return False
+    return False
 
 
 def _read_source(
@@ -146,7 +189,7 @@ def _read_source(
     else:
         raise TypeError(f"not a readable layer source: {source!r}")
     if cache is not None and record.verified:
-        cache.put(source.diff_id, index)
+        remember(cache, source.diff_id, index, source.directory)
     return record, index
 
 

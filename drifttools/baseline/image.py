@@ -30,6 +30,7 @@ from drifttools.baseline.oci import (
     parse_json,
     resolve_image,
 )
+from drifttools.baseline.verification import CACHE, from_cache, remember
 from drifttools.errors import DigestMismatch, ImageError, ImageNotFound, LayerCorrupt
 from drifttools.models import Descriptor, ImageIndex, ImageRef, Layer
 from drifttools.progress import Progress, ProgressEvent, Stage, no_progress
@@ -47,6 +48,9 @@ class BlobSource(Protocol):
     def read_bytes(self, name: str, limit: int = ...) -> bytes: ...
     def read_layer(self, name: str) -> _native.LayerIndex: ...
     def size(self, name: str) -> int: ...
+    def blob_sha256(self, name: str) -> str:
+        """SHA-256 (hex) of the blob's bytes as they are now (to re-check a cached layer)."""
+        ...
 
 
 class ImageFormat(Protocol):
@@ -103,7 +107,8 @@ def load_image(
     ``ref`` picks one image from an archive that holds several; ``platform``
     (``linux/arm64``) one manifest from a multi-platform index, the host's by
     default. With a ``cache``, a layer already indexed and verified on this
-    machine is not read again.
+    machine is not indexed again: its blob is only hashed, to check that it is
+    the bytes the cache verified (see :mod:`drifttools.baseline.verification`).
     """
     return index_image(
         open_blobs(Path(path)), ref=ref, platform=platform, cache=cache, progress=progress
@@ -178,16 +183,6 @@ def verified_layer(
     return Layer(diff_id, digest, media_type, stored, step, not problems, source, tuple(problems))
 
 
-def cached_layer(
-    cache: LayerCache | None, diff_id: str, media_type: str, size: int, step: str | None
-) -> tuple[Layer, _native.LayerIndex] | None:
-    """The layer from the cache, if a verified index of ``diff_id`` is there."""
-    index = cache.get(diff_id) if cache is not None else None
-    if index is None:
-        return None
-    return Layer(diff_id, None, media_type, size, step, True, "cache"), index
-
-
 def require_verified(index: ImageIndex) -> None:
     """Raise :class:`DigestMismatch` naming the first digest that did not match."""
     problems = [*index.problems, *(p for layer in index.layers for p in layer.problems)]
@@ -198,14 +193,14 @@ def require_verified(index: ImageIndex) -> None:
 def _load_layer(
     blobs: BlobSource, blob: _LayerBlob, diff_id: str, step: str | None, cache: LayerCache | None
 ) -> tuple[Layer, _native.LayerIndex]:
-    size = blob.size if blob.size is not None else blobs.size(blob.name)
-    hit = cached_layer(cache, diff_id, blob.media_type, size, step)
-    if hit is not None:
-        return hit
-    try:
-        index = blobs.read_layer(blob.name)
-    except LayerCorrupt as exc:
-        raise LayerCorrupt(f"{blobs.location}: layer {diff_id}: {exc}") from exc
+    cached = cache.get(diff_id) if cache is not None else None
+    if cached is not None and blobs.blob_sha256(blob.name) == cached.compressed_sha256:
+        index, source = cached, CACHE  # this input's blob is the bytes the cache verified
+    else:
+        try:
+            index, source = blobs.read_layer(blob.name), blobs.source_kind
+        except LayerCorrupt as exc:
+            raise LayerCorrupt(f"{blobs.location}: layer {diff_id}: {exc}") from exc
     layer = verified_layer(
         index,
         diff_id=diff_id,
@@ -213,10 +208,12 @@ def _load_layer(
         media_type=blob.media_type,
         size=blob.size,
         step=step,
-        source=blobs.source_kind,
+        source=source,
     )
-    if cache is not None and layer.verified:
-        cache.put(diff_id, index)
+    if cache is not None and source == CACHE:
+        layer = from_cache(layer, cache, rechecked=True)
+    elif cache is not None and layer.verified:
+        remember(cache, diff_id, index)
     return layer, index
 
 

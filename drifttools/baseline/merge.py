@@ -11,6 +11,10 @@ OCI rules applied here (image-spec, "Applying Changesets"):
 * An entry replaces what lower layers had at its path; a directory over a
   directory keeps the children, anything else drops them.
 * A hardlink takes the content of its target, in this layer or a lower one.
+
+A member whose name (or hardlink target) would land outside the layer's root on extraction
+(``..`` components, an absolute name) is kept out of the merged view, whiteouts included,
+and listed in the errors: the layer's reader flags it (:data:`UNSAFE`).
 """
 
 from __future__ import annotations
@@ -24,6 +28,9 @@ from drifttools.models import BaselineEntry, ErrorRecord, FileFacts
 
 WHITEOUT_PREFIX = ".wh."
 OPAQUE_MARKER = ".wh..wh..opq"
+
+#: How the layer reader's error for a member named outside the layer's root begins.
+UNSAFE = ("unsafe path in archive: ", "unsafe hardlink target in archive: ")
 
 _IMPLICIT_DIR = FileFacts(kind="dir", mode=0o755, uid=0, gid=0, size=0, mtime_ns=0)
 
@@ -120,7 +127,15 @@ def apply_layer(
 ) -> None:
     """Apply one layer's entries on top of ``tree``; problems go to ``errors``."""
     paths, kinds = layer.paths(), layer.kinds()
-    special = [i for i, path in enumerate(paths) if WHITEOUT_PREFIX in path]
+    flagged: dict[int, str] = {}
+    if layer.error_count:  # entries are only built when some carry an error
+        flagged = {i: entry.error for i, entry in enumerate(layer) if entry.error}
+    unsafe = {i for i, error in flagged.items() if error.startswith(UNSAFE)}
+    for i in sorted(unsafe):
+        errors.append(
+            ErrorRecord(paths[i], f"layer {index}: {flagged[i]}; kept out of the baseline")
+        )
+    special = [i for i, path in enumerate(paths) if WHITEOUT_PREFIX in path and i not in unsafe]
     for i in special:
         if is_opaque_marker(paths[i]):
             tree.clear(posixpath.dirname(paths[i]))
@@ -128,15 +143,14 @@ def apply_layer(
         target = whiteout_target(paths[i])
         if target is not None:
             tree.remove(target)
-    skip = set(special)
-    flagged = {i for i, entry in enumerate(layer) if entry.error} if layer.error_count else set()
-    unusual = skip | flagged
+    skip = set(special) | unsafe
+    unusual = skip | flagged.keys()
     put = tree.put
     for i, (path, kind) in enumerate(zip(paths, kinds, strict=True)):
         if i in unusual:
             if i in skip:
                 continue
-            errors.append(ErrorRecord(path, f"layer {index}: {layer[i].error}"))
+            errors.append(ErrorRecord(path, f"layer {index}: {flagged[i]}"))
         if kind == "hardlink":
             target = layer[i].target or ""
             linked = tree.entries.get(target)

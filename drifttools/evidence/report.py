@@ -7,8 +7,10 @@ validated against it.
 
 from __future__ import annotations
 
+import gc
 import json
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import fields, is_dataclass
 from functools import cache
 from importlib import resources
@@ -24,6 +26,7 @@ SCHEMA_ID = "drifttools.report/v1"
 
 
 def facts_to_dict(facts: FileFacts) -> dict[str, Any]:
+    xattrs = facts.xattrs
     return {
         "type": facts.kind,
         "mode": f"{facts.mode:04o}",
@@ -33,7 +36,7 @@ def facts_to_dict(facts: FileFacts) -> dict[str, Any]:
         "mtime": rfc3339_ns(facts.mtime_ns),
         "sha256": facts.sha256,
         "target": facts.target,
-        "xattrs": {name: value.hex() for name, value in sorted(facts.xattrs.items())},
+        "xattrs": {name: value.hex() for name, value in sorted(xattrs.items())} if xattrs else {},
         "rdev": f"{facts.rdev[0]}:{facts.rdev[1]}" if facts.rdev else None,
         "ctime": rfc3339_ns(facts.ctime_ns),
         "btime": rfc3339_ns(facts.btime_ns),
@@ -120,24 +123,53 @@ def layer_to_dict(layer: Layer) -> dict[str, Any]:
         "size": layer.size,
         "verified": layer.verified,
         "source": layer.source,
+        "verified_at": layer.verified_at,
         "created_by": layer.created_by,
         "problems": list(layer.problems),
     }
 
 
+_SCALARS = (str, int, float, type(None))
+
+
 def plain(value: Any) -> Any:
     """A dataclass (or container of them) as JSON-native data: dicts, lists, scalars."""
-    if is_dataclass(value) and not isinstance(value, type):
-        return {f.name: plain(getattr(value, f.name)) for f in fields(value)}
-    if isinstance(value, Mapping):
+    if isinstance(value, _SCALARS):  # bool is an int; the cheap checks first
+        return value
+    if type(value) is dict or isinstance(value, Mapping):
         return {str(k): plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [plain(v) for v in value]
+    if is_dataclass(value) and not isinstance(value, type):
+        return {name: plain(getattr(value, name)) for name in _field_names(type(value))}
     return value
+
+
+@cache
+def _field_names(kind: type) -> tuple[str, ...]:
+    return tuple(f.name for f in fields(kind))
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector: a big report is millions of new, acyclic dicts
+    and lists, and collecting while they are built would take as long as building them."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def report_to_dict(report: DriftReport) -> dict[str, Any]:
     """The whole report as JSON-ready data."""
+    with _collector_paused():
+        return _report_to_dict(report)
+
+
+def _report_to_dict(report: DriftReport) -> dict[str, Any]:
     return {
         "schema": SCHEMA_ID,
         "tool": {"name": "drifttools", "version": __version__},
@@ -170,22 +202,26 @@ def report_to_dict(report: DriftReport) -> dict[str, Any]:
     }
 
 
+#: One encoder for every item (``json.dumps`` with options builds a new one per call).
+_encode = json.JSONEncoder(ensure_ascii=False).encode
+
+
 def report_to_json(report: DriftReport, indent: int | None = 2) -> str:
     """The report as JSON. With ``indent``, each top-level field on its own lines and each
     item of a list field (a change, a process...) on one line of its own: readable, diffable
     with line tools, and encoded by the fast C encoder (``json`` has none for indented output)."""
     data = report_to_dict(report)
     if indent is None:
-        return json.dumps(data, ensure_ascii=False)
+        return _encode(data)
     pad = " " * indent
     fields = []
     for key, value in data.items():
-        name = json.dumps(key)
+        name = _encode(key)
         if isinstance(value, list) and value:
-            items = f",\n{pad}{pad}".join(json.dumps(item, ensure_ascii=False) for item in value)
+            items = f",\n{pad}{pad}".join(map(_encode, value))
             fields.append(f"{pad}{name}: [\n{pad}{pad}{items}\n{pad}]")
         else:
-            fields.append(f"{pad}{name}: {json.dumps(value, ensure_ascii=False)}")
+            fields.append(f"{pad}{name}: {_encode(value)}")
     return "{\n" + ",\n".join(fields) + "\n}"
 
 
@@ -193,9 +229,9 @@ def report_to_jsonl(report: DriftReport) -> Iterator[str]:
     """JSON Lines: a header record (everything but the changes), then one line per change."""
     data = report_to_dict(report)
     changes = data.pop("changes")
-    yield json.dumps({"record": "report", **data}, ensure_ascii=False)
+    yield _encode({"record": "report", **data})
     for change in changes:
-        yield json.dumps({"record": "change", **change}, ensure_ascii=False)
+        yield _encode({"record": "change", **change})
 
 
 @cache

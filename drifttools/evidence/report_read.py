@@ -169,6 +169,7 @@ def _layer(data: Mapping[str, Any]) -> Layer:
         verified=data["verified"],
         source=data.get("source", "archive"),
         problems=tuple(data.get("problems", ())),
+        verified_at=data.get("verified_at"),
     )
 
 

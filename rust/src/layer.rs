@@ -769,6 +769,7 @@ mod tests {
         w.header(b"sparse", b'S', 5, b"", |_| {});
         w.data(b"12345");
         w.file(b"after", b"ok");
+        w.file(b"/etc/absolute", b"x");
         let li = read(&w.finish()).unwrap();
         let t = &li.entries;
         assert_eq!(t.get(0).unwrap().rec.size, 1000);
@@ -782,7 +783,10 @@ mod tests {
         assert_eq!(t.get(3).unwrap().error(), Some("unsupported: GNU sparse"));
         assert!(t.get(3).unwrap().rec.sha().is_none());
         assert_eq!(t.get(4).unwrap().rec.sha(), Some(&sha(b"ok")));
-        assert_eq!(t.error_count(), 3);
+        let a = t.get(5).unwrap();
+        assert_eq!(a.path, b"/etc/absolute");
+        assert_eq!(a.error(), Some("unsafe path in archive: /etc/absolute"));
+        assert_eq!(t.error_count(), 4);
     }
 
     fn err_text(r: Result<LayerIndex, LayerError>) -> String {

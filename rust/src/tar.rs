@@ -486,7 +486,8 @@ pub fn parse_recording(
 
         let (path, dotdot) = normalize(&raw_path);
         let mut errors: Vec<String> = Vec::new();
-        if dotdot {
+        // ".." or an absolute name: an extractor would write outside the layer's root
+        if dotdot || (raw_path.first() == Some(&b'/') && !path.is_empty()) {
             errors.push(format!(
                 "unsafe path in archive: {}",
                 escape_path(&raw_path)

@@ -69,7 +69,10 @@ class CheckpointArchive:
             return _native.read_layer(handle).entries
 
     def deleted(self) -> list[str]:
+        """The paths of ``deleted.files``; :class:`RootfsError` when it is not a list."""
         found = self.json("deleted.files") or []
+        if not isinstance(found, list):
+            raise RootfsError(f"{self.path}: deleted.files is not a JSON list")
         return ["/" + str(p).strip("/") for p in found if str(p).strip("/")]
 
     def processes(self) -> list[dict[str, int]]:
@@ -146,8 +149,20 @@ class CheckpointRuntime:
         self.image = Path(image) if image else None
 
     def resolve(self, reference: str = "") -> ContainerInfo:
+        """The container the archive holds. :class:`RootfsError` when its ``config.dump``
+        or ``spec.dump`` is not the JSON object a checkpoint holds."""
+        try:
+            return self._resolve()
+        except (AttributeError, TypeError, ValueError) as exc:  # a field of another shape
+            raise RootfsError(
+                f"{self.archive.path}: config.dump / spec.dump malformed: {exc}"
+            ) from exc
+
+    def _resolve(self) -> ContainerInfo:
         config = self.archive.json("config.dump") or {}
         spec = self.archive.json("spec.dump") or {}
+        if not isinstance(config, dict) or not isinstance(spec, dict):
+            raise TypeError("not a JSON object")
         return ContainerInfo(
             runtime="offline",
             id=str(config.get("id", "")),

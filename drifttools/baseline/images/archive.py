@@ -6,6 +6,7 @@ import tarfile
 from pathlib import Path
 
 from drifttools import _native
+from drifttools.baseline.verification import blob_sha256
 from drifttools.errors import ImageError, ImageNotFound
 
 
@@ -57,6 +58,10 @@ class ArchiveBlobs:
 
     def size(self, name: str) -> int:
         return self._locate(name)[1]
+
+    def blob_sha256(self, name: str) -> str:
+        offset, size = self._locate(name)
+        return blob_sha256(self._path, offset, size)
 
     def _locate(self, name: str) -> tuple[int, int]:
         try:

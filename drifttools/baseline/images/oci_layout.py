@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from drifttools import _native
+from drifttools.baseline.verification import blob_sha256
 from drifttools.errors import ImageError, ImageNotFound
 
 
@@ -35,6 +36,9 @@ class DirectoryBlobs:
 
     def size(self, name: str) -> int:
         return self._existing(name).stat().st_size
+
+    def blob_sha256(self, name: str) -> str:
+        return blob_sha256(self._existing(name))
 
     def _file(self, name: str) -> Path:
         path = (self._root / name).resolve()

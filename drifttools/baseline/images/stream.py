@@ -87,3 +87,8 @@ class StreamedBlobs:
 
     def size(self, name: str) -> int:
         return self._sizes[name]
+
+    def blob_sha256(self, name: str) -> str:
+        """Hashed as the stream passed (a member that is no layer has none: ``""``)."""
+        layer = self._layers.get(name)
+        return layer.compressed_sha256 if layer is not None else ""

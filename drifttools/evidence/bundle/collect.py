@@ -26,7 +26,7 @@ from typing import Any
 from drifttools.acquisition.content import ContentReader, ContentUnavailable
 from drifttools.acquisition.guard import opened_exe
 from drifttools.errors import BundleError
-from drifttools.evidence.bundle.actions import ActionLog, now
+from drifttools.evidence.bundle.actions import SEALING, STARTED, ActionLog, now
 from drifttools.evidence.bundle.layout import (
     ACQUISITION,
     ACTIONS,
@@ -283,10 +283,11 @@ class BundleWriter:
         if output.exists() or output.is_symlink():
             raise BundleError(f"{output}: already exists")
         self.digest_file = output.with_name(output.name + ".sha256")
-        output.parent.mkdir(parents=True, exist_ok=True)
+        if not output.parent.is_dir():
+            raise BundleError(f"{output}: no such directory {output.parent}")
         self.started = now()
         self.log = ActionLog()
-        self.log.add("bundle started", reference=reference, output=str(output))
+        self.log.add(STARTED, reference=reference, output=str(output))
         self.executables: list[dict[str, Any]] = []
         self.mountinfo: bytes | None = None
         self._entered: set[Stage] = set()
@@ -350,7 +351,7 @@ class BundleWriter:
         under its final name. ``context`` is added to the acquisition record (a scan puts
         its node summary there)."""
         self.collect(report, snapshot, baseline, acquisition, verify, context)
-        return self.seal("acquisition record written; sealing")
+        return self.seal()
 
     def collect(
         self,
@@ -425,12 +426,13 @@ class BundleWriter:
         staging.write(ACQUISITION, canonical_json(record))
         self._collected = (report, tuple(skipped))
 
-    def seal(self, entry: str = "sealing") -> BundleResult:
-        """Log ``entry``, write the action log, seal every member, and move the bundle
-        under its final name (after :meth:`collect`)."""
+    def seal(self) -> BundleResult:
+        """Log the last entry (:data:`SEALING`, which ``verify`` expects at the end of the
+        chain), write the action log, seal every member, and move the bundle under its final
+        name (after :meth:`collect`)."""
         assert self._collected is not None, "collect() comes first"
         report, skipped = self._collected
-        self.log.add(entry)
+        self.log.add(SEALING)
         self.staging.write(ACTIONS, self.log.data())
         members = seal_members(self.staging.root, self.signer)
         self._progress(ProgressEvent(Stage.SEAL))

@@ -42,9 +42,13 @@ class Bundle:
         self.evidence: dict[str, Any] = self._json(EVIDENCE)
         self.image: dict[str, Any] = self._json(IMAGE)
         self.inspect: dict[str, Any] = self._json(INSPECT)
-        document = {**self._json(REPORT), **self.acquisition.get("report", {})}
-        report = report_from_dict(document)
-        self.report: DriftReport = _with_extra_facts(report, self._json(FACTS))
+        try:
+            document = {**self._json(REPORT), **self.acquisition.get("report", {})}
+            report = _with_extra_facts(report_from_dict(document), self._json(FACTS))
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+            # sealed, yet not what drifttools writes: an unsigned bundle rewritten by hand
+            raise BundleCorrupt(f"{path}: {REPORT} is not a report v1 document: {exc!r}") from exc
+        self.report: DriftReport = report
 
     def _json(self, name: str) -> Any:
         if name not in self._members.spans:

@@ -7,7 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from drifttools.errors import BundleError
+from drifttools.evidence.bundle.actions import chain_head
 from drifttools.evidence.bundle.layout import (
+    ACTIONS,
     FORMAT,
     MANIFEST,
     SIGNATURE,
@@ -28,8 +30,10 @@ def write_digest_file(stage: Path, final: Path, digest: str, name: str) -> None:
 
 
 def seal(root: Path, signer: Any) -> int:
-    """Write ``manifest.json`` (and its signature) over every member staged under ``root``."""
+    """Write ``manifest.json`` (and its signature) over every member staged under ``root``,
+    the action log's chain head included."""
     members = sorted(files_under(root))
+    actions = root / ACTIONS
     manifest: dict[str, Any] = {
         "format": FORMAT,
         "algorithm": "sha256",
@@ -41,6 +45,7 @@ def seal(root: Path, signer: Any) -> int:
             }
             for name in members
         ],
+        "actions": chain_head(actions.read_bytes()) if actions.is_file() else None,
         "signature": None,
     }
     if signer is not None:

@@ -2,8 +2,8 @@
 
 The tar framing (canonical headers, padding, trailer) or the directory's files; that
 ``manifest.json`` is in canonical form and names exactly the members present; every
-member's SHA-256 and size; blob names against their content; the signature; the
-``<bundle>.sha256`` file beside it.
+member's SHA-256 and size; blob names against their content; the action log's hash chain
+and its head against the manifest's; the signature; the ``<bundle>.sha256`` file beside it.
 """
 
 from __future__ import annotations
@@ -15,7 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from drifttools.errors import BundleError
+from drifttools.evidence.bundle.actions import check_chain
 from drifttools.evidence.bundle.layout import (
+    ACTIONS,
     BLOBS,
     FORMAT,
     MANIFEST,
@@ -49,7 +51,9 @@ def verify_bundle(path: str | Path, *, public_key: str | Path | None = None) -> 
     Checked: the tar framing (canonical headers, padding, trailer) or the
     directory's files; that ``manifest.json`` is in canonical form and names
     exactly the members present; every member's SHA-256 and size; blob names
-    against their content; the signature when present (against ``public_key``,
+    against their content; the action log's hash chain (sequence numbers, each
+    line naming the digest of the one before, the opening and sealing lines) and its
+    head against the one the manifest records; the signature when present (against ``public_key``,
     a PEM Ed25519 public key, when given; a bundle that is not signed fails when
     a key is given); ``<bundle>.sha256`` beside it when present.
     """
@@ -62,6 +66,10 @@ def verify_bundle(path: str | Path, *, public_key: str | Path | None = None) -> 
         signed = bool(manifest and manifest.get("signature"))
         if manifest is not None:
             _check_members(members, manifest, problems)
+            if ACTIONS in members.spans:
+                problems += check_chain(members.read(ACTIONS), manifest.get("actions"), ACTIONS)
+            else:
+                problems.append(f"{ACTIONS}: missing")
             _check_signature(members, manifest, expected_key, problems)
         elif expected_key is not None:
             problems.append("signature: cannot be checked without a manifest")

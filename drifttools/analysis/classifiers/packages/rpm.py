@@ -13,7 +13,7 @@ from __future__ import annotations
 import sqlite3
 import struct
 import tempfile
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from pathlib import Path
 
 from drifttools.analysis.classifiers.packages.database import Database, Owned, Side, own_listed
@@ -66,7 +66,8 @@ def read_blobs(database: bytes, wal: bytes | None) -> list[bytes]:
             (Path(directory) / "rpmdb.sqlite-wal").write_bytes(wal)
         db = sqlite3.connect(path)
         try:
-            return [bytes(row[0]) for row in db.execute("SELECT blob FROM Packages")]
+            rows = db.execute("SELECT blob FROM Packages")
+            return [row[0] for row in rows if isinstance(row[0], bytes)]  # not bytes(<int>)
         finally:
             db.close()
 
@@ -88,6 +89,11 @@ def read_database(side: Side, changed: Collection[str]) -> Database | None:
     except sqlite3.Error as exc:
         side.notes.append(f"the {side.name}'s {path} is not an rpm sqlite database: {exc}")
         return None
+    return database_of(side, path, blobs)
+
+
+def database_of(side: Side, path: str, blobs: Iterable[bytes]) -> Database:
+    """The packages of the header ``blobs`` read from ``side``'s database at ``path``."""
     db = Database("rpm")
     for blob in blobs:
         try:
@@ -118,16 +124,28 @@ def read_database(side: Side, changed: Collection[str]) -> Database | None:
     return db
 
 
+def _ints(tags: dict[int, list[str] | list[int]], tag: int) -> list[int]:
+    """An int32 tag's values; empty when the header stores that tag as another type."""
+    values = tags.get(tag, [])
+    return [v for v in values if isinstance(v, int)] if len(values) else []
+
+
+def _strings(tags: dict[int, list[str] | list[int]], tag: int) -> list[str]:
+    """A string tag's values; empty when the header stores that tag as another type."""
+    values = tags.get(tag, [])
+    return [v for v in values if isinstance(v, str)] if len(values) else []
+
+
 def _own_files(db: Database, side: Side, key: str, tags: dict[int, list[str] | list[int]]) -> None:
-    names, directories = tags.get(_BASENAMES, []), tags.get(_DIRNAMES, [])
-    indexes, digests = tags.get(_DIRINDEXES, []), tags.get(_DIGESTS, [])
-    flags = tags.get(_FLAGS, [])
-    algorithm = _ALGORITHMS.get(int(_first(tags, _ALGO) or 1))
+    names, directories = _strings(tags, _BASENAMES), _strings(tags, _DIRNAMES)
+    indexes, digests = _ints(tags, _DIRINDEXES), _strings(tags, _DIGESTS)
+    flags = _ints(tags, _FLAGS)
+    algorithm = _ALGORITHMS.get(next(iter(_ints(tags, _ALGO)), 1))
     for position, name in enumerate(names):
-        if position >= len(indexes) or not 0 <= int(indexes[position]) < len(directories):
+        if position >= len(indexes) or not 0 <= indexes[position] < len(directories):
             continue
-        path = f"{directories[int(indexes[position])]}{name}"
-        digest = str(digests[position]) if position < len(digests) else ""
+        path = f"{directories[indexes[position]]}{name}"
+        digest = digests[position] if position < len(digests) else ""
         recorded = (algorithm, digest) if digest and algorithm else None
-        conffile = position < len(flags) and bool(int(flags[position]) & _CONFIG)
+        conffile = position < len(flags) and bool(flags[position] & _CONFIG)
         own_listed(db, side, path, Owned(key, recorded, conffile=conffile))
