@@ -196,6 +196,7 @@ def test_report_keeps_every_promise(rogue: dict, tmp_path: Path) -> None:
     # the payload 2000 directories down is listed and hashed like any file
     leaf = "/deep" + "/d" * DEPTH + "/leaf"
     assert changes[leaf]["sha256"] is not None
+    assert changes[leaf]["magic"] == "ASCII text", changes[leaf]  # its content was read too
     assert not [e for e in report["errors"] if "too long" in e["reason"]]
     # hostile names: escaped by the documented rule in JSON, never raw on a terminal
     assert f"/{RED}" in changes

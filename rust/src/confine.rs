@@ -221,8 +221,10 @@ pub fn open_in_root(
     if comps.is_empty() {
         return open_final(rootfd, c".", flags & !libc::O_NOFOLLOW);
     }
-    if use_openat2.load(Ordering::Relaxed) {
-        let rel = cstring(&comps.join(&b'/'))?;
+    let rel = comps.join(&b'/');
+    // openat2 takes at most PATH_MAX bytes; a deeper path is walked component by component
+    if use_openat2.load(Ordering::Relaxed) && rel.len() < libc::PATH_MAX as usize {
+        let rel = cstring(&rel)?;
         // With O_PATH|O_NOFOLLOW openat2 would return a trailing symlink
         // itself; without O_NOFOLLOW RESOLVE_NO_SYMLINKS refuses it (ELOOP).
         let f = if flags & libc::O_PATH != 0 {
@@ -413,5 +415,31 @@ mod tests {
             let e = open_in_root(rf.0, b"/nope", reg, &flag).unwrap_err();
             assert_eq!(errno(&e), libc::ENOENT);
         }
+    }
+
+    #[test]
+    fn paths_longer_than_path_max() {
+        let d = tempfile::tempdir().unwrap();
+        let mut fd = root(d.path());
+        let name = [b'n'; 200];
+        let cname = CString::new(&name[..]).unwrap();
+        let mut path = Vec::new();
+        for _ in 0..30 {
+            assert_eq!(unsafe { libc::mkdirat(fd.0, cname.as_ptr(), 0o755) }, 0);
+            fd = openat(fd.0, &cname, libc::O_PATH | libc::O_DIRECTORY).unwrap();
+            path.push(b'/');
+            path.extend_from_slice(&name);
+        }
+        assert!(path.len() > libc::PATH_MAX as usize);
+        let rf = root(d.path());
+        let got = open_in_root(
+            rf.0,
+            &path,
+            libc::O_PATH | libc::O_DIRECTORY,
+            &AtomicBool::new(true),
+        )
+        .unwrap();
+        let (a, b) = (fstat(got.0).unwrap(), fstat(fd.0).unwrap());
+        assert_eq!((a.st_dev, a.st_ino), (b.st_dev, b.st_ino));
     }
 }
