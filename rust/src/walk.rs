@@ -1,12 +1,18 @@
 //! Safe, parallel snapshot of a directory tree.
 //!
 //! Every open is confined to the root: directories are opened from the root
-//! fd with `openat2(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS |
-//! RESOLVE_NO_SYMLINKS)` (or a component-by-component `O_PATH|O_NOFOLLOW`
-//! walk where openat2 is missing), files with a single component relative to
-//! such a directory fd and `O_NOFOLLOW`. Symlinks are read, never followed;
-//! FIFOs, sockets and devices are never opened; files and directories are
-//! opened with `O_NOATIME`.
+//! fd (or, more than [`DEEP_REL`] bytes of path down, from an ancestor's fd,
+//! so depth is unlimited) with `openat2(RESOLVE_IN_ROOT |
+//! RESOLVE_NO_MAGICLINKS | RESOLVE_NO_SYMLINKS)` (or a component-by-component
+//! `O_PATH|O_NOFOLLOW` walk where openat2 is missing). Every other entry is
+//! first taken as an `O_PATH|O_NOFOLLOW` handle (one component relative to
+//! its directory fd) and checked on that fd; only a regular file is then
+//! reopened for reading, through `/proc/self/fd`, so whatever a racing
+//! process renames into place, no FIFO, socket or device is ever opened.
+//! Symlinks are read, never followed. The walk goes through a private
+//! read-only `noatime` view of the root ([`crate::view`]): no atime changes,
+//! symlinks' included; without it files and directories are opened with
+//! `O_NOATIME`, and a refused `O_NOATIME` is recorded, never retried without.
 
 use crate::confine::{
     cvt, errno, fstat, open_in_root, openat, path_handle, proc_fds, reopen_regular, Fd,
