@@ -174,7 +174,8 @@ def test_swap_race_never_opens_a_device_or_fifo(rogue: dict, tmp_path: Path) -> 
 
 def test_report_keeps_every_promise(rogue: dict, tmp_path: Path) -> None:
     upper: Path = rogue["upper"]
-    links = [upper / "canary-abs", upper / "tmp" / "canary-up"]
+    shm = Path(f"/proc/{rogue['pid']}/root/dev/shm/canary")  # the container's tmpfs
+    links = [upper / "canary-abs", upper / "tmp" / "canary-up", shm]
     for link in links:
         os.utime(link, (OLD, OLD), follow_symlinks=False)
     trace = tmp_path / "trace"
@@ -187,10 +188,11 @@ def test_report_keeps_every_promise(rogue: dict, tmp_path: Path) -> None:
     # no host byte reached the report; the canary and the symlinks kept their atimes
     assert rogue["secret"] not in result.stdout
     assert rogue["canary"].stat().st_atime == OLD
-    assert [link.lstat().st_atime for link in links] == [OLD, OLD]
+    assert [link.lstat().st_atime for link in links] == [OLD, OLD, OLD]
     assert not any("atime" in note for note in report["notes"]), report["notes"]
     changes = {change["path"]: change for change in report["changes"]}
     assert changes["/canary-abs"]["target"] == str(rogue["canary"])
+    assert changes["/dev/shm/canary"]["target"] == str(rogue["canary"])
     assert changes["/nodes/disk"]["type"] == "block"
     assert changes["/nodes/fifo"]["type"] == "fifo"
     # the payload 2000 directories down is listed and hashed like any file
