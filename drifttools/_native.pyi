@@ -140,6 +140,12 @@ class Tree:
     @property
     def error_count(self) -> int:
         """Number of entries whose :attr:`Entry.error` is not ``None``."""
+    @property
+    def atime_exception(self) -> str | None:
+        """For a :func:`walk` that could not read through its private read-only
+        ``noatime`` view (no ``CAP_SYS_ADMIN``, a kernel before 5.12): the sentence
+        saying symlink atimes may have changed, for the report's notes. ``None``
+        otherwise (and for trees not from a walk)."""
     def paths(self) -> list[str]:
         """Every entry's path, in order, in one call (no Entry objects made)."""
     def kinds(self) -> list[str]:
@@ -203,12 +209,20 @@ def walk(
 
     Safety: never leaves ``root`` (every open is confined with
     ``openat2(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_SYMLINKS)`` or a
-    single ``O_NOFOLLOW`` component relative to a confined directory fd);
-    symlinks are recorded with their target and never followed; FIFOs, sockets
-    and devices are never opened; files and directories are opened with
-    ``O_NOATIME`` (atimes stay unchanged; reading a symlink may update the
-    link's own atime); nothing is written. A bad entry never stops the walk:
-    it is recorded with :attr:`Entry.error`.
+    single ``O_NOFOLLOW`` component relative to a confined directory fd; a
+    directory more than 1 KiB of path below its base fd becomes the base of its
+    descendants, so depth is unlimited); symlinks are recorded with their target
+    and never followed; FIFOs, sockets and devices are never opened: every entry
+    is first taken as an ``O_PATH | O_NOFOLLOW`` handle, checked on that fd, and
+    only a regular file is reopened for reading, through ``/proc/self/fd``
+    (``O_NONBLOCK``); nothing is written. Atimes: the walk reads through a
+    private detached clone of ``root``'s mount tree made read-only, ``noatime``
+    and ``nodev`` (for ``/proc/<pid>/root``, cloned inside that pid's mount
+    namespace), so no atime changes, symlinks' included. Without it
+    (:attr:`Tree.atime_exception` says why) files and directories are opened
+    with ``O_NOATIME``, a refused ``O_NOATIME`` (not our file) is an error, never
+    retried without it, and reading a symlink may update the link's own atime.
+    A bad entry never stops the walk: it is recorded with :attr:`Entry.error`.
 
     ``subpath``: a directory inside ``root`` to walk instead of ``root`` itself
     (``"/dev/shm"``, escaped text form; ``".."`` is clamped at ``root``).

@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
 
-from drifttools.acquisition.rootfs import read_rootfs
+from drifttools.acquisition.rootfs import atime_notes, read_rootfs
 from drifttools.acquisition.runtime import Runtime, runtime_for
 from drifttools.acquisition.runtimes.checkpoint import CheckpointRuntime
 from drifttools.acquisition.snapshot import ProcessHook, add_hardlink_siblings, take_snapshot
@@ -174,7 +174,12 @@ def read_acquired(
         name=rootfs.name,
         details={"source": state.source, "method": state.method, "view": state.view},
     )
-    return Snapshot(target=target, acquired_at=acquired_at, filesystems=(state,))
+    return Snapshot(
+        target=target,
+        acquired_at=acquired_at,
+        filesystems=(state,),
+        notes=tuple(atime_notes([state])),
+    )
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 from drifttools import _native
@@ -14,6 +15,11 @@ PSEUDO_FILESYSTEMS = ("/proc", "/sys")
 #: Files larger than this are recorded with their facts but not hashed (a sparse
 #: 1 TB file must not stall a response). Override per call.
 DEFAULT_HASH_CAP = 4 << 30
+
+
+def atime_notes(filesystems: Iterable[FilesystemState]) -> list[str]:
+    """The notes for walks that could not keep symlink atimes (see ``Tree.atime_exception``)."""
+    return [note for state in filesystems if (note := state.tree.atime_exception)]
 
 
 def read_rootfs(

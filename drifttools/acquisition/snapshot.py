@@ -32,7 +32,7 @@ from drifttools.acquisition.cgroups import container_pids
 from drifttools.acquisition.guard import RootGuard
 from drifttools.acquisition.mounts import data_mounts, parse_mountinfo
 from drifttools.acquisition.processes import read_processes
-from drifttools.acquisition.rootfs import DEFAULT_HASH_CAP, PSEUDO_FILESYSTEMS
+from drifttools.acquisition.rootfs import DEFAULT_HASH_CAP, PSEUDO_FILESYSTEMS, atime_notes
 from drifttools.acquisition.runtime import Runtime
 from drifttools.clock import now_rfc3339
 from drifttools.entries import join_mount
@@ -106,6 +106,7 @@ def take_snapshot(
         progress(ProgressEvent(Stage.FILESYSTEM))
         rootfs = _rootfs(info, runtime, options.method, cap, notes, guard, progress)
         filesystems = [rootfs, *mount_states]
+        notes.extend(atime_notes(filesystems))
     target = Target(
         runtime=info.runtime,
         id=info.id,

@@ -12,7 +12,9 @@ fn main() {
     for _ in 0..runs {
         let progress = Progress::default();
         let t = Instant::now();
-        let tree = walk(Path::new(&dir), &WalkOptions::default(), &progress).expect("walk");
+        let tree = walk(Path::new(&dir), &WalkOptions::default(), &progress)
+            .expect("walk")
+            .tree;
         let secs = t.elapsed().as_secs_f64();
         let bytes = progress.bytes_hashed.into_inner();
         println!("{secs:.3} s  {} entries  {bytes} bytes", tree.len());

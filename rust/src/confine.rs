@@ -56,11 +56,94 @@ pub fn openat(dirfd: RawFd, name: &CStr, flags: libc::c_int) -> io::Result<Fd> {
     }
 }
 
-/// openat() with O_NOATIME, retried without it on EPERM (not the owner).
+/// Text of the error for a file whose `O_NOATIME` open the kernel refused.
+pub const NOATIME_REFUSED: &str =
+    "not read: O_NOATIME refused (not the file's owner) and reading would change its atime";
+
+/// The error an `O_NOATIME` open gives when the kernel refuses the flag
+/// (`EPERM`: the file is not ours and we lack `CAP_FOWNER`). It is never
+/// retried without the flag: the caller records it.
+pub fn noatime_refused() -> io::Error {
+    io::Error::new(io::ErrorKind::PermissionDenied, NOATIME_REFUSED)
+}
+
+/// openat() with `O_NOATIME`; an `EPERM` becomes [`noatime_refused`], never a
+/// retry without the flag.
 pub fn openat_noatime(dirfd: RawFd, name: &CStr, flags: libc::c_int) -> io::Result<Fd> {
-    match openat(dirfd, name, flags | libc::O_NOATIME) {
-        Err(e) if errno(&e) == libc::EPERM => openat(dirfd, name, flags),
-        r => r,
+    openat(dirfd, name, flags | libc::O_NOATIME).map_err(|e| {
+        if errno(&e) == libc::EPERM {
+            noatime_refused()
+        } else {
+            e
+        }
+    })
+}
+
+/// Decimal text of `fd` as a C string in `buf`.
+pub fn fd_name(fd: RawFd, buf: &mut [u8; 16]) -> &CStr {
+    let mut digits = [0u8; 12];
+    let mut n = fd.unsigned_abs();
+    let mut len = 0;
+    loop {
+        digits[len] = b'0' + (n % 10) as u8;
+        len += 1;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for i in 0..len {
+        buf[i] = digits[len - 1 - i];
+    }
+    buf[len] = 0;
+    CStr::from_bytes_with_nul(&buf[..=len]).expect("one NUL")
+}
+
+/// `O_PATH | O_NOFOLLOW` handle on the entry `name` of `dirfd`: it names the
+/// inode without opening it (no driver's open runs for a device, a FIFO
+/// never blocks, a symlink is the link itself).
+pub fn path_handle(dirfd: RawFd, name: &CStr) -> io::Result<Fd> {
+    openat(
+        dirfd,
+        name,
+        libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+    )
+}
+
+static PROC_FDS: std::sync::OnceLock<Option<Fd>> = std::sync::OnceLock::new();
+
+/// `O_PATH` fd of `/proc/self/fd`, opened once (None without procfs).
+pub fn proc_fds() -> Option<RawFd> {
+    PROC_FDS
+        .get_or_init(|| {
+            openat(
+                libc::AT_FDCWD,
+                c"/proc/self/fd",
+                libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+            )
+            .ok()
+        })
+        .as_ref()
+        .map(|f| f.0)
+}
+
+/// Flags of a read-only reopen of a checked regular file.
+pub const READ_FLAGS: libc::c_int =
+    libc::O_RDONLY | libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC;
+
+/// Reopen the inode of the `O_PATH` `handle` (already checked to be a regular
+/// file) for reading through `procfd` (see [`proc_fds`]), with
+/// [`READ_FLAGS`] and `noatime` (`O_NOATIME`, or 0 when the mount itself
+/// keeps atimes, see [`crate::view`]). The same inode is opened whatever
+/// happened to its name meanwhile. `O_NOATIME` refused gives
+/// [`noatime_refused`].
+pub fn reopen_regular(procfd: RawFd, handle: &Fd, noatime: libc::c_int) -> io::Result<Fd> {
+    let mut buf = [0u8; 16];
+    let via = fd_name(handle.0, &mut buf);
+    if noatime & libc::O_NOATIME != 0 {
+        openat_noatime(procfd, via, READ_FLAGS)
+    } else {
+        openat(procfd, via, READ_FLAGS)
     }
 }
 
@@ -122,7 +205,8 @@ const RESOLVE: u64 =
 /// Open `path` (any "/a/b" or "a/b" form; it is normalised with
 /// [`components`]) inside `rootfd` with `flags`, never leaving the root and
 /// never following a symlink in any component (`ELOOP`). `O_NOATIME` in
-/// `flags` is dropped on EPERM. An empty path opens the root itself.
+/// `flags` refused by the kernel gives [`noatime_refused`] (never dropped).
+/// An empty path opens the root itself.
 ///
 /// `use_openat2` is cleared (and the fallback used) when the kernel has no
 /// openat2; pass a fresh `AtomicBool::new(true)` when no state is shared.
@@ -137,11 +221,13 @@ pub fn open_in_root(
     if comps.is_empty() {
         return open_final(rootfd, c".", flags & !libc::O_NOFOLLOW);
     }
-    if use_openat2.load(Ordering::Relaxed) {
-        let rel = cstring(&comps.join(&b'/'))?;
+    let rel = comps.join(&b'/');
+    // openat2 takes at most PATH_MAX bytes; a deeper path is walked component by component
+    if use_openat2.load(Ordering::Relaxed) && rel.len() < libc::PATH_MAX as usize {
+        let rel = cstring(&rel)?;
         // With O_PATH|O_NOFOLLOW openat2 would return a trailing symlink
         // itself; without O_NOFOLLOW RESOLVE_NO_SYMLINKS refuses it (ELOOP).
-        let mut f = if flags & libc::O_PATH != 0 {
+        let f = if flags & libc::O_PATH != 0 {
             flags & !libc::O_NOFOLLOW
         } else {
             flags | libc::O_NOFOLLOW
@@ -153,7 +239,7 @@ pub fn open_in_root(
                 Err(e) => match errno(&e) {
                     libc::EINTR => {}
                     libc::EAGAIN if tries < 16 => tries += 1,
-                    libc::EPERM if f & libc::O_NOATIME != 0 => f &= !libc::O_NOATIME,
+                    libc::EPERM if f & libc::O_NOATIME != 0 => return Err(noatime_refused()),
                     libc::ENOSYS => {
                         use_openat2.store(false, Ordering::Relaxed);
                         break;
@@ -166,8 +252,8 @@ pub fn open_in_root(
     component_walk(rootfd, &comps, flags)
 }
 
-/// Final open with O_NOATIME retry; O_PATH opens are checked not to be a
-/// symlink.
+/// Final open (`O_NOATIME` as [`openat_noatime`]); O_PATH opens are checked
+/// not to be a symlink.
 fn open_final(dirfd: RawFd, name: &CStr, flags: libc::c_int) -> io::Result<Fd> {
     let fd = if flags & libc::O_NOATIME != 0 {
         openat_noatime(dirfd, name, flags & !libc::O_NOATIME)?
@@ -253,9 +339,8 @@ pub fn read_regular(root: &[u8], path: &[u8], limit: usize) -> io::Result<(Vec<u
             "not a regular file (never opened for reading)",
         ));
     }
-    let reopen = cstring(format!("/proc/self/fd/{}", handle.0).as_bytes())?;
-    let flags = libc::O_RDONLY | libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOATIME;
-    let fd = openat_noatime(libc::AT_FDCWD, &reopen, flags)?;
+    let procfd = proc_fds().ok_or_else(|| err(libc::ENOENT))?;
+    let fd = reopen_regular(procfd, &handle, libc::O_NOATIME)?;
     let size = st.st_size as u64;
     let wanted = limit.min(size as usize);
     let mut data = vec![0u8; wanted];
@@ -330,5 +415,31 @@ mod tests {
             let e = open_in_root(rf.0, b"/nope", reg, &flag).unwrap_err();
             assert_eq!(errno(&e), libc::ENOENT);
         }
+    }
+
+    #[test]
+    fn paths_longer_than_path_max() {
+        let d = tempfile::tempdir().unwrap();
+        let mut fd = root(d.path());
+        let name = [b'n'; 200];
+        let cname = CString::new(&name[..]).unwrap();
+        let mut path = Vec::new();
+        for _ in 0..30 {
+            assert_eq!(unsafe { libc::mkdirat(fd.0, cname.as_ptr(), 0o755) }, 0);
+            fd = openat(fd.0, &cname, libc::O_PATH | libc::O_DIRECTORY).unwrap();
+            path.push(b'/');
+            path.extend_from_slice(&name);
+        }
+        assert!(path.len() > libc::PATH_MAX as usize);
+        let rf = root(d.path());
+        let got = open_in_root(
+            rf.0,
+            &path,
+            libc::O_PATH | libc::O_DIRECTORY,
+            &AtomicBool::new(true),
+        )
+        .unwrap();
+        let (a, b) = (fstat(got.0).unwrap(), fstat(fd.0).unwrap());
+        assert_eq!((a.st_dev, a.st_ino), (b.st_dev, b.st_ino));
     }
 }

@@ -11,6 +11,7 @@ pub mod sha256x2;
 pub mod tar;
 pub mod tarsplit;
 pub mod text;
+pub mod view;
 pub mod walk;
 
 use entry::{EntryKind, EntryRef, Tree};
@@ -261,12 +262,21 @@ impl PyEntry {
 #[pyclass(frozen, module = "drifttools._native", name = "Tree", sequence)]
 struct PyTree {
     inner: Arc<Tree>,
+    /// For a walk without the noatime view: why, and what it means.
+    atime_exception: Option<String>,
 }
 
 #[pymethods]
 impl PyTree {
     fn __len__(&self) -> usize {
         self.inner.len()
+    }
+
+    /// None, or (for a walk that could not go through its private read-only
+    /// noatime view) the sentence saying symlink atimes may have changed.
+    #[getter]
+    fn atime_exception(&self) -> Option<String> {
+        self.atime_exception.clone()
     }
 
     fn __getitem__(&self, index: isize) -> PyResult<PyEntry> {
@@ -328,7 +338,10 @@ impl PyTree {
         let t = py
             .detach(|| Tree::from_bytes(&data))
             .map_err(|e| IndexCorrupt::new_err(format!("corrupt tree: {e}")))?;
-        Ok(PyTree { inner: Arc::new(t) })
+        Ok(PyTree {
+            inner: Arc::new(t),
+            atime_exception: None,
+        })
     }
 
     fn __repr__(&self) -> String {
@@ -377,6 +390,7 @@ impl PyLayerIndex {
                 py,
                 PyTree {
                     inner: Arc::new(tree),
+                    atime_exception: None,
                 },
             )?,
             meta: li,
@@ -487,10 +501,19 @@ fn py_walk(
         || walk::walk(&root, &opts, &counters),
     )?;
     match result {
-        Ok(tree) => {
+        Ok(walked) => {
             report(py)?;
+            let atime_exception = match walked.atime {
+                walk::AtimeGuard::View => None,
+                walk::AtimeGuard::NoAtimeFlag(why) => Some(format!(
+                    "symlink atimes may have changed: no private read-only view of {} ({why}); \
+                     files and directories were read with O_NOATIME",
+                    root.to_string_lossy()
+                )),
+            };
             Ok(PyTree {
-                inner: Arc::new(tree),
+                inner: Arc::new(walked.tree),
+                atime_exception,
             })
         }
         Err(walk::WalkError::Io(e)) => Err(os_error(&e, &root.to_string_lossy())),

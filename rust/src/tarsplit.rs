@@ -26,7 +26,10 @@
 //! stream together with the members. Every cap and error is decided by
 //! the assembler in line order, so the result does not depend on timing.
 
-use crate::confine::{components, errno, fstat, open_in_root, openat, Fd};
+use crate::confine::{
+    components, errno, fstat, open_in_root, openat, path_handle, proc_fds, reopen_regular, Fd,
+    READ_FLAGS,
+};
 use crate::crc64::Crc64;
 use crate::hash::read_fd;
 use crate::layer::{run_pipeline, Chunk, ChunkSink, Compression, LayerIndex, LayerOptions};
@@ -268,26 +271,6 @@ fn open_problem(e: &io::Error) -> String {
     }
 }
 
-/// Decimal text of `fd` as a C string in `buf`.
-fn fd_name(fd: RawFd, buf: &mut [u8; 16]) -> &std::ffi::CStr {
-    let mut digits = [0u8; 12];
-    let mut n = fd.unsigned_abs();
-    let mut len = 0;
-    loop {
-        digits[len] = b'0' + (n % 10) as u8;
-        len += 1;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    for i in 0..len {
-        buf[i] = digits[len - 1 - i];
-    }
-    buf[len] = 0;
-    std::ffi::CStr::from_bytes_with_nul(&buf[..=len]).expect("one NUL")
-}
-
 fn kind_name(mode: libc::mode_t) -> &'static str {
     match mode & libc::S_IFMT {
         libc::S_IFDIR => "directory",
@@ -305,7 +288,7 @@ struct Root {
     fd: RawFd,
     use_openat2: AtomicBool,
     /// O_PATH fd of /proc/self/fd (None without procfs).
-    proc_fds: Option<Fd>,
+    proc_fds: Option<RawFd>,
 }
 
 /// Opens files of the layer directory, for one thread.
@@ -343,36 +326,23 @@ impl Opener<'_> {
         }
         let parent = self.parent.as_ref().map_or(root.fd, |(_, fd)| fd.0);
         let cname = CString::new(*last).map_err(|_| "cannot open: NUL in name".to_string())?;
-        let p = openat(
-            parent,
-            &cname,
-            libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-        )
-        .map_err(|e| open_problem(&e))?;
+        let p = path_handle(parent, &cname).map_err(|e| open_problem(&e))?;
         let st = fstat(p.0).map_err(|e| format!("cannot open: {}", describe(&e)))?;
         match st.st_mode & libc::S_IFMT {
             libc::S_IFREG => {}
             libc::S_IFLNK => return Err(open_problem(&io::Error::from_raw_os_error(libc::ELOOP))),
             _ => return Err(format!("not a regular file ({})", kind_name(st.st_mode))),
         }
-        let read_flags = libc::O_RDONLY | libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC;
-        let fd = match &root.proc_fds {
-            Some(procfd) => {
-                let mut buf = [0u8; 16];
-                let via = fd_name(p.0, &mut buf);
-                match openat(procfd.0, via, read_flags | libc::O_NOATIME) {
-                    Err(e) if errno(&e) == libc::EPERM => openat(procfd.0, via, read_flags),
-                    r => r,
-                }
-                .map_err(|e| format!("cannot open: {}", describe(&e)))?
-            }
+        let fd = match root.proc_fds {
+            Some(procfd) => reopen_regular(procfd, &p, libc::O_NOATIME)
+                .map_err(|e| format!("cannot open: {}", describe(&e)))?,
             None => {
                 // no procfs: open the name again (still confined, O_NONBLOCK)
                 // and check it is the same regular file
                 let fd = open_in_root(
                     root.fd,
                     name,
-                    read_flags | libc::O_NOATIME,
+                    READ_FLAGS | libc::O_NOATIME,
                     &root.use_openat2,
                 )
                 .map_err(|e| open_problem(&e))?;
@@ -862,16 +832,7 @@ pub fn read_tar_split(
     let root = Root {
         fd: layer_dir.0,
         use_openat2: AtomicBool::new(true),
-        proc_fds: if procfs_disabled() {
-            None
-        } else {
-            openat(
-                libc::AT_FDCWD,
-                c"/proc/self/fd",
-                libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
-            )
-            .ok()
-        },
+        proc_fds: if procfs_disabled() { None } else { proc_fds() },
     };
     let (work, work_rx) = sync_channel::<Group>(WINDOW_GROUPS);
     let work_rx = Mutex::new(work_rx);

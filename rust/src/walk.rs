@@ -1,16 +1,25 @@
 //! Safe, parallel snapshot of a directory tree.
 //!
 //! Every open is confined to the root: directories are opened from the root
-//! fd with `openat2(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS |
-//! RESOLVE_NO_SYMLINKS)` (or a component-by-component `O_PATH|O_NOFOLLOW`
-//! walk where openat2 is missing), files with a single component relative to
-//! such a directory fd and `O_NOFOLLOW`. Symlinks are read, never followed;
-//! FIFOs, sockets and devices are never opened; files and directories are
-//! opened with `O_NOATIME`.
+//! fd (or, more than [`DEEP_REL`] bytes of path down, from an ancestor's fd,
+//! so depth is unlimited) with `openat2(RESOLVE_IN_ROOT |
+//! RESOLVE_NO_MAGICLINKS | RESOLVE_NO_SYMLINKS)` (or a component-by-component
+//! `O_PATH|O_NOFOLLOW` walk where openat2 is missing). Every other entry is
+//! first taken as an `O_PATH|O_NOFOLLOW` handle (one component relative to
+//! its directory fd) and checked on that fd; only a regular file is then
+//! reopened for reading, through `/proc/self/fd`, so whatever a racing
+//! process renames into place, no FIFO, socket or device is ever opened.
+//! Symlinks are read, never followed. The walk goes through a private
+//! read-only `noatime` view of the root ([`crate::view`]): no atime changes,
+//! symlinks' included; without it files and directories are opened with
+//! `O_NOATIME`, and a refused `O_NOATIME` is recorded, never retried without.
 
-use crate::confine::{cvt, errno, fstat, open_in_root, openat, openat_noatime, Fd};
+use crate::confine::{
+    cvt, errno, fstat, open_in_root, openat, path_handle, proc_fds, reopen_regular, Fd,
+};
 use crate::entry::{EntryKind, Extra, Rec, Tree, Xattr, F_ATIME, F_BTIME, F_CTIME, F_WALK};
 use crate::hash::{hash_fd, AlignedBuf};
+use crate::view::noatime_view;
 use rayon::prelude::*;
 use std::cell::RefCell;
 use std::collections::HashSet;
@@ -21,7 +30,7 @@ use std::os::fd::RawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// Options of [`walk`].
 #[derive(Clone, Debug, Default)]
@@ -44,6 +53,29 @@ pub struct WalkOptions {
     #[doc(hidden)]
     /// Test hook: pretend openat2 is missing.
     pub force_no_openat2: bool,
+    #[doc(hidden)]
+    /// Test hook: walk without the noatime view (as without `CAP_SYS_ADMIN`).
+    pub force_no_view: bool,
+}
+
+/// How a walk kept atimes unchanged.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AtimeGuard {
+    /// Everything was read through a private read-only `noatime` view of
+    /// the root ([`crate::view`]): no atime changed, symlinks' included.
+    View,
+    /// The view could not be made (the reason is given): files and
+    /// directories were opened with `O_NOATIME`, but reading a symlink may
+    /// have updated the link's atime.
+    NoAtimeFlag(String),
+}
+
+/// The result of [`walk`].
+#[derive(Debug)]
+pub struct Walked {
+    /// Entries sorted by path bytes.
+    pub tree: Tree,
+    pub atime: AtimeGuard,
 }
 
 /// Shared counters, readable while a walk runs; `cancel` stops it.
@@ -72,8 +104,11 @@ impl From<io::Error> for WalkError {
     }
 }
 
-const REG_FLAGS: libc::c_int =
-    libc::O_RDONLY | libc::O_NONBLOCK | libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NOCTTY;
+/// Bytes of path below a directory fd after which a directory's own fd
+/// becomes the base its descendants are opened from: the walk is never
+/// limited by `PATH_MAX`, and only about one fd per this many bytes of
+/// depth is held open.
+const DEEP_REL: usize = 1024;
 const READ_BUF: usize = 256 * 1024;
 const DENTS_BUF: usize = 64 * 1024;
 /// Entries of one directory handled by one task.
@@ -310,6 +345,11 @@ fn with_bufs<R>(f: impl FnOnce(&mut Bufs) -> R) -> R {
 
 struct Ctx<'a> {
     rootfd: RawFd,
+    /// `O_NOATIME`, or 0 when the walk goes through a noatime view (the
+    /// mount keeps every atime, see [`crate::view`]).
+    noatime: libc::c_int,
+    /// `/proc/self/fd`: regular files are reopened through it.
+    procfd: Option<RawFd>,
     root_dev: u64,
     opts: &'a WalkOptions,
     exclude: HashSet<Vec<u8>>,
@@ -322,6 +362,10 @@ struct Ctx<'a> {
 struct DirJob {
     /// "/a/b"; empty for the root.
     path: Vec<u8>,
+    /// Directory `path[rel..]` is opened from (None: the root), so that no
+    /// open needs more than [`DEEP_REL`] bytes of path, however deep.
+    base: Option<Arc<Fd>>,
+    rel: usize,
     /// Stat seen while listing the parent (None for the root).
     rec: Option<Rec>,
 }
@@ -395,11 +439,11 @@ impl Ctx<'_> {
         self.progress.cancel.load(Ordering::Relaxed)
     }
 
-    fn open_dir(&self, path: &[u8]) -> io::Result<Fd> {
+    fn open_dir(&self, base: Option<&Fd>, rel: &[u8]) -> io::Result<Fd> {
         open_in_root(
-            self.rootfd,
-            path,
-            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOATIME,
+            base.map_or(self.rootfd, |f| f.0),
+            rel,
+            libc::O_RDONLY | libc::O_DIRECTORY | self.noatime,
             &self.have_openat2,
         )
     }
@@ -424,7 +468,7 @@ impl Ctx<'_> {
         let is_root = job.rec.is_none();
         let mut own = Tree::new();
         let mut extra = Extra::default();
-        let dir = match self.open_dir(&job.path) {
+        let dir = match self.open_dir(job.base.as_deref(), &job.path[job.rel..]) {
             Ok(fd) => fd,
             Err(e) => {
                 if is_root {
@@ -466,11 +510,21 @@ impl Ctx<'_> {
             self.emit(own, 0);
         }
         let n = listing.spans.len();
+        let dir = Arc::new(dir);
+        let (base, rel) = if job.path.len() - job.rel > DEEP_REL {
+            (Some(&dir), job.path.len() + 1)
+        } else {
+            (job.base.as_ref(), job.rel)
+        };
         let run = |range: std::ops::Range<usize>| {
             let mut subdirs = Vec::new();
             let (t, bytes) = with_bufs(|b| {
                 self.process_entries(dir.0, &job.path, &listing, range, &mut b.read, &mut subdirs)
             });
+            for sub in &mut subdirs {
+                sub.base = base.cloned();
+                sub.rel = rel;
+            }
             self.emit(t, bytes);
             subdirs
         };
@@ -486,7 +540,6 @@ impl Ctx<'_> {
                     a
                 })
         };
-        drop(dir);
         for sub in subdirs {
             scope.spawn(move |s| self.process_dir(s, sub));
         }
@@ -550,6 +603,8 @@ impl Ctx<'_> {
                     } else {
                         subdirs.push(DirJob {
                             path: path.clone(),
+                            base: None,
+                            rel: 0,
                             rec: Some(rec),
                         });
                         continue;
@@ -576,14 +631,14 @@ impl Ctx<'_> {
 
     /// Fast path for a DT_REG listing entry. Returns None when the entry must
     /// go through the generic statx-by-name path (not a regular file any
-    /// more, or it could not be opened for a reason other than vanishing).
+    /// more, or no handle on it for a reason other than vanishing).
     fn try_regular(
         &self,
         dirfd: RawFd,
         name: &CStr,
         buf: &mut AlignedBuf,
     ) -> Option<(Rec, Extra, u64)> {
-        let fd = match openat_noatime(dirfd, name, REG_FLAGS) {
+        let handle = match path_handle(dirfd, name) {
             Ok(fd) => fd,
             Err(e) if errno(&e) == libc::ENOENT => {
                 let x = Extra {
@@ -594,22 +649,28 @@ impl Ctx<'_> {
             }
             Err(_) => return None,
         };
-        // The open just looked the name up, which brought fresh attributes;
-        // DONT_SYNC keeps a FUSE mount (fuse-overlayfs's merged view) from
-        // asking its daemon again, a round trip per file (no-op on local
-        // filesystems). A size that moved meanwhile still shows as
-        // "changed during walk" after the read.
-        let st = statx_at(fd.0, c"", libc::AT_EMPTY_PATH | libc::AT_STATX_DONT_SYNC).ok()?;
+        // The lookup just brought fresh attributes; DONT_SYNC keeps a FUSE
+        // mount (fuse-overlayfs's merged view) from asking its daemon again,
+        // a round trip per file (no-op on local filesystems). A size that
+        // moved meanwhile still shows as "changed during walk" after the read.
+        let st = statx_at(
+            handle.0,
+            c"",
+            libc::AT_EMPTY_PATH | libc::AT_STATX_DONT_SYNC,
+        )
+        .ok()?;
         if st.stx_mode as u32 & libc::S_IFMT != libc::S_IFREG {
             return None;
         }
         let mut rec = rec_from_statx(&st);
         let mut x = Extra::default();
-        let n = self.hash_open_file(&fd, &mut rec, &mut x, buf);
+        let n = self.read_handle(&handle, &mut rec, &mut x, buf);
         Some((rec, x, n))
     }
 
-    /// Open, verify and hash one regular file. Returns bytes hashed.
+    /// Hash the regular file `name` whose statx gave `rec`: a handle is
+    /// taken on the name, checked to be that very regular file, and only
+    /// then read. Returns bytes hashed.
     fn hash_file(
         &self,
         dirfd: RawFd,
@@ -618,17 +679,14 @@ impl Ctx<'_> {
         x: &mut Extra,
         buf: &mut AlignedBuf,
     ) -> u64 {
-        let fd = match openat_noatime(dirfd, name, REG_FLAGS) {
+        let handle = match path_handle(dirfd, name) {
             Ok(fd) => fd,
             Err(e) => {
-                x.error = Some(match errno(&e) {
-                    libc::ELOOP | libc::ENXIO | libc::ENOTDIR => "changed during walk".into(),
-                    _ => describe(&e).into(),
-                });
+                x.error = Some(describe(&e).into());
                 return 0;
             }
         };
-        match fstat(fd.0) {
+        match fstat(handle.0) {
             Ok(st) if st.st_mode & libc::S_IFMT == libc::S_IFREG && same_file(&st, rec) => {}
             Ok(_) => {
                 x.error = Some("changed during walk".into());
@@ -639,7 +697,25 @@ impl Ctx<'_> {
                 return 0;
             }
         }
-        self.hash_open_file(&fd, rec, x, buf)
+        self.read_handle(&handle, rec, x, buf)
+    }
+
+    /// Reopen the checked regular file behind `handle` for reading (through
+    /// `/proc/self/fd`: a device, FIFO or socket is never opened, whatever
+    /// replaced the name) and hash it. Returns bytes hashed.
+    fn read_handle(&self, handle: &Fd, rec: &mut Rec, x: &mut Extra, buf: &mut AlignedBuf) -> u64 {
+        let Some(procfd) = self.procfd else {
+            x.error =
+                Some("not read: /proc is not mounted (files are opened only through it)".into());
+            return 0;
+        };
+        match reopen_regular(procfd, handle, self.noatime) {
+            Ok(fd) => self.hash_open_file(&fd, rec, x, buf),
+            Err(e) => {
+                x.error = Some(describe(&e).into());
+                0
+            }
+        }
     }
 
     /// xattrs, size cap and hash of a verified regular file. Returns bytes hashed.
@@ -699,7 +775,7 @@ pub fn normalize_exclude(p: &[u8]) -> Vec<u8> {
 }
 
 /// Snapshot the tree under `root`. Entries are sorted by path bytes.
-pub fn walk(root: &Path, opts: &WalkOptions, progress: &Progress) -> Result<Tree, WalkError> {
+pub fn walk(root: &Path, opts: &WalkOptions, progress: &Progress) -> Result<Walked, WalkError> {
     let croot = CString::new(root.as_os_str().as_bytes())
         .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
     let rootfd = openat(
@@ -724,8 +800,22 @@ pub fn walk(root: &Path, opts: &WalkOptions, progress: &Progress) -> Result<Tree
             libc::ENOTDIR,
         )));
     }
+    let (rootfd, atime) = if opts.force_no_view {
+        (rootfd, AtimeGuard::NoAtimeFlag("disabled".into()))
+    } else {
+        match noatime_view(rootfd.0, croot.as_bytes()) {
+            Ok(view) => (view, AtimeGuard::View),
+            Err(e) => (rootfd, AtimeGuard::NoAtimeFlag(describe(&e))),
+        }
+    };
     let ctx = Ctx {
         rootfd: rootfd.0,
+        noatime: if atime == AtimeGuard::View {
+            0
+        } else {
+            libc::O_NOATIME
+        },
+        procfd: proc_fds(),
         root_dev: libc::makedev(root_st.stx_dev_major, root_st.stx_dev_minor),
         opts,
         exclude: opts.exclude.iter().map(|p| normalize_exclude(p)).collect(),
@@ -747,6 +837,8 @@ pub fn walk(root: &Path, opts: &WalkOptions, progress: &Progress) -> Result<Tree
                 s,
                 DirJob {
                     path: Vec::new(),
+                    base: None,
+                    rel: 0,
                     rec: None,
                 },
             )
@@ -766,7 +858,7 @@ pub fn walk(root: &Path, opts: &WalkOptions, progress: &Progress) -> Result<Tree
     pool.install(|| tree.par_sort_by_path());
     drop(pool);
     tree.shrink_to_fit();
-    Ok(tree)
+    Ok(Walked { tree, atime })
 }
 
 #[cfg(test)]
@@ -778,7 +870,7 @@ mod tests {
     use std::os::unix::fs::{symlink, PermissionsExt};
 
     fn run(root: &Path, opts: &WalkOptions) -> Tree {
-        walk(root, opts, &Progress::default()).unwrap()
+        walk(root, opts, &Progress::default()).unwrap().tree
     }
 
     fn find<'a>(t: &'a Tree, p: &[u8]) -> EntryRef<'a> {
@@ -895,6 +987,8 @@ mod tests {
             let root = openat(libc::AT_FDCWD, &cpath(r), libc::O_PATH | libc::O_DIRECTORY).unwrap();
             let ctx = Ctx {
                 rootfd: root.0,
+                noatime: libc::O_NOATIME,
+                procfd: proc_fds(),
                 root_dev: 0,
                 opts: &opts,
                 exclude: HashSet::new(),
@@ -903,8 +997,8 @@ mod tests {
                 have_openat2: AtomicBool::new(!no2),
                 root_error: Mutex::new(None),
             };
-            assert!(ctx.open_dir(b"/evil").is_err());
-            assert!(ctx.open_dir(b"/evil/ssl").is_err());
+            assert!(ctx.open_dir(None, b"/evil").is_err());
+            assert!(ctx.open_dir(None, b"/evil/ssl").is_err());
         }
     }
 
@@ -929,7 +1023,7 @@ mod tests {
             match walk(r, &opts, &Progress::default()) {
                 Err(WalkError::Subpath(e)) => errno(&e),
                 Err(e) => panic!("{sp:?}: other error {e:?}"),
-                Ok(t) => panic!("{sp:?}: walked {} entries", t.len()),
+                Ok(w) => panic!("{sp:?}: walked {} entries", w.tree.len()),
             }
         };
         for no2 in [false, true] {
@@ -1027,6 +1121,135 @@ mod tests {
     }
 
     #[test]
+    fn depth_is_unlimited() {
+        // 2000 levels of "d": 4000 bytes of path, more than PATH_MAX below.
+        let d = tempfile::tempdir().unwrap();
+        let base = cpath(d.path());
+        let mut fd = openat(libc::AT_FDCWD, &base, libc::O_DIRECTORY).unwrap();
+        for _ in 0..2000 {
+            assert_eq!(unsafe { libc::mkdirat(fd.0, c"d".as_ptr(), 0o755) }, 0);
+            fd = openat(fd.0, c"d", libc::O_DIRECTORY).unwrap();
+        }
+        let w = unsafe {
+            libc::openat(
+                fd.0,
+                c"leaf".as_ptr(),
+                libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC,
+                0o644,
+            )
+        };
+        assert!(w >= 0);
+        assert_eq!(unsafe { libc::write(w, b"hidden".as_ptr().cast(), 6) }, 6);
+        unsafe { libc::close(w) };
+        let leaf: Vec<u8> = b"/d".repeat(2000).into_iter().chain(*b"/leaf").collect();
+        for no2 in [false, true] {
+            let t = run(
+                d.path(),
+                &WalkOptions {
+                    force_no_openat2: no2,
+                    ..Default::default()
+                },
+            );
+            assert_eq!(t.len(), 2001);
+            assert_eq!(t.error_count(), 0);
+            assert_eq!(
+                find(&t, &leaf).rec.sha().unwrap().as_slice(),
+                Sha256::digest(b"hidden").as_slice()
+            );
+        }
+        // rm -r of a tree deeper than PATH_MAX needs fds too
+        let mut fd = openat(libc::AT_FDCWD, &base, libc::O_DIRECTORY).unwrap();
+        let mut chain = Vec::new();
+        for _ in 0..2000 {
+            let next = openat(fd.0, c"d", libc::O_DIRECTORY).unwrap();
+            chain.push(fd);
+            fd = next;
+        }
+        unsafe { libc::unlinkat(fd.0, c"leaf".as_ptr(), 0) };
+        while let Some(parent) = chain.pop() {
+            assert_eq!(
+                unsafe { libc::unlinkat(parent.0, c"d".as_ptr(), libc::AT_REMOVEDIR) },
+                0
+            );
+        }
+    }
+
+    #[test]
+    fn symlink_atimes_kept_by_the_view() {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path();
+        fs::create_dir(r.join("sub")).unwrap();
+        symlink("/etc/passwd", r.join("sub/lnk")).unwrap();
+        let old = [
+            libc::timespec {
+                tv_sec: 1_000_000,
+                tv_nsec: 0,
+            },
+            libc::timespec {
+                tv_sec: 1_000_000,
+                tv_nsec: 0,
+            },
+        ];
+        let lnk = cpath(&r.join("sub/lnk"));
+        let age = || unsafe {
+            libc::utimensat(
+                libc::AT_FDCWD,
+                lnk.as_ptr(),
+                old.as_ptr(),
+                libc::AT_SYMLINK_NOFOLLOW,
+            )
+        };
+        assert_eq!(age(), 0);
+        let w = walk(r, &WalkOptions::default(), &Progress::default()).unwrap();
+        assert_eq!(w.atime, AtimeGuard::View);
+        assert_eq!(
+            find(&w.tree, b"/sub/lnk").target(),
+            Some(&b"/etc/passwd"[..])
+        );
+        assert_eq!(atime_of(&r.join("sub/lnk")).0, 1_000_000);
+        // without the view the kernel updates it: the exception is reported
+        let opts = WalkOptions {
+            force_no_view: true,
+            ..Default::default()
+        };
+        let w = walk(r, &opts, &Progress::default()).unwrap();
+        assert!(matches!(w.atime, AtimeGuard::NoAtimeFlag(_)));
+        assert_ne!(atime_of(&r.join("sub/lnk")).0, 1_000_000);
+    }
+
+    #[test]
+    fn noatime_refused_is_recorded_not_retried() {
+        // Without the view, a file we may read but do not own cannot be
+        // opened with O_NOATIME: it is reported, never read without it.
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path();
+        fs::set_permissions(r, fs::Permissions::from_mode(0o755)).unwrap();
+        fs::write(r.join("theirs"), b"t").unwrap();
+        fs::set_permissions(r.join("theirs"), fs::Permissions::from_mode(0o644)).unwrap();
+        if unsafe { libc::geteuid() } != 0 {
+            return;
+        }
+        let opts = WalkOptions {
+            threads: 1,
+            thread_start: Some(drop_privileges),
+            force_no_view: true,
+            ..Default::default()
+        };
+        // the root directory itself is not ours either: the walk says so
+        match walk(r, &opts, &Progress::default()) {
+            Err(WalkError::Io(e)) => assert_eq!(e.to_string(), crate::confine::NOATIME_REFUSED),
+            other => panic!("{other:?}"),
+        }
+        let opts = WalkOptions {
+            threads: 1,
+            thread_start: Some(drop_privileges),
+            ..Default::default()
+        };
+        let t = run(r, &opts);
+        assert!(find(&t, b"/theirs").rec.sha().is_some());
+    }
+
+    #[test]
     fn vanished_entry() {
         let d = tempfile::tempdir().unwrap();
         let r = d.path();
@@ -1034,6 +1257,8 @@ mod tests {
         let root = openat(libc::AT_FDCWD, &cpath(r), libc::O_PATH | libc::O_DIRECTORY).unwrap();
         let ctx = Ctx {
             rootfd: root.0,
+            noatime: libc::O_NOATIME,
+            procfd: proc_fds(),
             root_dev: 0,
             opts: &opts,
             exclude: HashSet::new(),
@@ -1047,7 +1272,7 @@ mod tests {
             spans: vec![(0, 4)],
             types: vec![libc::DT_UNKNOWN],
         };
-        let dir = ctx.open_dir(b"").unwrap();
+        let dir = ctx.open_dir(None, b"").unwrap();
         let mut buf = AlignedBuf::new(4096);
         let mut subs = Vec::new();
         let (t, _) = ctx.process_entries(dir.0, b"", &listing, 0..1, &mut buf, &mut subs);
