@@ -320,6 +320,35 @@ class ImageManifest:
     problems: tuple[str, ...] = ()  # documents that did not hash to their digest
 
 
+@dataclass(frozen=True, slots=True)
+class LogSource:
+    """One log file of a container on the host, as its runtime names it (never read here)."""
+
+    path: str  # host path
+    format: str  # json-file | local (Docker's log drivers) | cri (containerd/Kubernetes)
+    aliases: tuple[str, ...] = ()  # host symlinks naming it (``/var/log/containers/...``)
+
+
+@dataclass(frozen=True, slots=True)
+class LogRecord:
+    """A log file of the container as it was read: its digest, size and time range.
+
+    The entries stay in the file (a bundle keeps its bytes); the report says what it is.
+    """
+
+    path: str  # host path (escaped by the path rule)
+    format: str  # json-file | local | cri
+    rotated: bool  # a rotated file (``.1``, ``.gz``, ``0.log.2026...``), not the current one
+    compressed: bool  # gzip
+    size: int  # bytes as stored
+    sha256: str | None  # of the bytes as stored; None when unreadable
+    entries: int | None = None  # log entries (lines) counted while read
+    first_at: str | None = None  # RFC 3339 UTC of the first entry
+    last_at: str | None = None  # RFC 3339 UTC of the last entry
+    aliases: tuple[str, ...] = ()
+    reason: str | None = None  # why it could not be read (fully)
+
+
 @dataclass(frozen=True)
 class ContainerInfo:
     """What a runtime knows of a container: ids, image, state, storage, posture.
@@ -345,6 +374,7 @@ class ContainerInfo:
     namespace: str | None = None  # the engine's namespace (containerd); None where none
     lower_dirs: tuple[str, ...] = ()  # the snapshot's overlay lower dirs on the host, top first
     image_manifest: ImageManifest | None = None  # as the engine's content store resolves it
+    logs: tuple[LogSource, ...] = ()  # its log files on the host (current and rotated)
 
     @property
     def running(self) -> bool:
@@ -420,6 +450,7 @@ class Snapshot:
     finished_at: str | None = None
     container: ContainerInfo | None = None  # the runtime's record, raw JSON included
     root_guard: GuardedRoot | None = None  # ties /proc/<pid>/root to the container's process
+    logs: tuple[LogRecord, ...] = ()  # the container's log files, read from the host
 
 
 @dataclass(frozen=True, slots=True)
@@ -604,6 +635,7 @@ class DriftReport:
     packages: tuple[PackageRecord, ...] = ()
     notes: tuple[str, ...] = ()
     classification: Mapping[str, Any] | None = None  # engine, rule set, rule problems
+    logs: tuple[LogRecord, ...] = ()  # the container's log files, summarized
 
     @property
     def has_drift(self) -> bool:

@@ -30,6 +30,7 @@ from typing import Any
 from drifttools import _native
 from drifttools.acquisition.cgroups import container_pids
 from drifttools.acquisition.guard import RootGuard
+from drifttools.acquisition.logs import read_logs
 from drifttools.acquisition.mounts import data_mounts, parse_mountinfo
 from drifttools.acquisition.processes import read_processes
 from drifttools.acquisition.rootfs import DEFAULT_HASH_CAP, PSEUDO_FILESYSTEMS
@@ -83,7 +84,7 @@ def take_snapshot(
 
     Order of volatility (RFC 3227): processes and sockets, then ``after_processes``
     (when given), mounts, the mounts the container writes to (tmpfs first: memory),
-    then the root filesystem.
+    the container's log files on the host (rotation removes them), then the root filesystem.
     """
     acquired_at = now_rfc3339()
     notes: list[str] = []
@@ -103,6 +104,8 @@ def take_snapshot(
         progress(ProgressEvent(Stage.MOUNTS))
         cap = options.hash_max_size
         mount_states = _mount_states(info, mounts, cap, errors, guard, progress)
+        progress(ProgressEvent(Stage.LOGS, 0, len(info.logs)))
+        logs = read_logs(info.logs)
         progress(ProgressEvent(Stage.FILESYSTEM))
         rootfs = _rootfs(info, runtime, options.method, cap, notes, guard, progress)
         filesystems = [rootfs, *mount_states]
@@ -130,6 +133,7 @@ def take_snapshot(
         finished_at=now_rfc3339(),
         container=info,
         root_guard=guard,
+        logs=logs,
     )
 
 

@@ -162,6 +162,7 @@ def report_to_dict(report: DriftReport) -> dict[str, Any]:
         ],
         "errors": [{"path": e.path, "reason": e.reason} for e in report.errors],
         "notes": list(report.notes),
+        "logs": [plain(log) for log in report.logs],
         **(
             {"classification": plain(report.classification)}
             if report.classification is not None

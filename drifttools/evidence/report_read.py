@@ -24,6 +24,7 @@ from drifttools.models import (
     Finding,
     ImageRef,
     Layer,
+    LogRecord,
     MountPoint,
     OpenFile,
     PackageRecord,
@@ -202,4 +203,10 @@ def report_from_dict(data: Mapping[str, Any]) -> DriftReport:
         packages=tuple(_package(p) for p in data.get("packages", ())),
         notes=tuple(data.get("notes", ())),
         classification=data.get("classification"),
+        logs=tuple(_log(log) for log in data.get("logs", ())),
     )
+
+
+def _log(data: Mapping[str, Any]) -> LogRecord:
+    found = _known(LogRecord, data)
+    return LogRecord(**{**found, "aliases": tuple(found.get("aliases", ()))})
