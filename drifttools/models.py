@@ -84,6 +84,8 @@ class FileFacts:
     btime_ns: int | None = None
     inode: int | None = None
     nlink: int | None = None
+    md5: str | None = None  # regular files, read with the SHA-256 (unless opted out)
+    sha1: str | None = None
 
     @property
     def capabilities(self) -> bytes | None:
@@ -138,6 +140,8 @@ def facts_from_entry(entry: Entry) -> FileFacts:
         btime_ns=entry.btime_ns,
         inode=entry.inode,
         nlink=entry.nlink,
+        md5=entry.md5,
+        sha1=entry.sha1,
     )
 
 
@@ -529,6 +533,8 @@ class ProcessRecord:
     magic: str | None = None  # libmagic's description of the executable
     content: Mapping[str, Any] = field(default_factory=dict)  # ELF facts of the executable
     yara: tuple[Mapping[str, Any], ...] = ()  # YARA matches on the executable's bytes
+    exe_md5: str | None = None  # read with exe_sha256 (unless opted out)
+    exe_sha1: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,8 @@ from pathlib import Path
 
 BUSYBOX = Path("/bin/busybox")  # Debian's busybox-static, installed by scripts/setup
 BUSYBOX_SHA256 = hashlib.sha256(BUSYBOX.read_bytes()).hexdigest()
+BUSYBOX_MD5 = hashlib.md5(BUSYBOX.read_bytes()).hexdigest()
+BUSYBOX_SHA1 = hashlib.sha1(BUSYBOX.read_bytes()).hexdigest()
 MEMFD_EXEC = Path(__file__).parent / "memfd_exec.c"  # runs a program from a memfd
 
 

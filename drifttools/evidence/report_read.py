@@ -61,6 +61,8 @@ def facts_from_dict(data: Mapping[str, Any]) -> FileFacts:
         size=data["size"],
         mtime_ns=ns_from_rfc3339(data["mtime"]) or 0,
         sha256=data.get("sha256"),
+        md5=data.get("md5"),
+        sha1=data.get("sha1"),
         target=data.get("target"),
         xattrs={name: bytes.fromhex(value) for name, value in (data.get("xattrs") or {}).items()},
         rdev=major_minor,  # type: ignore[arg-type]

@@ -453,6 +453,7 @@ class BundleWriter:
                 "env_values": acquisition.env_values,
                 "verify": verify,
                 "hash_max_size": acquisition.hash_max_size,
+                "legacy_hashes": acquisition.legacy_hashes,
                 "max_file_size": options.max_file_size,
                 "max_total_size": options.max_total_size,
                 "form": "directory" if options.directory else "tar",
