@@ -598,6 +598,30 @@ class PackageRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class ContentDiff:
+    """What changed inside a modified regular file, against the image's version of it.
+
+    ``text``: both sides are UTF-8 text without NUL bytes, and ``unified`` is a bounded
+    unified diff (image ``a/``, container ``b/``) whose every line has its control and
+    bidi characters escaped (:func:`drifttools.text.printable`). ``binary``: a byte-level
+    summary instead. ``unavailable``: a side could not be read, or is over the size cap;
+    ``reason`` says which.
+    """
+
+    kind: str  # text | binary | unavailable
+    size_before: int
+    size_after: int
+    unified: str | None = None  # text: the diff, at most the line and byte caps
+    truncated: bool = False  # text: the diff was cut at a cap
+    lines_added: int | None = None  # text: of the whole diff, also when truncated
+    lines_removed: int | None = None
+    common_prefix: int | None = None  # binary: bytes equal from the start
+    common_suffix: int | None = None  # binary: bytes equal at the end (not overlapping)
+    bytes_differing: int | None = None  # binary: positions below both sizes that differ
+    reason: str | None = None  # unavailable: why
+
+
+@dataclass(frozen=True, slots=True)
 class Change:
     """One drifted path, with the facts before (image) and after (container)."""
 
@@ -615,6 +639,7 @@ class Change:
     findings: tuple[Finding, ...] = ()  # why it has its severity (classification)
     content: Mapping[str, Any] = field(default_factory=dict)  # ELF/script facts, errors
     provenance: Provenance | None = None  # the package that owns the path (classification)
+    diff: ContentDiff | None = None  # modified regular files: against the image's bytes
 
     @property
     def facts(self) -> FileFacts:

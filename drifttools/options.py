@@ -23,6 +23,11 @@ from typing import Literal
 
 from drifttools.acquisition.rootfs import DEFAULT_HASH_CAP, Hashing
 from drifttools.analysis.classifiers.yara import DEFAULT_ENGINE, DEFAULT_MAX_SCAN, DEFAULT_TIMEOUT
+from drifttools.analysis.content_diff import (
+    DEFAULT_DIFF_MAX_BYTES,
+    DEFAULT_DIFF_MAX_LINES,
+    DEFAULT_DIFF_MAX_SIZE,
+)
 from drifttools.baseline.cache import DEFAULT_CACHE, LayerCache
 
 #: How a live container's filesystem can be read (see :mod:`drifttools.acquisition.snapshot`).
@@ -100,6 +105,10 @@ class ClassifyOptions:
     max_scan_size: int = DEFAULT_MAX_SCAN  # bytes of one file read and scanned at most
     allow: Sequence[str | Path] = ()  # allowlist files ([IMAGE-GLOB] PATH-GLOB a line)
     cache_dir: Path | None = None  # compiled rule sets are kept here when given
+    diffs: bool = True  # a text diff (or a byte summary) of each modified regular file
+    diff_max_size: int = DEFAULT_DIFF_MAX_SIZE  # bytes of either side, at most
+    diff_max_lines: int = DEFAULT_DIFF_MAX_LINES  # lines of one diff shown, at most
+    diff_max_bytes: int = DEFAULT_DIFF_MAX_BYTES  # bytes of one diff shown, at most
 
 
 #: What the entry points classify with by default.

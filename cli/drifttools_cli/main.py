@@ -34,6 +34,7 @@ from drifttools_cli.render import (
     machine_lines,
     stdout_console,
 )
+from drifttools_cli.show import show
 
 
 def emit(report: drifttools.DriftReport, output: OutputFormat, out_file: Path | None) -> None:
@@ -230,7 +231,7 @@ def list_containers(runtime_name: str, endpoint: str | None, output: str) -> Non
         draw_containers(rows, stdout_console())
 
 
-for command in (bundle, verify, export):
+for command in (bundle, verify, export, show):
     cli.add_command(command)
 
 

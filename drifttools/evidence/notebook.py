@@ -11,7 +11,7 @@ from drifttools.text import printable
 if TYPE_CHECKING:
     import pandas
 
-    from drifttools.models import DriftReport
+    from drifttools.models import ContentDiff, DriftReport
 
 _MAX_ROWS = 500
 
@@ -72,6 +72,40 @@ def process_rows(report: DriftReport) -> list[dict[str, Any]]:
     ]
 
 
+def diff_summary(diff: ContentDiff) -> str:
+    """One line that says what a :class:`ContentDiff` holds (plain text, not escaped)."""
+    if diff.kind == "text":
+        cut = ", truncated" if diff.truncated else ""
+        return f"text: +{diff.lines_added} -{diff.lines_removed} lines{cut}"
+    if diff.kind == "binary":
+        return (
+            f"binary: {diff.size_before} -> {diff.size_after} bytes, {diff.bytes_differing}"
+            f" differ; first {diff.common_prefix} and last {diff.common_suffix} equal"
+        )
+    return f"no diff: {diff.reason}"
+
+
+def diffs_html(report: DriftReport) -> str:
+    """Each modified file's diff as a collapsible block: its path and summary, then the
+    unified diff (already escaped by the report, escaped again for HTML), lines coloured."""
+    blocks = []
+    for change in report.changes:
+        if change.diff is None:
+            continue
+        lines = []
+        for line in (change.diff.unified or "").splitlines():
+            kind = {"+": "add", "-": "del", "@": "hunk"}.get(line[:1], "ctx")
+            if line.startswith(("+++ ", "--- ")):
+                kind = "file"
+            lines.append(f'<span class="{kind}">{html.escape(line, quote=True)}</span>')
+        body = f"<pre>{chr(10).join(lines)}</pre>" if lines else ""
+        blocks.append(
+            f'<details class="diff"><summary><code>{_cell(change.path)}</code> '
+            f"{_cell(diff_summary(change.diff))}</summary>{body}</details>"
+        )
+    return "".join(blocks)
+
+
 def report_html(report: DriftReport) -> str:
     """The report as HTML for Jupyter: summary, changes (by severity), processes."""
     summary = report.summary()
@@ -96,6 +130,7 @@ def report_html(report: DriftReport) -> str:
         processes = process_rows(report)
         columns = ["pid", "ppid", "uid", "comm", "cmdline", "exe", "exe_state", "tags"]
         parts.append(_table(columns, [[r[c] for c in columns] for r in processes]))
+    parts.append(diffs_html(report))
     return '<div class="drifttools-report">' + "".join(parts) + "</div>"
 
 

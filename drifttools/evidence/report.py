@@ -86,6 +86,7 @@ def change_to_dict(change: Change, layers: tuple[Layer, ...]) -> dict[str, Any]:
         "findings": [finding_to_dict(finding) for finding in change.findings],
         "content": plain(change.content),
         "provenance": plain(change.provenance),
+        "diff": plain(change.diff),
     }
 
 

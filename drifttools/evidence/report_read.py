@@ -17,6 +17,7 @@ from typing import Any
 from drifttools.models import (
     Change,
     ChangeKind,
+    ContentDiff,
     DriftReport,
     ErrorRecord,
     Exclusion,
@@ -126,6 +127,7 @@ def _change(data: Mapping[str, Any], layer_index: Mapping[str, int]) -> Change:
         findings=tuple(_finding(f) for f in data.get("findings", ())),
         content=data.get("content") or {},
         provenance=_provenance(data.get("provenance")),
+        diff=ContentDiff(**data["diff"]) if data.get("diff") else None,
     )
 
 
