@@ -172,7 +172,8 @@ cache_dir_option = click.option(
 def export(
     source: str, fmt: str, out_file: Path | None, endpoint: str | None, cache_dir: Path | None
 ) -> None:
-    """Export SOURCE (a bundle, or a live container) as a bodyfile, Timesketch JSONL or CASE."""
+    """Export SOURCE (a bundle, or a live container) as a bodyfile, Timesketch JSONL, CASE,
+    or a standalone HTML report (severity, processes, diffs, logs, a timeline)."""
     with troubles():
         report, acquisition = report_of(source, endpoint, cache_dir)
         lines = export_lines(report, fmt, acquisition)
