@@ -364,6 +364,7 @@ __all__ = [
     "LayerIndex",
     "Tree",
     "escape_path",
+    "hash_fd",
     "read_file",
     "read_layer",
     "read_tar_split",
