@@ -118,6 +118,20 @@ def main() -> None:
         lambda: shell(f"find {tree} -type f -print0 | xargs -0 -P2 -n 1000 openssl dgst -sha256"),
     )
     python = timed("Python os.walk + hashlib", lambda: python_walk(tree))
+    print("walk + SHA-256, MD5 and SHA-1 of every file (small files)")
+    legacy = timed(
+        "drifttools native walk, legacy hashes too",
+        lambda: _native.walk(str(tree), legacy_hashes=True),
+    )
+    three_sums = timed(
+        "find | xargs -0 -P2 md5sum; sha1sum; sha256sum",
+        lambda: shell(
+            " && ".join(
+                f"find {tree} -type f -print0 | xargs -0 -P2 -n 1000 {tool} > /dev/null"
+                for tool in ("md5sum", "sha1sum", "sha256sum")
+            )
+        ),
+    )
 
     big = work / "big.bin"
     if not big.exists() or big.stat().st_size != 1 << 30:
@@ -132,6 +146,14 @@ def main() -> None:
     print("one 1 GiB file")
     native_big = timed("drifttools native walk", lambda: _native.walk(str(big_dir)))
     openssl_big = timed("openssl dgst -sha256", lambda: shell(f"openssl dgst -sha256 {big}"))
+    legacy_big = timed(
+        "drifttools native walk, legacy hashes too",
+        lambda: _native.walk(str(big_dir), legacy_hashes=True),
+    )
+    three_big = timed(
+        "md5sum; sha1sum; sha256sum",
+        lambda: shell(f"md5sum {big} && sha1sum {big} && sha256sum {big}"),
+    )
 
     layer = work / "layer.tar"
     layer_gz = work / "layer.tar.gz"
@@ -160,6 +182,13 @@ def main() -> None:
         f"openssl {args.files / openssl:,.0f}, python {args.files / python:,.0f}"
     )
     print(f"  1 GiB file vs openssl dgst            {openssl_big / native_big:6.2f}x  [>= 1.6x]")
+    print(f"  cost of MD5+SHA-1 (small files)       {legacy / native:6.2f}x the SHA-256-only walk")
+    print(
+        f"  cost of MD5+SHA-1 (1 GiB file)        {legacy_big / native_big:6.2f}x"
+        " the SHA-256-only walk"
+    )
+    print(f"  3 digests vs md5sum;sha1sum;sha256sum {three_sums / legacy:6.2f}x (small files)")
+    print(f"  3 digests vs md5sum;sha1sum;sha256sum {three_big / legacy_big:6.2f}x (1 GiB file)")
     print(f"  layer index vs Python tarfile         {python_tar / native_tar:6.2f}x  [>= 10x]")
     print(f"  gzip layer index vs zcat              {zcat / native_gz:6.2f}x  [>= 0.8x]")
     print(f"  gzip layer index vs zcat|sha256sum    {zcat_sha / native_gz:6.2f}x")

@@ -113,6 +113,13 @@ class Entry:
         """Lowercase hex SHA-256 of the full content of a regular file; ``None`` for
         other kinds or when the content was not hashed (see :attr:`error`)."""
     @property
+    def md5(self) -> str | None:
+        """Lowercase hex MD5 of the same bytes as :attr:`sha256`, read in the same pass, when
+        the walk was asked for it (``legacy_hashes=True``); ``None`` otherwise."""
+    @property
+    def sha1(self) -> str | None:
+        """Lowercase hex SHA-1, like :attr:`md5`."""
+    @property
     def error(self) -> str | None:
         """Why something could not be read, or ``None`` when all is well. Walk:
         ``"vanished"``, ``"permission denied"``, ``"over hash size cap (N bytes)"``
@@ -203,6 +210,7 @@ def walk(
     hash_max_size: int | None = None,
     threads: int = 0,
     progress: Callable[[int, int], None] | None = None,
+    legacy_hashes: bool = False,
 ) -> Tree:
     """Snapshot the tree under ``root`` (a mounted rootfs, an overlay upper dir,
     ``/proc/<pid>/root``). Entry paths are relative to ``root``, written ``"/a/b"``.
@@ -242,6 +250,8 @@ def walk(
     ``root`` (their entry gets ``error="other filesystem, not descended"``).
     ``hash_max_size``: regular files larger than this are not hashed.
     ``threads``: worker threads, 0 = number of cores.
+    ``legacy_hashes``: also the MD5 and SHA-1 of every hashed file, in the same read
+    (:attr:`Entry.md5`, :attr:`Entry.sha1`).
     ``progress``: called about every 100 ms and once at the end with
     ``(entries_so_far, bytes_hashed_so_far)`` on the calling thread; an
     exception it raises cancels the walk and is re-raised.
@@ -335,6 +345,11 @@ def read_tar_split(
     (``max_bytes`` counts reassembled bytes).
     """
 
+def hash_fd(fd: int, *, legacy_hashes: bool = False) -> tuple[str, str | None, str | None, int]:
+    """``(sha256, md5, sha1, bytes read)`` of the rest of the open file ``fd``, in one read
+    with the GIL released; MD5 and SHA-1 (lowercase hex) are ``None`` unless
+    ``legacy_hashes``. Raises ``OSError`` when it cannot be read."""
+
 def read_file(root: str, path: str, *, limit: int | None = None) -> tuple[bytes, int]:
     """Read one regular file inside ``root`` without ever leaving it.
 
@@ -364,6 +379,7 @@ __all__ = [
     "LayerIndex",
     "Tree",
     "escape_path",
+    "hash_fd",
     "read_file",
     "read_layer",
     "read_tar_split",

@@ -84,6 +84,8 @@ class FileFacts:
     btime_ns: int | None = None
     inode: int | None = None
     nlink: int | None = None
+    md5: str | None = None  # regular files, read with the SHA-256 (unless opted out)
+    sha1: str | None = None
 
     @property
     def capabilities(self) -> bytes | None:
@@ -141,6 +143,8 @@ def facts_from_entry(entry: Entry) -> FileFacts:
         btime_ns=entry.btime_ns,
         inode=entry.inode,
         nlink=entry.nlink,
+        md5=entry.md5,
+        sha1=entry.sha1,
     )
 
 
@@ -323,6 +327,35 @@ class ImageManifest:
     problems: tuple[str, ...] = ()  # documents that did not hash to their digest
 
 
+@dataclass(frozen=True, slots=True)
+class LogSource:
+    """One log file of a container on the host, as its runtime names it (never read here)."""
+
+    path: str  # host path
+    format: str  # json-file | local (Docker's log drivers) | cri (containerd/Kubernetes)
+    aliases: tuple[str, ...] = ()  # host symlinks naming it (``/var/log/containers/...``)
+
+
+@dataclass(frozen=True, slots=True)
+class LogRecord:
+    """A log file of the container as it was read: its digest, size and time range.
+
+    The entries stay in the file (a bundle keeps its bytes); the report says what it is.
+    """
+
+    path: str  # host path (escaped by the path rule)
+    format: str  # json-file | local | cri
+    rotated: bool  # a rotated file (``.1``, ``.gz``, ``0.log.2026...``), not the current one
+    compressed: bool  # gzip
+    size: int  # bytes as stored
+    sha256: str | None  # of the bytes as stored; None when unreadable
+    entries: int | None = None  # log entries (lines) counted while read
+    first_at: str | None = None  # RFC 3339 UTC of the first entry
+    last_at: str | None = None  # RFC 3339 UTC of the last entry
+    aliases: tuple[str, ...] = ()
+    reason: str | None = None  # why it could not be read (fully)
+
+
 @dataclass(frozen=True)
 class ContainerInfo:
     """What a runtime knows of a container: ids, image, state, storage, posture.
@@ -349,6 +382,7 @@ class ContainerInfo:
     lower_dirs: tuple[str, ...] = ()  # the snapshot's overlay lower dirs on the host, top first
     image_manifest: ImageManifest | None = None  # as the engine's content store resolves it
     labels: Mapping[str, str] = field(default_factory=dict)  # the engine's container labels
+    logs: tuple[LogSource, ...] = ()  # its log files on the host (current and rotated)
 
     @property
     def running(self) -> bool:
@@ -424,6 +458,7 @@ class Snapshot:
     finished_at: str | None = None
     container: ContainerInfo | None = None  # the runtime's record, raw JSON included
     root_guard: GuardedRoot | None = None  # ties /proc/<pid>/root to the container's process
+    logs: tuple[LogRecord, ...] = ()  # the container's log files, read from the host
 
 
 @dataclass(frozen=True, slots=True)
@@ -502,6 +537,8 @@ class ProcessRecord:
     magic: str | None = None  # libmagic's description of the executable
     content: Mapping[str, Any] = field(default_factory=dict)  # ELF facts of the executable
     yara: tuple[Mapping[str, Any], ...] = ()  # YARA matches on the executable's bytes
+    exe_md5: str | None = None  # read with exe_sha256 (unless opted out)
+    exe_sha1: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -565,6 +602,30 @@ class PackageRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class ContentDiff:
+    """What changed inside a modified regular file, against the image's version of it.
+
+    ``text``: both sides are UTF-8 text without NUL bytes, and ``unified`` is a bounded
+    unified diff (image ``a/``, container ``b/``) whose every line has its control and
+    bidi characters escaped (:func:`drifttools.text.printable`). ``binary``: a byte-level
+    summary instead. ``unavailable``: a side could not be read, or is over the size cap;
+    ``reason`` says which.
+    """
+
+    kind: str  # text | binary | unavailable
+    size_before: int
+    size_after: int
+    unified: str | None = None  # text: the diff, at most the line and byte caps
+    truncated: bool = False  # text: the diff was cut at a cap
+    lines_added: int | None = None  # text: of the whole diff, also when truncated
+    lines_removed: int | None = None
+    common_prefix: int | None = None  # binary: bytes equal from the start
+    common_suffix: int | None = None  # binary: bytes equal at the end (not overlapping)
+    bytes_differing: int | None = None  # binary: positions below both sizes that differ
+    reason: str | None = None  # unavailable: why
+
+
+@dataclass(frozen=True, slots=True)
 class Change:
     """One drifted path, with the facts before (image) and after (container)."""
 
@@ -582,6 +643,7 @@ class Change:
     findings: tuple[Finding, ...] = ()  # why it has its severity (classification)
     content: Mapping[str, Any] = field(default_factory=dict)  # ELF/script facts, errors
     provenance: Provenance | None = None  # the package that owns the path (classification)
+    diff: ContentDiff | None = None  # modified regular files: against the image's bytes
 
     @property
     def facts(self) -> FileFacts:
@@ -608,6 +670,7 @@ class DriftReport:
     packages: tuple[PackageRecord, ...] = ()
     notes: tuple[str, ...] = ()
     classification: Mapping[str, Any] | None = None  # engine, rule set, rule problems
+    logs: tuple[LogRecord, ...] = ()  # the container's log files, summarized
 
     @property
     def has_drift(self) -> bool:

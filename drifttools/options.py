@@ -22,8 +22,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from drifttools.acquisition.rootfs import DEFAULT_HASH_CAP
+from drifttools.acquisition.rootfs import DEFAULT_HASH_CAP, Hashing
 from drifttools.analysis.classifiers.yara import DEFAULT_ENGINE, DEFAULT_MAX_SCAN, DEFAULT_TIMEOUT
+from drifttools.analysis.content_diff import (
+    DEFAULT_DIFF_MAX_BYTES,
+    DEFAULT_DIFF_MAX_LINES,
+    DEFAULT_DIFF_MAX_SIZE,
+)
 from drifttools.baseline.cache import DEFAULT_CACHE, LayerCache
 
 #: How a live container's filesystem can be read (see :mod:`drifttools.acquisition.snapshot`).
@@ -44,13 +49,21 @@ class AcquisitionOptions:
     whole filesystem: ``--verify-all``) or ``export``. ``freeze`` pauses the container while
     it is read (always unpaused). ``env_values`` keeps process environment values (they can
     be secrets; names are always kept). Files above ``hash_max_size`` bytes keep their facts
-    but are not hashed (None: no cap).
+    but are not hashed (None: no cap). ``legacy_hashes`` adds the MD5 and SHA-1 of every
+    hashed file and process executable, in the same read as its SHA-256 (many DFIR tools
+    and threat-intel feeds key on them); False (``--sha256-only``) is faster.
     """
 
     method: str = "auto"
     freeze: bool = False
     env_values: bool = False
     hash_max_size: int | None = DEFAULT_HASH_CAP
+    legacy_hashes: bool = True
+
+    @property
+    def hashing(self) -> Hashing:
+        """How the walks of this acquisition hash files."""
+        return Hashing(self.hash_max_size, self.legacy_hashes)
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -96,6 +109,10 @@ class ClassifyOptions:
     max_scan_size: int = DEFAULT_MAX_SCAN  # bytes of one file read and scanned at most
     allow: Sequence[str | Path] = ()  # allowlist files ([IMAGE-GLOB] PATH-GLOB a line)
     cache_dir: Path | None = None  # compiled rule sets are kept here when given
+    diffs: bool = True  # a text diff (or a byte summary) of each modified regular file
+    diff_max_size: int = DEFAULT_DIFF_MAX_SIZE  # bytes of either side, at most
+    diff_max_lines: int = DEFAULT_DIFF_MAX_LINES  # lines of one diff shown, at most
+    diff_max_bytes: int = DEFAULT_DIFF_MAX_BYTES  # bytes of one diff shown, at most
 
 
 #: What the entry points classify with by default.

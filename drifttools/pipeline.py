@@ -24,8 +24,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, TypeVar
 
+from drifttools.acquisition.content import ContentReader
 from drifttools.acquisition.snapshot import ProcessHook
 from drifttools.analysis.classify import classify
+from drifttools.analysis.content_diff import add_content_diffs
 from drifttools.analysis.diff import DEFAULT_EXCLUSIONS, diff_snapshot
 from drifttools.baseline.image import require_verified
 from drifttools.models import (
@@ -113,14 +115,18 @@ def run(
     progress(ProgressEvent(Stage.DIFF))
     report = diff_snapshot(snapshot, baseline, exclusions=options.exclusions)
     if options.classification is not None:
+        image_files = source.image_files(baseline)
         report = classify(
             report,
             snapshot,
             baseline,
             options.classification,
-            image_files=source.image_files(baseline),
+            image_files=image_files,
             progress=progress,
         )
+        if options.classification.diffs:
+            reader = ContentReader(snapshot)
+            report = add_content_diffs(report, reader, image_files, options.classification)
     return Run(report, snapshot, baseline)
 
 

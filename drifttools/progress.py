@@ -19,6 +19,7 @@ class Stage(StrEnum):
     PROCESSES = "processes"  # /proc, before anything else (RFC 3227)
     EXECUTABLES = "executables"  # process executables kept (bundles)
     MOUNTS = "mounts"  # tmpfs, volumes and binds the container writes to
+    LOGS = "logs"  # the container's log files on the host
     FILESYSTEM = "filesystem"  # the root filesystem: upper dir, merged view, export or rootfs
     BASELINE = "baseline"  # the image's layers: cache, engine store or stream, verified
     MERGE = "merge"  # the layers applied into one view

@@ -95,7 +95,7 @@ class LiveContainer:
         self, snapshot: Snapshot, baseline: ImageIndex, options: AcquisitionOptions
     ) -> Snapshot:
         """The merged view of image hardlinks whose inode the upper dir changed."""
-        return add_hardlink_siblings(snapshot, baseline.links, options.hash_max_size)
+        return add_hardlink_siblings(snapshot, baseline.links, options.hashing)
 
     def image_files(self, baseline: ImageIndex) -> ImageFiles | None:
         layers = self.runtime.stored_layers(self.info)
@@ -166,7 +166,12 @@ def read_acquired(
     acquired_at = now_rfc3339()
     progress(ProgressEvent(Stage.FILESYSTEM))
     view = "upper" if upper else "merged"
-    state = read_rootfs(rootfs, view=view, hash_max_size=options.hash_max_size)
+    state = read_rootfs(
+        rootfs,
+        view=view,
+        hash_max_size=options.hash_max_size,
+        legacy_hashes=options.legacy_hashes,
+    )
     progress(ProgressEvent(Stage.FILESYSTEM, len(state.tree), len(state.tree)))
     target = Target(
         runtime="offline",

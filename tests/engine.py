@@ -6,13 +6,18 @@ Tests may exec into their own test containers to drift them; drifttools never do
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 import subprocess
 import uuid
 from pathlib import Path
 
+from drifttools.baseline.images.layer_store import chain_ids
+
 BUSYBOX = Path("/bin/busybox")  # Debian's busybox-static, installed by scripts/setup
 BUSYBOX_SHA256 = hashlib.sha256(BUSYBOX.read_bytes()).hexdigest()
+BUSYBOX_MD5 = hashlib.md5(BUSYBOX.read_bytes()).hexdigest()
+BUSYBOX_SHA1 = hashlib.sha1(BUSYBOX.read_bytes()).hexdigest()
 MEMFD_EXEC = Path(__file__).parent / "memfd_exec.c"  # runs a program from a memfd
 
 
@@ -89,3 +94,27 @@ def build_memfd_image(tag: str, context: Path, dockerfile: str) -> str:
     context.mkdir(parents=True, exist_ok=True)
     compile_c(MEMFD_EXEC, context / "memfd_exec", "-static")
     return build_image(tag, context, dockerfile)
+
+
+def copy_docker_container(name: str, target: Path) -> Path:
+    """Copy what one stopped container needs out of /var/lib/docker (``cp -a``)."""
+    inspect = json.loads(docker("inspect", name))[0]
+    image = json.loads(docker("image", "inspect", inspect["Image"]))[0]
+    source = Path(json.loads(docker("info", "--format", "{{json .DockerRootDir}}")))
+    driver = inspect["Driver"]
+    root = target / "var-lib-docker"
+    wanted = [
+        Path("containers") / inspect["Id"],
+        Path("image") / driver / "imagedb" / "content" / "sha256" / inspect["Image"][7:],
+        Path("image") / driver / "layerdb" / "mounts" / inspect["Id"],
+    ]
+    for chain in chain_ids(image["RootFS"]["Layers"]):
+        record = Path("image") / driver / "layerdb" / "sha256" / chain[7:]
+        wanted.append(record)
+        wanted.append(Path(driver) / (source / record / "cache-id").read_text().strip())
+    mount_id = (source / wanted[2] / "mount-id").read_text().strip()
+    wanted.append(Path(driver) / mount_id)
+    for relative in wanted:
+        (root / relative).parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["cp", "-a", str(source / relative), str(root / relative)], check=True)
+    return root

@@ -24,11 +24,10 @@ from drifttools.acquisition.runtime import runtime_for
 from drifttools.acquisition.runtimes.containerd.runtime import ContainerdRuntime
 from drifttools.acquisition.runtimes.containerd_root import ContainerdRootRuntime
 from drifttools.acquisition.runtimes.docker_root import DockerRootRuntime
-from drifttools.baseline.images.layer_store import chain_ids
 from drifttools.errors import ContainerNotFound, DigestMismatch, RuntimeUnavailable
 from drifttools.options import BaselineOptions
 from tests.containerd_daemon import MUTATIONS, cleanup_daemon, start_daemon
-from tests.engine import docker
+from tests.engine import copy_docker_container, docker
 from tests.reports import assert_valid_report
 
 
@@ -52,30 +51,6 @@ def fingerprint(root: Path) -> dict[str, tuple]:
                 digest = hashlib.sha256(path.read_bytes()).hexdigest()
             found[str(path)] = (info.st_mode, info.st_size, info.st_mtime_ns, digest)
     return found
-
-
-def copy_docker_container(name: str, target: Path) -> Path:
-    """Copy what one stopped container needs out of /var/lib/docker (``cp -a``)."""
-    inspect = json.loads(docker("inspect", name))[0]
-    image = json.loads(docker("image", "inspect", inspect["Image"]))[0]
-    source = Path(json.loads(docker("info", "--format", "{{json .DockerRootDir}}")))
-    driver = inspect["Driver"]
-    root = target / "var-lib-docker"
-    wanted = [
-        Path("containers") / inspect["Id"],
-        Path("image") / driver / "imagedb" / "content" / "sha256" / inspect["Image"][7:],
-        Path("image") / driver / "layerdb" / "mounts" / inspect["Id"],
-    ]
-    for chain in chain_ids(image["RootFS"]["Layers"]):
-        record = Path("image") / driver / "layerdb" / "sha256" / chain[7:]
-        wanted.append(record)
-        wanted.append(Path(driver) / (source / record / "cache-id").read_text().strip())
-    mount_id = (source / wanted[2] / "mount-id").read_text().strip()
-    wanted.append(Path(driver) / mount_id)
-    for relative in wanted:
-        (root / relative).parent.mkdir(parents=True, exist_ok=True)
-        subprocess.run(["cp", "-a", str(source / relative), str(root / relative)], check=True)
-    return root
 
 
 def test_docker_data_root_equals_live_diff(busybox_image: dict, container, tmp_path: Path) -> None:

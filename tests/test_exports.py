@@ -17,12 +17,12 @@ import pytest
 from click.testing import CliRunner
 from drifttools_cli.evidence import export as export_command
 
-from drifttools import bundle, open_bundle
+from drifttools import AcquisitionOptions, bundle, diff, open_bundle
 from drifttools.evidence.exports import export_lines
 from drifttools.evidence.exports.bodyfile import escape, mode_string
 from drifttools.models import Change, ChangeKind, DriftReport, FileFacts, Target
 from drifttools.options import BaselineOptions, BundleOptions
-from tests.engine import BUSYBOX_SHA256
+from tests.engine import BUSYBOX_MD5, BUSYBOX_SHA1, BUSYBOX_SHA256
 from tests.evidence_scene import HOSTILE
 
 CASE_VALIDATE = shutil.which("case_validate") or str(
@@ -58,7 +58,7 @@ def test_mactime_reads_the_bodyfile(sealed_bundle: Path, tmp_path: Path) -> None
         dropped = next(c for c in opened.report.changes if c.path == DROPPED).after
     assert dropped is not None
     fields = next(line for line in lines if line.split("|")[1] == DROPPED).split("|")
-    assert fields[0] == "0" and fields[2] == str(dropped.inode)
+    assert fields[0] == BUSYBOX_MD5 and fields[2] == str(dropped.inode)
     assert fields[3] == "r/rrwxr-xr-x" and fields[6] == str(dropped.size)
     assert int(fields[8]) == dropped.mtime_ns // SECOND
     assert int(fields[7]) == dropped.atime_ns // SECOND
@@ -93,9 +93,11 @@ def test_timesketch_lines(sealed_bundle: Path, tmp_path: Path) -> None:
     changed = "Metadata Modification Time"
     assert {modified, accessed, changed} <= set(kinds)
     assert len(set(kinds)) == len(kinds) and all(e["sha256"] == BUSYBOX_SHA256 for e in dropped)
+    assert all((e["md5"], e["sha1"]) == (BUSYBOX_MD5, BUSYBOX_SHA1) for e in dropped)
     started = [e for e in events if e.get("data_type") == "drifttools:process"]
     memfd = next(e for e in started if e["exe_state"] == "memfd")
     assert memfd["exe_sha256"] == BUSYBOX_SHA256 and memfd["timestamp_desc"] == "Start Time"
+    assert (memfd["exe_md5"], memfd["exe_sha1"]) == (BUSYBOX_MD5, BUSYBOX_SHA1)
     hostile = next(e for e in events if e.get("path") == HOSTILE)
     assert "\\x1b[2J" in hostile["message"]
 
@@ -106,6 +108,13 @@ def test_case_validate_accepts_the_case_export(sealed_bundle: Path, tmp_path: Pa
     types = {node["@type"] for node in graph}
     assert {"uco-observable:File", "uco-observable:Process", "uco-tool:Tool"} <= types
     assert {"case-investigation:InvestigativeAction", "case-investigation:Investigation"} <= types
+    hashes = {
+        (h["uco-types:hashMethod"], h["uco-types:hashValue"]["@value"])
+        for node in graph
+        for facet in node.get("uco-core:hasFacet", ())
+        for h in facet.get("uco-observable:hash", ())
+    }
+    assert {("MD5", BUSYBOX_MD5), ("SHA1", BUSYBOX_SHA1), ("SHA256", BUSYBOX_SHA256)} <= hashes
     result = subprocess.run(
         [CASE_VALIDATE, str(tmp_path / "case.jsonld")],
         capture_output=True,
@@ -119,6 +128,24 @@ def test_case_validate_accepts_the_case_export(sealed_bundle: Path, tmp_path: Pa
 def test_export_from_a_live_container(evidence_scene: dict, tmp_path: Path) -> None:
     body = _export(evidence_scene["name"], "bodyfile", tmp_path / "live.txt")
     assert DROPPED in {line.split("|")[1] for line in body.splitlines()}
+
+
+def test_sha256_only_leaves_md5_and_sha1_out(evidence_scene: dict) -> None:
+    both = diff(evidence_scene["name"], baseline=BaselineOptions(cache=evidence_scene["cache"]))
+    fast = diff(
+        evidence_scene["name"],
+        acquisition=AcquisitionOptions(legacy_hashes=False),
+        baseline=BaselineOptions(cache=evidence_scene["cache"]),
+    )
+    [with_md5] = [c.after for c in both.changes if c.path == DROPPED]
+    [without] = [c.after for c in fast.changes if c.path == DROPPED]
+    assert with_md5 and without and with_md5.sha256 == without.sha256 == BUSYBOX_SHA256
+    assert (with_md5.md5, with_md5.sha1) == (BUSYBOX_MD5, BUSYBOX_SHA1)
+    assert (without.md5, without.sha1) == (None, None)
+    assert all(p.exe_md5 is None and p.exe_sha1 is None for p in fast.processes)
+    assert {p.exe_md5 for p in both.processes if p.exe_sha256 == BUSYBOX_SHA256} == {BUSYBOX_MD5}
+    body = {line.split("|")[1]: line.split("|")[0] for line in export_lines(fast, "bodyfile")}
+    assert body[DROPPED] == "0"
 
 
 def test_export_bad_input_is_one_line_and_exit_2(tmp_path: Path) -> None:

@@ -149,6 +149,11 @@ _ACQUISITION = _options(
         is_flag=True,
         help="Live: include environment values of processes (they can be secrets).",
     ),
+    click.option(
+        "--sha256-only",
+        is_flag=True,
+        help="Hash files and executables with SHA-256 alone, not also MD5 and SHA-1 (faster).",
+    ),
 )
 
 #: Where the image's layers come from (``BaselineOptions``).
@@ -237,6 +242,7 @@ _RUN_KEYS = (
     "verify_all",
     "freeze",
     "env_values",
+    "sha256_only",
     "cache_dir",
     "no_cache",
     "trust_host_layers",
@@ -268,6 +274,7 @@ def _run_options(
     verify_all: bool,
     freeze: bool,
     env_values: bool,
+    sha256_only: bool,
     cache_dir: Path | None,
     no_cache: bool,
     trust_host_layers: bool,
@@ -281,7 +288,10 @@ def _run_options(
     allow: tuple[Path, ...],
 ) -> RunOptions:
     acquisition = AcquisitionOptions(
-        method="merged" if verify_all else method, freeze=freeze, env_values=env_values
+        method="merged" if verify_all else method,
+        freeze=freeze,
+        env_values=env_values,
+        legacy_hashes=not sha256_only,
     )
     baseline = BaselineOptions(
         cache=None if no_cache else drifttools.LayerCache(cache_dir),

@@ -8,7 +8,9 @@ key). ``bundle`` and ``export`` give 0 or 2.
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -135,6 +137,28 @@ def verify(path: Path, public_key: Path | None) -> None:
     sys.exit(EXIT_OK)
 
 
+def report_of(
+    source: str, endpoint: str | None, cache_dir: Path | None
+) -> tuple[drifttools.DriftReport, Mapping[str, Any] | None]:
+    """The report of SOURCE: a bundle's (with its acquisition record), or a live diff."""
+    if is_bundle(source):
+        with open_bundle(source) as opened:
+            return opened.report, opened.acquisition
+    report = drifttools.diff(
+        source,
+        runtime=runtime_for(source, endpoint=endpoint),
+        baseline=drifttools.BaselineOptions(cache=drifttools.LayerCache(cache_dir)),
+    )
+    return report, None
+
+
+cache_dir_option = click.option(
+    "--cache-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Layer cache directory (SOURCE a container).",
+)
+
+
 @click.command()
 @click.argument("source")
 @click.option("--to", "fmt", type=click.Choice(FORMATS), required=True, help="Export format.")
@@ -146,26 +170,14 @@ def verify(path: Path, public_key: Path | None) -> None:
     help="Write here (atomically) instead of stdout.",
 )
 @endpoint_option
-@click.option(
-    "--cache-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Layer cache directory (SOURCE a container).",
-)
+@cache_dir_option
 def export(
     source: str, fmt: str, out_file: Path | None, endpoint: str | None, cache_dir: Path | None
 ) -> None:
-    """Export SOURCE (a bundle, or a live container) as a bodyfile, Timesketch JSONL or CASE."""
+    """Export SOURCE (a bundle, or a live container) as a bodyfile, Timesketch JSONL, CASE,
+    or a standalone HTML report (severity, processes, diffs, logs, a timeline)."""
     with troubles():
-        if is_bundle(source):
-            with open_bundle(source) as opened:
-                report, acquisition = opened.report, opened.acquisition
-        else:
-            report = drifttools.diff(
-                source,
-                runtime=runtime_for(source, endpoint=endpoint),
-                baseline=drifttools.BaselineOptions(cache=drifttools.LayerCache(cache_dir)),
-            )
-            acquisition = None
+        report, acquisition = report_of(source, endpoint, cache_dir)
         lines = export_lines(report, fmt, acquisition)
         if out_file is None:
             for line in lines:

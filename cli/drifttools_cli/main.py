@@ -38,6 +38,7 @@ from drifttools_cli.render import (
     stdout_console,
 )
 from drifttools_cli.respond import fix_command, respond_command
+from drifttools_cli.show import show
 
 
 def emit(report: drifttools.DriftReport, output: OutputFormat, out_file: Path | None) -> None:
@@ -253,7 +254,7 @@ def list_containers(runtime_name: str, endpoint: str | None, output: str) -> Non
         draw_containers(rows, stdout_console())
 
 
-for command in (bundle, verify, export, respond_command, fix_command, scan, summarize):
+for command in (bundle, verify, export, respond_command, fix_command, scan, summarize, show):
     cli.add_command(command)
 
 

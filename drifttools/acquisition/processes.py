@@ -24,7 +24,6 @@ make it printable.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import os
 import select
 import stat
@@ -33,10 +32,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import NamedTuple
 
+from drifttools import _native
 from drifttools._native import escape_path
 from drifttools.acquisition.procfs import (
-    CHUNK,
     PROC_TEXT_LIMIT,
     ProcStat,
     parse_stat,
@@ -57,7 +57,11 @@ _DIR_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_DIRECTORY | os.O_NOFOLLOW
 
 
 def read_processes(
-    pids: Iterable[int], *, env_values: bool = False, proc: Path = Path("/proc")
+    pids: Iterable[int],
+    *,
+    env_values: bool = False,
+    legacy_hashes: bool = True,
+    proc: Path = Path("/proc"),
 ) -> tuple[tuple[ProcessRecord, ...], tuple[SocketRecord, ...]]:
     """Read each process, and the sockets of the container's network namespace(s).
 
@@ -100,7 +104,7 @@ def read_processes(
     pids whose descriptors hold it, and each process the sockets it holds. A
     container on the host network shows the host's sockets.
     """
-    scan = _Scan(proc, _Clock.read(proc), env_values)
+    scan = _Scan(proc, _Clock.read(proc), env_values, legacy_hashes=legacy_hashes)
     holders: dict[int, set[int]] = {}
     read: list[tuple[ProcessRecord, set[int]]] = []
     for pid in dict.fromkeys(pids):
@@ -206,8 +210,9 @@ class _Scan:
     clock: _Clock
     env_values: bool
     tables: dict[bytes, list[SocketRecord]] = field(default_factory=dict)  # by net namespace
-    # sha256 and size by the file's identity, so that 100 workers of one binary hash it once
-    hashes: dict[tuple[int, ...], tuple[str, int]] = field(default_factory=dict)
+    legacy_hashes: bool = True
+    # digests by the file's identity, so that 100 workers of one binary hash it once
+    hashes: dict[tuple[int, ...], ExeDigests] = field(default_factory=dict)
 
 
 def _read_process(pid: int, scan: _Scan) -> tuple[ProcessRecord, set[int]] | None:
@@ -291,7 +296,7 @@ def _read_bound(
 
     exe_link = d.readlink("exe")
     exe, exe_state = _exe_state(exe_link)
-    exe_sha256, exe_size = _hash_exe(d, scan.hashes) if exe_link is not None else (None, None)
+    digests = _hash_exe(d, scan) if exe_link is not None else _NO_DIGESTS
     cwd = d.readlink("cwd")
     fds = _open_files(d)
     inodes = {int(f.target[8:-1]) for f in fds if f.kind == "socket"}
@@ -310,8 +315,10 @@ def _read_bound(
         cmdline=_split_nul(cmdline or b""),
         exe=exe,
         exe_state=exe_state,
-        exe_sha256=exe_sha256,
-        exe_size=exe_size,
+        exe_sha256=digests.sha256,
+        exe_size=digests.size,
+        exe_md5=digests.md5,
+        exe_sha1=digests.sha1,
         cwd=None if cwd is None else escape_path(cwd),
         fds=fds,
         libraries=libraries,
@@ -331,10 +338,21 @@ def _exe_state(link: bytes | None) -> tuple[str | None, str]:
     return escape_path(link), "present"
 
 
-def _hash_exe(
-    d: _ProcessDir, hashes: dict[tuple[int, ...], tuple[str, int]]
-) -> tuple[str | None, int | None]:
-    """Hash the file the process runs, opened through ``/proc/<pid>/exe`` (never by path).
+class ExeDigests(NamedTuple):
+    """The digests of a process's executable (MD5 and SHA-1 when asked) and its size."""
+
+    sha256: str | None
+    md5: str | None
+    sha1: str | None
+    size: int | None
+
+
+_NO_DIGESTS = ExeDigests(None, None, None, None)
+
+
+def _hash_exe(d: _ProcessDir, scan: _Scan) -> ExeDigests:
+    """Hash the file the process runs, opened through ``/proc/<pid>/exe`` (never by path),
+    in one native read (MD5 and SHA-1 beside the SHA-256 when the scan asks for them).
 
     A file already hashed in this scan (same device, inode, size, mtime and ctime:
     any write changes the ctime) is not read again."""
@@ -342,31 +360,27 @@ def _hash_exe(
         fd = os.open("exe", os.O_RDONLY | os.O_NOATIME | os.O_CLOEXEC, dir_fd=d.fd)
     except OSError as exc:
         d.errors.append(f"exe: open: {reason(exc)}")
-        return None, None
+        return _NO_DIGESTS
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
             d.errors.append("exe: not a regular file")
-            return None, info.st_size
+            return _NO_DIGESTS._replace(size=info.st_size)
         identity = (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
-        if identity in hashes:
-            return hashes[identity]
+        if identity in scan.hashes:
+            return scan.hashes[identity]
         if info.st_size > EXE_HASH_LIMIT:
             d.errors.append(f"exe: {info.st_size} bytes, over the {EXE_HASH_LIMIT} byte limit")
-            return None, info.st_size
-        digest = hashlib.sha256()
-        size = 0
-        while chunk := os.read(fd, CHUNK):
-            size += len(chunk)
-            if size > EXE_HASH_LIMIT:
-                d.errors.append(f"exe: grew over the {EXE_HASH_LIMIT} byte limit while read")
-                return None, info.st_size
-            digest.update(chunk)
-        hashes[identity] = digest.hexdigest(), size
-        return hashes[identity]
+            return _NO_DIGESTS._replace(size=info.st_size)
+        sha256, md5, sha1, size = _native.hash_fd(fd, legacy_hashes=scan.legacy_hashes)
+        if size > EXE_HASH_LIMIT:
+            d.errors.append(f"exe: grew over the {EXE_HASH_LIMIT} byte limit while read")
+            return _NO_DIGESTS._replace(size=info.st_size)
+        scan.hashes[identity] = ExeDigests(sha256, md5, sha1, size)
+        return scan.hashes[identity]
     except OSError as exc:
         d.errors.append(f"exe: read: {reason(exc)}")
-        return None, None
+        return _NO_DIGESTS
     finally:
         os.close(fd)
 

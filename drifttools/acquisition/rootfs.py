@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any, NamedTuple
 
 from drifttools import _native
 from drifttools.errors import LayerCorrupt, RootfsError
@@ -22,12 +23,29 @@ def atime_notes(filesystems: Iterable[FilesystemState]) -> list[str]:
     return [note for state in filesystems if (note := state.tree.atime_exception)]
 
 
+class Hashing(NamedTuple):
+    """How a walk hashes regular files: up to ``max_size`` bytes (None: no cap), and with
+    ``legacy`` their MD5 and SHA-1 beside the SHA-256, in the same read."""
+
+    max_size: int | None = DEFAULT_HASH_CAP
+    legacy: bool = True
+
+    def walk_options(self) -> dict[str, Any]:
+        """The keyword arguments of :func:`drifttools._native.walk` that say it."""
+        return {"hash_max_size": self.max_size, "legacy_hashes": self.legacy}
+
+
+#: What every walk hashes unless told otherwise: SHA-256, MD5 and SHA-1, up to the cap.
+DEFAULT_HASHING = Hashing()
+
+
 def read_rootfs(
     path: str | Path,
     *,
     view: str = "merged",
     mount: str = "/",
     hash_max_size: int | None = DEFAULT_HASH_CAP,
+    legacy_hashes: bool = True,
     threads: int = 0,
 ) -> FilesystemState:
     """Read the filesystem at ``path``: a directory (walked safely) or a tar (streamed).
@@ -43,7 +61,7 @@ def read_rootfs(
             tree = _native.walk(
                 str(location),
                 exclude=list(PSEUDO_FILESYSTEMS) if view == "merged" and mount == "/" else [],
-                hash_max_size=hash_max_size,
+                **Hashing(hash_max_size, legacy_hashes).walk_options(),
                 threads=threads,
             )
             method = "walk"

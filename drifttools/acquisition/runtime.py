@@ -18,6 +18,9 @@ References (:func:`runtime_for` reads the scheme; the rest goes to ``resolve``):
 ``containerd-root:///mnt/disk/var/lib/containerd#<ref>``   a dead host's containerd root;
                                                            ``<ref>`` is ``<namespace>/<id>``
                                                            or ``k8s://<ns>/<pod>[/<c>]``
+``disk:///evidence/node1.qcow2#<container>``              a dead host's disk image (raw,
+                                                           QCOW2, VMDK, E01) read by
+                                                           dissect.target; its Docker root
 ``checkpoint:///path/checkpoint.tar``                      a KEP-2008 checkpoint archive
 =========================================================  ==================================
 
@@ -118,6 +121,7 @@ RUNTIMES: Mapping[str, RuntimeKind] = {
     "containerd-root": RuntimeKind(
         ("containerd-root",), f"{_RUNTIMES}.containerd_root", "ContainerdRootRuntime", Opening.PATH
     ),
+    "disk": RuntimeKind(("disk",), f"{_RUNTIMES}.disk_image", "DiskImageRuntime", Opening.PATH),
     "checkpoint": RuntimeKind(
         ("checkpoint",), f"{_RUNTIMES}.checkpoint", "CheckpointRuntime", Opening.PATH
     ),

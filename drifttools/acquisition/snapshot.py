@@ -30,9 +30,15 @@ from typing import Any
 from drifttools import _native
 from drifttools.acquisition.cgroups import container_pids
 from drifttools.acquisition.guard import RootGuard
+from drifttools.acquisition.logs import read_logs
 from drifttools.acquisition.mounts import data_mounts, parse_mountinfo
 from drifttools.acquisition.processes import read_processes
-from drifttools.acquisition.rootfs import DEFAULT_HASH_CAP, PSEUDO_FILESYSTEMS, atime_notes
+from drifttools.acquisition.rootfs import (
+    DEFAULT_HASHING,
+    PSEUDO_FILESYSTEMS,
+    Hashing,
+    atime_notes,
+)
 from drifttools.acquisition.runtime import Runtime
 from drifttools.clock import now_rfc3339
 from drifttools.entries import join_mount
@@ -83,7 +89,7 @@ def take_snapshot(
 
     Order of volatility (RFC 3227): processes and sockets, then ``after_processes``
     (when given), mounts, the mounts the container writes to (tmpfs first: memory),
-    then the root filesystem.
+    the container's log files on the host (rotation removes them), then the root filesystem.
     """
     acquired_at = now_rfc3339()
     notes: list[str] = []
@@ -96,15 +102,19 @@ def take_snapshot(
         if info.running:
             progress(ProgressEvent(Stage.PROCESSES))
             pids = container_pids_of(runtime, info, notes)
-            processes, sockets = read_processes(pids, env_values=options.env_values)
+            processes, sockets = read_processes(
+                pids, env_values=options.env_values, legacy_hashes=options.legacy_hashes
+            )
             if after_processes is not None:
                 after_processes(info, processes)
             mounts = _live_mounts(info)
         progress(ProgressEvent(Stage.MOUNTS))
-        cap = options.hash_max_size
-        mount_states = _mount_states(info, mounts, cap, errors, guard, progress)
+        hashing = options.hashing
+        mount_states = _mount_states(info, mounts, hashing, errors, guard, progress)
+        progress(ProgressEvent(Stage.LOGS, 0, len(info.logs)))
+        logs = read_logs(info.logs)
         progress(ProgressEvent(Stage.FILESYSTEM))
-        rootfs = _rootfs(info, runtime, options.method, cap, notes, guard, progress)
+        rootfs = _rootfs(info, runtime, options.method, hashing, notes, guard, progress)
         filesystems = [rootfs, *mount_states]
         notes.extend(atime_notes(filesystems))
     target = Target(
@@ -131,6 +141,7 @@ def take_snapshot(
         finished_at=now_rfc3339(),
         container=info,
         root_guard=guard,
+        logs=logs,
     )
 
 
@@ -173,7 +184,7 @@ def _rootfs(
     info: ContainerInfo,
     runtime: Runtime,
     method: str,
-    cap: int | None,
+    hashing: Hashing,
     notes: list[str],
     guard: RootGuard | None,
     progress: Progress,
@@ -191,7 +202,7 @@ def _rootfs(
     if method == "upper":
         if not info.upper_dir:
             raise RootfsError(f"{info.name}: storage driver {info.storage_driver} has no upper dir")
-        tree = _native.walk(info.upper_dir, hash_max_size=cap, progress=walked)
+        tree = _native.walk(info.upper_dir, **hashing.walk_options(), progress=walked)
         return FilesystemState("/", "upper", info.upper_dir, "walk", tree, host_root=info.upper_dir)
     if method == "merged":
         if guard is None:
@@ -201,7 +212,7 @@ def _rootfs(
             guard,
             exclude=[*PSEUDO_FILESYSTEMS, "/dev"],
             one_filesystem=True,
-            hash_max_size=cap,
+            **hashing.walk_options(),
             progress=walked,
         )
         return FilesystemState(
@@ -220,7 +231,7 @@ def _rootfs(
 def _mount_states(
     info: ContainerInfo,
     mounts: list[MountPoint],
-    cap: int | None,
+    hashing: Hashing,
     errors: list[ErrorRecord],
     guard: RootGuard | None,
     progress: Progress,
@@ -232,12 +243,18 @@ def _mount_states(
             if guard is not None:
                 root, subpath = guard.root, mount.mountpoint
                 tree = walk_container_root(
-                    guard, subpath=subpath, one_filesystem=True, hash_max_size=cap, progress=walked
+                    guard,
+                    subpath=subpath,
+                    one_filesystem=True,
+                    **hashing.walk_options(),
+                    progress=walked,
                 )
                 source = f"{root}{mount.mountpoint}"
             elif mount.kind in ("volume", "bind") and mount.source:
                 root, subpath = mount.source, "/"
-                tree = _native.walk(root, one_filesystem=True, hash_max_size=cap, progress=walked)
+                tree = _native.walk(
+                    root, one_filesystem=True, **hashing.walk_options(), progress=walked
+                )
                 source = mount.source
             else:
                 continue  # a stopped container's tmpfs is gone
@@ -266,7 +283,7 @@ def _mount_states(
 
 
 def add_hardlink_siblings(
-    snapshot: Snapshot, links: Mapping[str, frozenset[str]], cap: int | None = DEFAULT_HASH_CAP
+    snapshot: Snapshot, links: Mapping[str, frozenset[str]], hashing: Hashing = DEFAULT_HASHING
 ) -> Snapshot:
     """Read, in the merged view, the image's other links of each inode the upper dir changed.
 
@@ -293,7 +310,7 @@ def add_hardlink_siblings(
     for parent in _outermost({posixpath.dirname(path) for path in wanted}):
         try:
             tree = walk_container_root(
-                guard, subpath=parent, one_filesystem=True, hash_max_size=cap
+                guard, subpath=parent, one_filesystem=True, **hashing.walk_options()
             )
         except OSError as exc:  # the container moved or replaced the directory: say so
             errors.append(ErrorRecord(parent, f"image hardlinks not read: {exc.strerror or exc}"))

@@ -282,4 +282,5 @@ def diff_snapshot(
         sockets=snapshot.sockets,
         mounts=snapshot.mounts,
         notes=snapshot.notes,
+        logs=snapshot.logs,
     )

@@ -11,18 +11,20 @@ from drifttools.text import printable
 if TYPE_CHECKING:
     import pandas
 
-    from drifttools.models import DriftReport
+    from drifttools.models import ContentDiff, DriftReport
 
 _MAX_ROWS = 500
 
 
-def _cell(value: object) -> str:
+def cell(value: object) -> str:
+    """A value as HTML text: control and bidi characters escaped, then HTML-escaped."""
     return html.escape(printable(str(value)) if value is not None else "", quote=True)
 
 
-def _table(headers: list[str], rows: list[list[Any]]) -> str:
-    head = "".join(f"<th>{_cell(h)}</th>" for h in headers)
-    body = "".join("<tr>" + "".join(f"<td>{_cell(v)}</td>" for v in row) + "</tr>" for row in rows)
+def html_table(headers: list[str], rows: list[list[Any]]) -> str:
+    """A plain HTML table, every cell escaped by :func:`cell`."""
+    head = "".join(f"<th>{cell(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{cell(v)}</td>" for v in row) + "</tr>" for row in rows)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
@@ -72,31 +74,79 @@ def process_rows(report: DriftReport) -> list[dict[str, Any]]:
     ]
 
 
+def diff_summary(diff: ContentDiff) -> str:
+    """One line that says what a :class:`ContentDiff` holds (plain text, not escaped)."""
+    if diff.kind == "text":
+        cut = ", truncated" if diff.truncated else ""
+        return f"text: +{diff.lines_added} -{diff.lines_removed} lines{cut}"
+    if diff.kind == "binary":
+        return (
+            f"binary: {diff.size_before} -> {diff.size_after} bytes, {diff.bytes_differing}"
+            f" differ; first {diff.common_prefix} and last {diff.common_suffix} equal"
+        )
+    return f"no diff: {diff.reason}"
+
+
+def diffs_html(report: DriftReport) -> str:
+    """Each modified file's diff as a collapsible block: its path and summary, then the
+    unified diff (already escaped by the report, escaped again for HTML), lines coloured."""
+    blocks = []
+    for change in report.changes:
+        if change.diff is None:
+            continue
+        lines = []
+        for line in (change.diff.unified or "").splitlines():
+            kind = {"+": "add", "-": "del", "@": "hunk"}.get(line[:1], "ctx")
+            if line.startswith(("+++ ", "--- ")):
+                kind = "file"
+            lines.append(f'<span class="{kind}">{html.escape(line, quote=True)}</span>')
+        body = f"<pre>{chr(10).join(lines)}</pre>" if lines else ""
+        blocks.append(
+            f'<details class="diff"><summary><code>{cell(change.path)}</code> '
+            f"{cell(diff_summary(change.diff))}</summary>{body}</details>"
+        )
+    return "".join(blocks)
+
+
 def report_html(report: DriftReport) -> str:
-    """The report as HTML for Jupyter: summary, changes (by severity), processes."""
+    """The report as HTML for Jupyter: summary, changes (by severity), processes, diffs."""
+    parts = [summary_html(report), changes_html(report), processes_html(report)]
+    return '<div class="drifttools-report">' + "".join(parts) + diffs_html(report) + "</div>"
+
+
+def summary_html(report: DriftReport) -> str:
+    """One paragraph: the target, its image, the baseline's verification, counts by kind."""
     summary = report.summary()
     target = report.target
     image = target.image
     verified = "verified" if report.verified else "NOT VERIFIED"
-    header = (
-        f"<p><b>{_cell(target.runtime)}</b> {_cell(target.name or target.id)} — image "
-        f"{_cell((image.ref or image.id) if image else '?')} — baseline {verified} — "
+    return (
+        f"<p><b>{cell(target.runtime)}</b> {cell(target.name or target.id)} — image "
+        f"{cell((image.ref or image.id) if image else '?')} — baseline {verified} — "
         + ", ".join(
             f"{summary[k]} {k}" for k in ("added", "modified", "metadata", "type", "deleted")
         )
         + f", {summary['unreadable']} unreadable</p>"
     )
+
+
+def changes_html(report: DriftReport) -> str:
+    """The changes, highest severity first (the first 500)."""
     order = ["critical", "high", "medium", "low", "info"]
     rows = sorted(change_rows(report), key=lambda r: (order.index(r["severity"]), r["path"]))
     columns = ["severity", "change", "path", "type", "mode", "uid", "size", "sha256", "created_by"]
-    parts = [header, _table(columns, [[r[c] for c in columns] for r in rows[:_MAX_ROWS]])]
+    text = html_table(columns, [[r[c] for c in columns] for r in rows[:_MAX_ROWS]])
     if len(rows) > _MAX_ROWS:
-        parts.append(f"<p>... {len(rows) - _MAX_ROWS} more: use to_pandas()</p>")
-    if report.processes:
-        processes = process_rows(report)
-        columns = ["pid", "ppid", "uid", "comm", "cmdline", "exe", "exe_state", "tags"]
-        parts.append(_table(columns, [[r[c] for c in columns] for r in processes]))
-    return '<div class="drifttools-report">' + "".join(parts) + "</div>"
+        text += f"<p>... {len(rows) - _MAX_ROWS} more: see the JSON report</p>"
+    return text
+
+
+def processes_html(report: DriftReport) -> str:
+    """The container's processes, as read from the host's /proc ("" when none)."""
+    if not report.processes:
+        return ""
+    columns = ["pid", "ppid", "uid", "comm", "cmdline", "exe", "exe_state", "tags"]
+    return html_table(columns, [[r[c] for c in columns] for r in process_rows(report)])
 
 
 def changes_frame(report: DriftReport) -> pandas.DataFrame:

@@ -35,6 +35,8 @@ def facts_to_dict(facts: FileFacts) -> dict[str, Any]:
         "size": facts.size,
         "mtime": rfc3339_ns(facts.mtime_ns),
         "sha256": facts.sha256,
+        "md5": facts.md5,
+        "sha1": facts.sha1,
         "target": facts.target,
         "xattrs": {name: value.hex() for name, value in sorted(xattrs.items())} if xattrs else {},
         "rdev": f"{facts.rdev[0]}:{facts.rdev[1]}" if facts.rdev else None,
@@ -53,6 +55,8 @@ _EMPTY_FACTS: dict[str, Any] = dict.fromkeys(
         "size",
         "mtime",
         "sha256",
+        "md5",
+        "sha1",
         "target",
         "xattrs",
         "rdev",
@@ -85,6 +89,7 @@ def change_to_dict(change: Change, layers: tuple[Layer, ...]) -> dict[str, Any]:
         "findings": [finding_to_dict(finding) for finding in change.findings],
         "content": plain(change.content),
         "provenance": plain(change.provenance),
+        "diff": plain(change.diff),
     }
 
 
@@ -194,6 +199,7 @@ def _report_to_dict(report: DriftReport) -> dict[str, Any]:
         ],
         "errors": [{"path": e.path, "reason": e.reason} for e in report.errors],
         "notes": list(report.notes),
+        "logs": [plain(log) for log in report.logs],
         **(
             {"classification": plain(report.classification)}
             if report.classification is not None

@@ -17,6 +17,7 @@ from typing import Any
 from drifttools.models import (
     Change,
     ChangeKind,
+    ContentDiff,
     DriftReport,
     ErrorRecord,
     Exclusion,
@@ -24,6 +25,7 @@ from drifttools.models import (
     Finding,
     ImageRef,
     Layer,
+    LogRecord,
     MountPoint,
     OpenFile,
     PackageRecord,
@@ -60,6 +62,8 @@ def facts_from_dict(data: Mapping[str, Any]) -> FileFacts:
         size=data["size"],
         mtime_ns=ns_from_rfc3339(data["mtime"]) or 0,
         sha256=data.get("sha256"),
+        md5=data.get("md5"),
+        sha1=data.get("sha1"),
         target=data.get("target"),
         xattrs={name: bytes.fromhex(value) for name, value in (data.get("xattrs") or {}).items()},
         rdev=major_minor,  # type: ignore[arg-type]
@@ -123,6 +127,7 @@ def _change(data: Mapping[str, Any], layer_index: Mapping[str, int]) -> Change:
         findings=tuple(_finding(f) for f in data.get("findings", ())),
         content=data.get("content") or {},
         provenance=_provenance(data.get("provenance")),
+        diff=ContentDiff(**data["diff"]) if data.get("diff") else None,
     )
 
 
@@ -203,4 +208,10 @@ def report_from_dict(data: Mapping[str, Any]) -> DriftReport:
         packages=tuple(_package(p) for p in data.get("packages", ())),
         notes=tuple(data.get("notes", ())),
         classification=data.get("classification"),
+        logs=tuple(_log(log) for log in data.get("logs", ())),
     )
+
+
+def _log(data: Mapping[str, Any]) -> LogRecord:
+    found = _known(LogRecord, data)
+    return LogRecord(**{**found, "aliases": tuple(found.get("aliases", ()))})

@@ -4,6 +4,7 @@
 //! entry in a fixed-size packed record ([`Rec`]), and the rarely present parts
 //! (symlink target, xattrs, error) in a sparse side table ([`Extra`]).
 
+use crate::hash::LegacyDigests;
 use sha2::{Digest, Sha256};
 
 /// Kind of an entry.
@@ -138,11 +139,16 @@ pub struct Extra {
     pub target: Option<Box<[u8]>>,
     pub xattrs: Vec<Xattr>,
     pub error: Option<Box<str>>,
+    /// MD5 and SHA-1 of a regular file, read with its SHA-256 when asked.
+    pub legacy: Option<LegacyDigests>,
 }
 
 impl Extra {
     pub fn is_empty(&self) -> bool {
-        self.target.is_none() && self.xattrs.is_empty() && self.error.is_none()
+        self.target.is_none()
+            && self.xattrs.is_empty()
+            && self.error.is_none()
+            && self.legacy.is_none()
     }
 }
 
@@ -163,6 +169,9 @@ impl<'a> EntryRef<'a> {
     }
     pub fn xattrs(&self) -> &'a [Xattr] {
         self.extra.map(|e| e.xattrs.as_slice()).unwrap_or(&[])
+    }
+    pub fn legacy(&self) -> Option<&'a LegacyDigests> {
+        self.extra.and_then(|e| e.legacy.as_ref())
     }
 }
 
@@ -274,6 +283,9 @@ impl Tree {
             self.extras.push(Extra::default());
         }
         let x = &mut self.extras[rec.extra as usize];
+        if clear_sha {
+            x.legacy = None;
+        }
         x.error = Some(match x.error.take() {
             Some(old) => format!("{old}; {msg}").into(),
             None => {
@@ -379,6 +391,9 @@ impl Tree {
                     if !x.xattrs.is_empty() {
                         f |= 4;
                     }
+                    if x.legacy.is_some() {
+                        f |= 8;
+                    }
                     out.push(f);
                     if let Some(t) = &x.target {
                         put_bytes(out, t);
@@ -392,6 +407,10 @@ impl Tree {
                             put_bytes(out, k);
                             put_bytes(out, v);
                         }
+                    }
+                    if let Some(l) = &x.legacy {
+                        out.extend_from_slice(&l.md5);
+                        out.extend_from_slice(&l.sha1);
                     }
                 }
             }
@@ -447,7 +466,7 @@ impl Tree {
                 rec.sha256.copy_from_slice(r.take(32)?);
             }
             let xf = r.u8()?;
-            if xf & !7 != 0 {
+            if xf & !15 != 0 {
                 return Err(format!("bad extra flags {xf:#x}"));
             }
             let extra = if xf == 0 {
@@ -472,6 +491,12 @@ impl Tree {
                         let value: Box<[u8]> = r.bytes()?.into();
                         x.xattrs.push((name, value));
                     }
+                }
+                if xf & 8 != 0 {
+                    let mut l = LegacyDigests::default();
+                    l.md5.copy_from_slice(r.take(16)?);
+                    l.sha1.copy_from_slice(r.take(20)?);
+                    x.legacy = Some(l);
                 }
                 Some(x)
             };
@@ -736,7 +761,14 @@ mod tests {
         r.nlink = 2;
         r.dev = 2049;
         r.blocks = 8;
-        t.push(b"/z/file", r, None);
+        let digests = Extra {
+            legacy: Some(LegacyDigests {
+                md5: [3; 16],
+                sha1: [4; 20],
+            }),
+            ..Extra::default()
+        };
+        t.push(b"/z/file", r, Some(digests));
         let link = Rec {
             kind: EntryKind::Symlink,
             ..Rec::default()
@@ -747,7 +779,7 @@ mod tests {
             Some(Extra {
                 target: Some((*b"../../etc/passwd").into()),
                 xattrs: vec![((*b"security.selinux").into(), (*b"x\0").into())],
-                error: None,
+                ..Extra::default()
             }),
         );
         let d = Rec {
@@ -778,6 +810,7 @@ mod tests {
         assert_eq!(e.target(), Some(&b"../../etc/passwd"[..]));
         assert_eq!(e.xattrs().len(), 1);
         assert_eq!(t.get(2).unwrap().rec.sha(), Some(&[7; 32]));
+        assert_eq!(t.get(2).unwrap().legacy().map(|l| l.sha1), Some([4; 20]));
         assert_eq!(
             t.get(1).unwrap().error(),
             Some("cannot list directory: permission denied")

@@ -1,5 +1,9 @@
-//! SHA-256 of file descriptors with page-aligned read buffers.
+//! SHA-256 of file descriptors with page-aligned read buffers, and on request MD5 and
+//! SHA-1 of the same bytes in the same read (many DFIR tools and threat-intel feeds still
+//! key on them).
 
+use md5::Md5;
+use sha1::Sha1;
 use sha2::{Digest, Sha256};
 use std::alloc::{alloc, dealloc, Layout};
 use std::io;
@@ -63,6 +67,53 @@ impl Drop for AlignedBuf {
     }
 }
 
+/// MD5 and SHA-1 of a file, beside its SHA-256.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LegacyDigests {
+    pub md5: [u8; 16],
+    pub sha1: [u8; 20],
+}
+
+/// What [`hash_fd`] computes: always the SHA-256, the legacy digests when asked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Digests {
+    pub sha256: [u8; 32],
+    pub legacy: Option<LegacyDigests>,
+}
+
+/// The hashers of one read: SHA-256, and MD5 + SHA-1 when asked.
+struct Hashers {
+    sha256: Sha256,
+    legacy: Option<(Md5, Sha1)>,
+}
+
+impl Hashers {
+    fn new(legacy: bool) -> Hashers {
+        Hashers {
+            sha256: Sha256::new(),
+            legacy: legacy.then(|| (Md5::new(), Sha1::new())),
+        }
+    }
+
+    fn update(&mut self, data: &[u8]) {
+        self.sha256.update(data);
+        if let Some((md5, sha1)) = &mut self.legacy {
+            md5.update(data);
+            sha1.update(data);
+        }
+    }
+
+    fn finalize(self) -> Digests {
+        Digests {
+            sha256: self.sha256.finalize().into(),
+            legacy: self.legacy.map(|(md5, sha1)| LegacyDigests {
+                md5: md5.finalize().into(),
+                sha1: sha1.finalize().into(),
+            }),
+        }
+    }
+}
+
 /// read(2) retrying on EINTR.
 pub fn read_fd(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
     loop {
@@ -78,10 +129,11 @@ pub fn read_fd(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
     }
 }
 
-/// Hash the rest of `fd` into a SHA-256 digest. `expected` is the size the
-/// caller saw in stat; when a short read lands exactly on it we take it as end
-/// of file and save the final zero-length read (regular local files only
-/// return short reads at end of file). Returns (digest, bytes read).
+/// Hash the rest of `fd`: its SHA-256, and with `legacy` its MD5 and SHA-1 in
+/// the same read. `expected` is the size the caller saw in stat; when a short
+/// read lands exactly on it we take it as end of file and save the final
+/// zero-length read (regular local files only return short reads at end of
+/// file). Returns (digests, bytes read).
 ///
 /// From [`OVERLAP_MIN`] expected bytes on, read(2) runs on a helper thread so
 /// that its copy overlaps the hashing; the results are the same either way.
@@ -89,18 +141,19 @@ pub fn hash_fd(
     fd: RawFd,
     buf: &mut AlignedBuf,
     expected: Option<u64>,
-) -> io::Result<([u8; 32], u64)> {
+    legacy: bool,
+) -> io::Result<(Digests, u64)> {
     if expected.is_some_and(|e| e >= OVERLAP_MIN) {
-        if let Some(r) = hash_fd_overlapped(fd, expected) {
+        if let Some(r) = hash_fd_overlapped(fd, expected, legacy) {
             return r;
         }
     }
     let mut one = OneBuf {
         buf: buf.as_mut_slice(),
-        hasher: Sha256::new(),
+        hasher: Hashers::new(legacy),
     };
     let total = read_loop(fd, expected, &mut one)?;
-    Ok((one.hasher.finalize().into(), total))
+    Ok((one.hasher.finalize(), total))
 }
 
 /// Files of at least this many bytes are read on a helper thread.
@@ -138,7 +191,7 @@ fn read_loop(fd: RawFd, expected: Option<u64>, p: &mut impl Pieces) -> io::Resul
 /// Serial hashing: every read lands in the caller's buffer and is hashed.
 struct OneBuf<'a> {
     buf: &'a mut [u8],
-    hasher: Sha256,
+    hasher: Hashers,
 }
 
 impl Pieces for OneBuf<'_> {
@@ -180,7 +233,11 @@ impl Pieces for RingFiller {
 /// [`hash_fd`] with the reads on a scoped helper thread that fills a ring of
 /// [`RING`] buffers; memory stays bounded by the ring. None when the thread
 /// cannot be started.
-fn hash_fd_overlapped(fd: RawFd, expected: Option<u64>) -> Option<io::Result<([u8; 32], u64)>> {
+fn hash_fd_overlapped(
+    fd: RawFd,
+    expected: Option<u64>,
+    legacy: bool,
+) -> Option<io::Result<(Digests, u64)>> {
     let (full_tx, full_rx) = sync_channel::<Filled>(RING);
     let (free_tx, free_rx) = sync_channel::<AlignedBuf>(RING);
     for _ in 0..RING {
@@ -202,15 +259,18 @@ fn hash_fd_overlapped(fd: RawFd, expected: Option<u64>) -> Option<io::Result<([u
                 }
             })
             .ok()?;
-        Some(hash_ring(full_rx, free_tx))
+        Some(hash_ring(full_rx, free_tx, Hashers::new(legacy)))
     })
 }
 
 /// Hashing side of the ring, until the helper is done or reports an error.
 /// Returning (or unwinding) drops both channel ends, which stops a helper
 /// still waiting on either.
-fn hash_ring(full: Receiver<Filled>, free: SyncSender<AlignedBuf>) -> io::Result<([u8; 32], u64)> {
-    let mut hasher = Sha256::new();
+fn hash_ring(
+    full: Receiver<Filled>,
+    free: SyncSender<AlignedBuf>,
+    mut hasher: Hashers,
+) -> io::Result<(Digests, u64)> {
     let mut total: u64 = 0;
     for filled in full {
         let (buf, n) = filled?;
@@ -220,7 +280,7 @@ fn hash_ring(full: Receiver<Filled>, free: SyncSender<AlignedBuf>) -> io::Result
         // the helper has finished.
         let _ = free.send(buf);
     }
-    Ok((hasher.finalize().into(), total))
+    Ok((hasher.finalize(), total))
 }
 
 /// Lowercase hex of a digest.
@@ -249,9 +309,10 @@ mod tests {
         let mut buf = AlignedBuf::new(64 * 1024);
         for expected in [None, Some(data.len() as u64), Some(3)] {
             let fd = std::fs::File::open(format!("/proc/self/fd/{}", f.as_raw_fd())).unwrap();
-            let (d, n) = hash_fd(fd.as_raw_fd(), &mut buf, expected).unwrap();
+            let (d, n) = hash_fd(fd.as_raw_fd(), &mut buf, expected, false).unwrap();
             assert_eq!(n, data.len() as u64);
-            assert_eq!(d.as_slice(), Sha256::digest(&data).as_slice());
+            assert_eq!(d.sha256.as_slice(), Sha256::digest(&data).as_slice());
+            assert_eq!(d.legacy, None);
         }
         assert_eq!(
             to_hex(&Sha256::digest(b"").into()),
@@ -269,17 +330,26 @@ mod tests {
         let len = OVERLAP_MIN as usize + 3 * RING_BUF + 12345;
         let data: Vec<u8> = (0..len as u64).map(|i| ((i * 131) >> 3) as u8).collect();
         f.write_all(&data).unwrap();
-        let want: [u8; 32] = Sha256::digest(&data).into();
+        let want = Digests {
+            sha256: Sha256::digest(&data).into(),
+            legacy: Some(LegacyDigests {
+                md5: Md5::digest(&data).into(),
+                sha1: Sha1::digest(&data).into(),
+            }),
+        };
         let mut buf = AlignedBuf::new(64 * 1024);
         // exact, larger than the file (shrunk since stat), smaller than the
         // file (grown since stat), and at the threshold
         for expected in [len as u64, len as u64 + 4096, OVERLAP_MIN] {
-            let r = hash_fd(reopen(&f).as_raw_fd(), &mut buf, Some(expected)).unwrap();
+            let r = hash_fd(reopen(&f).as_raw_fd(), &mut buf, Some(expected), true).unwrap();
             assert_eq!(r, (want, len as u64), "expected {expected}");
         }
         // the overlapped path itself, not a fallback to the serial one
-        let r = hash_fd_overlapped(reopen(&f).as_raw_fd(), Some(len as u64));
+        let r = hash_fd_overlapped(reopen(&f).as_raw_fd(), Some(len as u64), true);
         assert_eq!(r.unwrap().unwrap(), (want, len as u64));
+        // and the serial one, with the legacy digests of the same read
+        let r = hash_fd(reopen(&f).as_raw_fd(), &mut buf, None, true).unwrap();
+        assert_eq!(r, (want, len as u64));
     }
 
     #[test]
@@ -287,10 +357,10 @@ mod tests {
         let dir = std::fs::File::open("/").unwrap(); // read(2) gives EISDIR
         let mut buf = AlignedBuf::new(4096);
         for expected in [Some(10), Some(OVERLAP_MIN)] {
-            let e = hash_fd(dir.as_raw_fd(), &mut buf, expected).unwrap_err();
+            let e = hash_fd(dir.as_raw_fd(), &mut buf, expected, true).unwrap_err();
             assert_eq!(e.raw_os_error(), Some(libc::EISDIR));
         }
-        let e = hash_fd_overlapped(-1, Some(OVERLAP_MIN))
+        let e = hash_fd_overlapped(-1, Some(OVERLAP_MIN), false)
             .unwrap()
             .unwrap_err();
         assert_eq!(e.raw_os_error(), Some(libc::EBADF));

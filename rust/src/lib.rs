@@ -182,6 +182,10 @@ struct PyEntry {
     #[pyo3(get)]
     sha256: Option<String>,
     #[pyo3(get)]
+    md5: Option<String>,
+    #[pyo3(get)]
+    sha1: Option<String>,
+    #[pyo3(get)]
     error: Option<String>,
 }
 
@@ -213,6 +217,8 @@ impl PyEntry {
                 .map(|(k, v)| (text::escape_path(k), v.to_vec()))
                 .collect(),
             sha256: r.sha().map(hex32),
+            md5: e.legacy().map(|l| hex::encode(l.md5)),
+            sha1: e.legacy().map(|l| hex::encode(l.sha1)),
             error: e.error().map(str::to_string),
         }
     }
@@ -452,8 +458,8 @@ impl PyLayerIndex {
 #[pyfunction]
 #[pyo3(
     name = "walk",
-    signature = (root, *, subpath = None, exclude = Vec::new(), one_filesystem = false, hash_max_size = None, threads = 0, progress = None),
-    text_signature = "(root, *, subpath=None, exclude=(), one_filesystem=False, hash_max_size=None, threads=0, progress=None)"
+    signature = (root, *, subpath = None, exclude = Vec::new(), one_filesystem = false, hash_max_size = None, threads = 0, progress = None, legacy_hashes = false),
+    text_signature = "(root, *, subpath=None, exclude=(), one_filesystem=False, hash_max_size=None, threads=0, progress=None, legacy_hashes=False)"
 )]
 #[allow(clippy::too_many_arguments)]
 fn py_walk(
@@ -465,6 +471,7 @@ fn py_walk(
     hash_max_size: Option<u64>,
     threads: usize,
     progress: Option<Bound<'_, PyAny>>,
+    legacy_hashes: bool,
 ) -> PyResult<PyTree> {
     let exclude = exclude
         .iter()
@@ -480,6 +487,7 @@ fn py_walk(
         one_filesystem,
         hash_max_size,
         threads,
+        legacy_hashes,
         ..Default::default()
     };
     let counters = walk::Progress::default();
@@ -751,6 +759,32 @@ fn py_read_file<'py>(
     }
 }
 
+// ------------------------------------------------------------------ hash_fd
+
+/// Digests of the rest of an open file: (sha256, md5, sha1, bytes read), the
+/// legacy two None unless asked for; one read, the GIL released.
+#[pyfunction]
+#[pyo3(name = "hash_fd", signature = (fd, *, legacy_hashes = false))]
+fn py_hash_fd(
+    py: Python<'_>,
+    fd: i32,
+    legacy_hashes: bool,
+) -> PyResult<(String, Option<String>, Option<String>, u64)> {
+    let result = py.detach(|| {
+        let mut buf = hash::AlignedBuf::new(1 << 20);
+        hash::hash_fd(fd, &mut buf, None, legacy_hashes)
+    });
+    match result {
+        Ok((d, n)) => Ok((
+            hex32(&d.sha256),
+            d.legacy.map(|l| hex::encode(l.md5)),
+            d.legacy.map(|l| hex::encode(l.sha1)),
+            n,
+        )),
+        Err(e) => Err(os_error(&e, &format!("fd {fd}"))),
+    }
+}
+
 // ------------------------------------------------------------------ text
 
 /// Escape raw path bytes to text (see the stub for the rule).
@@ -781,6 +815,7 @@ fn native_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
         std::str::from_utf8(entry::DRIFT_XATTR).expect("ASCII"),
     )?;
     m.add_function(wrap_pyfunction!(py_read_file, m)?)?;
+    m.add_function(wrap_pyfunction!(py_hash_fd, m)?)?;
     m.add_function(wrap_pyfunction!(py_escape_path, m)?)?;
     m.add_function(wrap_pyfunction!(py_unescape_path, m)?)?;
     Ok(())

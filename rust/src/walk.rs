@@ -45,6 +45,8 @@ pub struct WalkOptions {
     pub one_filesystem: bool,
     /// Regular files larger than this are not hashed.
     pub hash_max_size: Option<u64>,
+    /// Also MD5 and SHA-1 of every hashed file, in the same read as its SHA-256.
+    pub legacy_hashes: bool,
     /// Worker threads; 0 = number of cores.
     pub threads: usize,
     #[doc(hidden)]
@@ -727,9 +729,10 @@ impl Ctx<'_> {
                 return 0;
             }
         }
-        match hash_fd(fd.0, buf, Some(rec.size)) {
-            Ok((digest, n)) => {
-                rec.set_sha(digest);
+        match hash_fd(fd.0, buf, Some(rec.size), self.opts.legacy_hashes) {
+            Ok((digests, n)) => {
+                rec.set_sha(digests.sha256);
+                x.legacy = digests.legacy;
                 if n != rec.size {
                     x.error = Some("changed during walk".into());
                 }
@@ -908,6 +911,21 @@ mod tests {
         );
         assert!(f.error().is_none());
         assert!(f.rec.walk_info().is_some());
+        assert!(f.legacy().is_none());
+        let legacy = run(
+            r,
+            &WalkOptions {
+                legacy_hashes: true,
+                ..Default::default()
+            },
+        );
+        let l = find(&legacy, b"/a/b/f.txt").legacy().copied().unwrap();
+        assert_eq!(hex::encode(l.md5), "5d41402abc4b2a76b9719d911017c592");
+        assert_eq!(
+            hex::encode(l.sha1),
+            "aaf4c61ddcc5e8a2dabede0f3b482cd9aea9434d"
+        );
+        assert!(find(&legacy, b"/a").legacy().is_none());
         assert_eq!(
             find(&t, b"/big").rec.sha().unwrap().as_slice(),
             Sha256::digest(&big).as_slice()

@@ -19,6 +19,7 @@ from typing import Any, BinaryIO
 
 from google.protobuf import any_pb2
 
+from drifttools.acquisition.logs import cri_logs, host_root_of
 from drifttools.acquisition.runtimes.bbolt import BoltDB, BoltError, Bucket
 from drifttools.acquisition.runtimes.containerd.content import blob_path, layer_sources
 from drifttools.acquisition.runtimes.containerd.records import (
@@ -130,6 +131,7 @@ class ContainerdRootRuntime:
             },
             extra={"attempts": restart_history(attempts, lambda _id: "offline")},
             runtime="offline",
+            logs=cri_logs(host_root_of(self.root, "var/lib/containerd"), chosen.labels, chosen.id),
         )
 
     def _image(self, db: BoltDB, namespace: str, name: str) -> RecordImage | None:

@@ -15,6 +15,7 @@ from typing import Any, BinaryIO
 import docker
 import docker.errors
 
+from drifttools.acquisition.logs import docker_logs
 from drifttools.acquisition.runtimes.chunks import buffered
 from drifttools.acquisition.runtimes.posture import docker_posture
 from drifttools.baseline.images.layer_store import StoredLayer, engine_layers
@@ -88,6 +89,9 @@ class DockerRuntime:
                 "data_root": str(self.data_root),
             },
             raw=raw,
+            logs=docker_logs(self.data_root / "containers" / raw["Id"])
+            if self._host_access
+            else (),
         )
 
     def list_running(self, *, stopped: bool = False) -> list[ContainerInfo]:

@@ -15,6 +15,7 @@ import re
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from drifttools.acquisition.logs import docker_logs
 from drifttools.acquisition.runtimes.disk import fragment_of, read_small
 from drifttools.acquisition.runtimes.posture import docker_posture
 from drifttools.baseline.images.layer_store import StoredLayer, engine_layers
@@ -113,6 +114,7 @@ class DockerRootRuntime:
                 "offline": True,
             },
             raw=raw,
+            logs=docker_logs(self.data_root / "containers" / container_id),
         )
 
     def _mounts(self, raw: dict[str, Any]) -> list[MountPoint]:

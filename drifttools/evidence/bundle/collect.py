@@ -25,6 +25,7 @@ from typing import Any
 
 from drifttools.acquisition.content import ContentReader, ContentUnavailable
 from drifttools.acquisition.guard import opened_exe
+from drifttools.acquisition.logs import open_log
 from drifttools.errors import BundleError
 from drifttools.evidence.bundle.actions import SEALING, STARTED, ActionLog, now
 from drifttools.evidence.bundle.layout import (
@@ -207,6 +208,45 @@ def _capture_files(
     return found
 
 
+def _capture_logs(snapshot: Snapshot, staging: _Staging, log: ActionLog) -> list[dict[str, Any]]:
+    """The bytes of each of the container's log files, as stored (rotations compressed)."""
+    found = []
+    for record in snapshot.logs:
+        item: dict[str, Any] = {
+            "path": record.path,
+            "format": record.format,
+            "sha256": None,
+            "size": record.size,
+            "reason": None,
+        }
+        found.append(item)
+        try:
+            fd = open_log(record.path)
+        except OSError as exc:
+            item["reason"] = f"log not stored: {exc.strerror or exc}"
+            continue
+        try:
+            size = os.fstat(fd).st_size
+            if size == 0:
+                item["size"], item["reason"] = 0, "empty: nothing to store"
+                continue
+            if (why := staging.room_for(size)) is not None:
+                item["reason"] = why
+                continue
+            item["sha256"] = staging.store_fd(fd)
+            item["size"] = size
+        except OSError as exc:
+            item["reason"] = f"log not stored: {exc.strerror or exc}"
+            continue
+        finally:
+            os.close(fd)
+        if item["sha256"] != record.sha256:  # a current log grows while the run goes on
+            item["reason"] = f"content changed since the snapshot (then {record.sha256})"
+    stored = sum(1 for item in found if item["sha256"])
+    log.add("container log files read from the host", files=len(found), stored=stored)
+    return found
+
+
 def _host() -> dict[str, Any]:
     def first_line(path: str) -> str | None:
         try:
@@ -290,6 +330,7 @@ class BundleWriter:
         self.log.add(STARTED, reference=reference, output=str(output))
         self.executables: list[dict[str, Any]] = []
         self.mountinfo: bytes | None = None
+        self.logs: list[dict[str, Any]] = []
         self._entered: set[Stage] = set()
         self._collected: tuple[DriftReport, tuple[Mapping[str, Any], ...]] | None = None
         self._progress: Progress = no_progress
@@ -337,6 +378,7 @@ class BundleWriter:
     def after_snapshot(self, snapshot: Snapshot) -> None:
         """Record what the snapshot read."""
         self.log.add("snapshot taken", filesystems=[s.source for s in snapshot.filesystems])
+        self.logs = _capture_logs(snapshot, self.staging, self.log)
 
     def finish(
         self,
@@ -372,22 +414,37 @@ class BundleWriter:
         log.add("diff and classification done", changes=len(report.changes))
         self._progress(ProgressEvent(Stage.CONTENT))
         files = _capture_files(report, ContentReader(snapshot), staging, log)
-        skipped = [
-            {"kind": "executable", "pid": item["pid"], "path": item["exe"], **_why(item)}
-            for item in self.executables
-            if item["sha256"] is None
-        ] + [
-            {"kind": "file", "pid": None, "path": item["path"], **_why(item)}
-            for item in files
-            if item["sha256"] is None
-        ]
+        skipped = (
+            [
+                {"kind": "executable", "pid": item["pid"], "path": item["exe"], **_why(item)}
+                for item in self.executables
+                if item["sha256"] is None
+            ]
+            + [
+                {"kind": "file", "pid": None, "path": item["path"], **_why(item)}
+                for item in files
+                if item["sha256"] is None
+            ]
+            + [
+                {"kind": "log", "pid": None, "path": item["path"], **_why(item)}
+                for item in self.logs
+                if item["sha256"] is None and item["size"]  # an empty log has nothing to keep
+            ]
+        )
         document = report_to_dict(report)
         acquired = {key: document.pop(key) for key in _ACQUISITION_KEYS}
         staging.write(REPORT, (json.dumps(document, indent=2, ensure_ascii=False) + "\n").encode())
         staging.write(FACTS, canonical_json(_extra_facts(report)))
         staging.write(
             EVIDENCE,
-            canonical_json({"executables": self.executables, "files": files, "skipped": skipped}),
+            canonical_json(
+                {
+                    "executables": self.executables,
+                    "files": files,
+                    "logs": self.logs,
+                    "skipped": skipped,
+                }
+            ),
         )
         staging.write(IMAGE, canonical_json(_image_identity(baseline)))
         staging.write(INSPECT, canonical_json(plain(info.raw)))
@@ -416,6 +473,7 @@ class BundleWriter:
                 "env_values": acquisition.env_values,
                 "verify": verify,
                 "hash_max_size": acquisition.hash_max_size,
+                "legacy_hashes": acquisition.legacy_hashes,
                 "max_file_size": options.max_file_size,
                 "max_total_size": options.max_total_size,
                 "form": "directory" if options.directory else "tar",

@@ -1,4 +1,5 @@
-"""Timeline and interchange exports of a report: Sleuth Kit bodyfile, Timesketch, CASE/UCO.
+"""Timeline and interchange exports of a report: Sleuth Kit bodyfile, Timesketch, CASE/UCO,
+and a standalone HTML report for people.
 
 Each export is one module with a function ``lines(report, acquisition)`` that yields
 the output's lines (without newlines). ``acquisition`` is a bundle's acquisition
@@ -11,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from drifttools.evidence.exports import bodyfile, case, timesketch
+from drifttools.evidence.exports import bodyfile, case, html, timesketch
 from drifttools.models import DriftReport
 
 Export = Callable[[DriftReport, Mapping[str, Any] | None], Iterator[str]]
@@ -21,6 +22,7 @@ EXPORTS: Mapping[str, Export] = {
     "bodyfile": bodyfile.lines,
     "timesketch": timesketch.lines,
     "case": case.lines,
+    "html": html.lines,
 }
 FORMATS = tuple(EXPORTS)
 

@@ -7,8 +7,9 @@ container's facts (the image's for a deletion, the name suffixed `` (deleted)``
 as ``fls`` does). Symlinks are written ``path -> target``. Times are whole
 seconds since the epoch, 0 when unknown; ``crtime`` is the statx birth time.
 
-The MD5 column is ``0`` ("not hashed", the TSK convention): drifttools hashes
-with SHA-256, which the report, the Timesketch and the CASE exports carry.
+The MD5 column is the file's MD5, read with its SHA-256 (the report, the Timesketch and
+the CASE exports carry both, and SHA-1); ``0`` ("not hashed", the TSK convention) when
+the path is not a regular file, was not hashed, or the run was ``--sha256-only``.
 
 Names are escaped so that no line can be split or forged: on top of the path
 rule (non-UTF-8 bytes ``\\xNN``, a backslash ``\\\\``), control and bidi
@@ -61,7 +62,7 @@ def lines(report: DriftReport, acquisition: Mapping[str, Any] | None = None) -> 
         if change.change is ChangeKind.DELETED:
             name += " (deleted)"
         fields = (
-            "0",
+            facts.md5 or "0",
             name,
             str(facts.inode or 0),
             mode_string(facts),

@@ -77,7 +77,8 @@ def _file_node(graph: _Graph, key: tuple, path: str, facts: FileFacts | None, no
             if (value := _time(ns)) is not None:
                 facet[f"uco-observable:{prop}"] = value
         if facts.sha256 is not None:
-            facets.append(_content_facet(graph, key, facts.sha256, facts.size))
+            hashes = {"SHA256": facts.sha256, "MD5": facts.md5, "SHA1": facts.sha1}
+            facets.append(_content_facet(graph, key, hashes, facts.size))
     graph.nodes.append(
         {
             "@id": iri,
@@ -89,22 +90,34 @@ def _file_node(graph: _Graph, key: tuple, path: str, facts: FileFacts | None, no
     return iri
 
 
-def _content_facet(graph: _Graph, key: tuple, sha256: str, size: int | None) -> dict[str, Any]:
+def _content_facet(
+    graph: _Graph, key: tuple, hashes: Mapping[str, str | None], size: int | None
+) -> dict[str, Any]:
+    """The content facet with a ``Hash`` for each known digest, by UCO's method names
+    (``SHA256``, ``MD5``, ``SHA1``)."""
     facet: dict[str, Any] = {
         "@id": graph.iri("content-facet", *key),
         "@type": "uco-observable:ContentDataFacet",
         "uco-observable:hash": [
             {
-                "@id": graph.iri("hash", *key),
+                "@id": graph.iri("hash", *key)
+                if method == "SHA256"
+                else graph.iri("hash", *key, method),
                 "@type": "uco-types:Hash",
-                "uco-types:hashMethod": "SHA256",
-                "uco-types:hashValue": {"@type": "xsd:hexBinary", "@value": sha256},
+                "uco-types:hashMethod": method,
+                "uco-types:hashValue": {"@type": "xsd:hexBinary", "@value": value},
             }
+            for method, value in hashes.items()
+            if value is not None
         ],
     }
     if size is not None:
         facet["uco-observable:sizeInBytes"] = _integer(size)
     return facet
+
+
+def _exe_hashes(process: ProcessRecord) -> dict[str, str | None]:
+    return {"SHA256": process.exe_sha256, "MD5": process.exe_md5, "SHA1": process.exe_sha1}
 
 
 def _process_node(graph: _Graph, process: ProcessRecord) -> str:
@@ -123,7 +136,7 @@ def _process_node(graph: _Graph, process: ProcessRecord) -> str:
         if process.exe_sha256 is not None:
             node = graph.nodes[-1]
             node["uco-core:hasFacet"].append(
-                _content_facet(graph, exe_key, process.exe_sha256, process.exe_size)
+                _content_facet(graph, exe_key, _exe_hashes(process), process.exe_size)
             )
         facet["uco-observable:binary"] = {"@id": exe}
     iri = graph.iri("process", process.pid, process.start_ticks)

@@ -14,7 +14,7 @@ from typing import Any
 from drifttools.acquisition.runtimes.posture import spec_posture
 from drifttools.baseline.oci import ImageConfig
 from drifttools.errors import ContainerNotFound
-from drifttools.models import ContainerInfo, ImageManifest, MountPoint
+from drifttools.models import ContainerInfo, ImageManifest, LogSource, MountPoint
 
 #: The namespace the CRI plugin (Kubernetes) keeps its containers in.
 K8S_NAMESPACE = "k8s.io"
@@ -216,6 +216,7 @@ def container_info(
     extra: Mapping[str, Any],
     runtime: str = "containerd",
     readable: bool = True,
+    logs: tuple[LogSource, ...] = (),
 ) -> ContainerInfo:
     """The runtime-neutral record of a containerd container."""
     upper = dirs.upper if dirs and readable else None
@@ -235,6 +236,7 @@ def container_info(
         posture=spec_posture(record.spec),
         labels=dict(record.labels),
         engine=dict(engine),
+        logs=logs,
         raw={
             "namespace": record.namespace,
             "container": dict(record.raw),

@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from drifttools.acquisition.logs import cri_logs
 from drifttools.acquisition.runtimes.containerd.client import ContainerdClient, discover_socket
 from drifttools.acquisition.runtimes.containerd.content import blob_path, layer_sources
 from drifttools.acquisition.runtimes.containerd.records import (
@@ -162,6 +163,7 @@ class ContainerdRuntime:
             },
             extra={"task": {"status": status, "pid": pid, "pids": pids}, "attempts": history},
             readable=readable,
+            logs=cri_logs(Path("/"), record.labels, record.id),
         )
 
     def _task_pids(self, namespace: str, container_id: str) -> list[int]:
