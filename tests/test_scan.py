@@ -63,7 +63,7 @@ def test_replicas_share_common_drift_and_the_odd_one_is_raised() -> None:
     assert raised(Severity.CRITICAL) is Severity.CRITICAL
 
 
-def test_filters_and_pod_templates(busybox_image: dict) -> None:
+def test_filters_and_pod_templates() -> None:
     assert pod_template(PodRef("prod", "web-7d4b9c-x2x9q", "app")) == "web-7d4b9c"
     assert pod_template(PodRef("p", "web-7d4b9c-x2x9q", "a"), {"pod-template-hash": "7d4b9c"}) == (
         "web@7d4b9c"
