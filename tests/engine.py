@@ -9,6 +9,7 @@ import hashlib
 import json
 import shutil
 import subprocess
+import time
 import uuid
 from pathlib import Path
 
@@ -118,3 +119,24 @@ def copy_docker_container(name: str, target: Path) -> Path:
         (root / relative).parent.mkdir(parents=True, exist_ok=True)
         subprocess.run(["cp", "-a", str(source / relative), str(root / relative)], check=True)
     return root
+
+
+def run_drifted(image: str, prefix: str, script: str) -> str:
+    """Start a container of ``image`` that runs the shell ``script`` and sleeps; return its
+    name once the script has run (the test's own container: it may exec into it)."""
+    name = unique(prefix)
+    docker(
+        "run",
+        "-d",
+        "--name",
+        name,
+        image,
+        "sh",
+        "-c",
+        f"{script}; touch /tmp/ready; exec sleep 600",
+    )
+    deadline = time.monotonic() + 30
+    while "ready" not in docker("exec", name, "ls", "/tmp"):
+        assert time.monotonic() < deadline, f"{name}: its script did not finish"
+        time.sleep(0.1)
+    return name

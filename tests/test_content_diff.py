@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import difflib
 import json
-import time
 from pathlib import Path
 
 from click.testing import CliRunner
@@ -14,7 +13,7 @@ from drifttools_cli.main import cli
 import drifttools
 from drifttools.analysis.content_diff import content_diff
 from drifttools.options import BaselineOptions, ClassifyOptions
-from tests.engine import docker, unique
+from tests.engine import docker, run_drifted
 from tests.reports import assert_valid_report
 
 
@@ -59,17 +58,12 @@ def test_binary_files_get_a_byte_summary() -> None:
 def test_live_container_diffs_against_the_layer_and_show(
     busybox_image: dict, tmp_path: Path
 ) -> None:
-    name = unique("investigate-diff")
     script = (
         "printf '#!/bin/sh\\necho pwned \\033[2J\\nexec sleep 100000\\n' > /entrypoint.sh;"
-        " printf 'he\\000lo\\n' > /opt/app/a; touch /tmp/ready; exec sleep 600"
+        " printf 'he\\000lo\\n' > /opt/app/a"
     )
-    docker("run", "-d", "--name", name, busybox_image["tag"], "sh", "-c", script)
+    name = run_drifted(busybox_image["tag"], "investigate-diff", script)
     try:
-        deadline = time.monotonic() + 30
-        while "ready" not in docker("exec", name, "ls", "/tmp"):  # the test's own container
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
         cache = drifttools.LayerCache(tmp_path / "cache")
         report = drifttools.diff(
             name, baseline=BaselineOptions(cache=cache), classification=ClassifyOptions(yara=False)

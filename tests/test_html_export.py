@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import time
 from pathlib import Path
 
 from click.testing import CliRunner
@@ -16,7 +15,7 @@ from drifttools_cli.main import cli
 import drifttools
 from drifttools.evidence.exports import export_lines
 from drifttools.options import BaselineOptions, ClassifyOptions
-from tests.engine import docker, unique
+from tests.engine import docker, run_drifted
 
 ARTIFACTS = Path(
     os.environ.get("DRIFTTOOLS_TEST_ARTIFACTS", Path(__file__).parents[1] / ".artifacts")
@@ -35,18 +34,12 @@ def _chromium(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_html_export_renders_offline_in_chromium(busybox_image: dict, tmp_path: Path) -> None:
-    name = unique("investigate-html")
     script = (
         "echo 'exec sleep 1' >> /entrypoint.sh;"
-        " echo x > '/tmp/<img src=x onerror=alert(1)>'\"$(printf '\\033[2J')\";"
-        " touch /tmp/ready; exec sleep 600"
+        " echo x > '/tmp/<img src=x onerror=alert(1)>'\"$(printf '\\033[2J')\""
     )
-    docker("run", "-d", "--name", name, busybox_image["tag"], "sh", "-c", script)
+    name = run_drifted(busybox_image["tag"], "investigate-html", script)
     try:
-        deadline = time.monotonic() + 30
-        while "ready" not in docker("exec", name, "ls", "/tmp"):  # the test's own container
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
         cache = tmp_path / "cache"
         report = drifttools.diff(
             name,

@@ -25,7 +25,7 @@ def test_every_registered_runtime_is_where_the_registry_says() -> None:
         runtime_class = getattr(importlib.import_module(kind.module), kind.class_name)
         assert runtime_class.name == name
     assert ENGINES == ("docker", "containerd")
-    assert SCHEMES == ("containerd", "k8s", "docker-root", "containerd-root", "checkpoint")
+    assert SCHEMES == ("containerd", "k8s", "docker-root", "containerd-root", "disk", "checkpoint")
     assert {kind.opening for kind in RUNTIMES.values()} == set(Opening)
 
 

@@ -31,6 +31,7 @@ import zlib
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
+from drifttools.acquisition.protobuf import varint_fields
 from drifttools.clock import rfc3339_ns
 from drifttools.models import LogRecord, LogSource
 
@@ -332,31 +333,4 @@ class _FrameScanner(_Scanner):
 
 def _time_nano(message: bytes) -> int | None:
     """Field 2 (``time_nano``, varint) of a protobuf ``LogEntry``."""
-    at = 0
-    while at < len(message):
-        key, at = _varint(message, at)
-        field, wire = key >> 3, key & 7
-        if wire == 0:
-            value, at = _varint(message, at)
-            if field == 2:
-                return value
-        elif wire == 2:
-            length, at = _varint(message, at)
-            at += length
-        elif wire in (1, 5):
-            at += 8 if wire == 1 else 4
-        else:
-            return None
-    return None
-
-
-def _varint(data: bytes, at: int) -> tuple[int, int]:
-    value = shift = 0
-    while at < len(data):
-        byte = data[at]
-        at += 1
-        value |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return value, at
-        shift += 7
-    return value, at
+    return varint_fields(message).get(2)

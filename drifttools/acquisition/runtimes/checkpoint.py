@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from drifttools import _native
+from drifttools.acquisition.protobuf import varint_fields
 from drifttools.acquisition.runtimes.containerd.records import spec_mounts
 from drifttools.acquisition.runtimes.posture import spec_posture
 from drifttools.errors import ContainerNotFound, ImageNotFound, RootfsError, RuntimeUnavailable
@@ -85,46 +86,12 @@ class CheckpointArchive:
         found, at = [], 8
         while at + 4 <= len(data):
             size = int.from_bytes(data[at : at + 4], "little")
-            entry = _fields(data[at + 4 : at + 4 + size])
+            entry = varint_fields(data[at + 4 : at + 4 + size])
             at += 4 + size
             found.append(
                 {k: entry.get(n, 0) for n, k in enumerate(("", "pid", "ppid", "pgid", "sid")) if k}
             )
         return found
-
-
-def _fields(message: bytes) -> dict[int, int]:
-    """The varint fields of a protobuf message (enough for CRIU's pstree entries)."""
-    fields: dict[int, int] = {}
-    at = 0
-    while at < len(message):
-        key, at = _varint(message, at)
-        number, wire = key >> 3, key & 7
-        if wire == 0:
-            value, at = _varint(message, at)
-            fields.setdefault(number, value)
-        elif wire == 2:
-            length, at = _varint(message, at)
-            at += length
-        elif wire == 5:
-            at += 4
-        elif wire == 1:
-            at += 8
-        else:
-            break
-    return fields
-
-
-def _varint(data: bytes, at: int) -> tuple[int, int]:
-    value, shift = 0, 0
-    while at < len(data):
-        byte = data[at]
-        at += 1
-        value |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            break
-        shift += 7
-    return value, at
 
 
 def _whiteouts(paths: Sequence[str]) -> _native.Tree:
