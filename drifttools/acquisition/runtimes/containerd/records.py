@@ -262,5 +262,4 @@ def container_info(
         namespace=record.namespace,
         lower_dirs=dirs.lowers if dirs else (),
         image_manifest=manifest,
-        labels=dict(record.labels),
     )
