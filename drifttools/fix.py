@@ -82,6 +82,7 @@ def write_fixes(
         "allowlist.txt": allowlist_text(fixes),
         "SUMMARY.md": summary_text(fixes),
     }
+    directory.mkdir(parents=True, exist_ok=True)  # the directory named for the fix is made
     written = {}
     for name, text in contents.items():
         data = text.encode()

@@ -260,6 +260,7 @@ def _scan_with_bundle(
 ) -> ContainerResult:
     """The run with a bundle's steps in it; the bundle sealed only when the container's
     own severity reaches the threshold (its staging is removed otherwise)."""
+    bundles.directory.mkdir(parents=True, exist_ok=True)  # the bundle directory named is made
     output = bundles.directory / f"{container.key}.tar"
     evidence = replace(bundles.options, directory=False)
     reference = f"{container.runtime}://{container.namespace or ''}/{container.id}"
