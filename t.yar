@@ -1,1 +1,0 @@
-rule t1 { strings: $a = "hello" condition: $a and filename == "x" }
