@@ -60,4 +60,13 @@ def test_json_and_jsonl_of_a_big_report_are_the_whole_document() -> None:
     assert_valid_report(document)
     records = [json.loads(line) for line in report_to_jsonl(report)]
     assert len(records) == 5001 and records[1]["path"] == document["changes"][0]["path"]
+    assert json.loads(report_to_json(report, indent=None)) == document
     assert gc.isenabled()  # paused while the document is built, never left off
+
+
+def test_values_the_fast_encoder_refuses_are_still_written() -> None:
+    report = synthetic_report(2)
+    huge = replace(report.changes[0], content={"version": 2**70})  # from a hostile package file
+    document = json.loads(report_to_json(replace(report, changes=(huge, report.changes[1]))))
+    assert document["changes"][0]["content"] == {"version": 2**70}
+    assert document["changes"][1]["path"] == report.changes[1].path

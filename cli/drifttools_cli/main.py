@@ -34,7 +34,7 @@ from drifttools_cli.render import (
     draw_containers,
     draw_processes,
     draw_table,
-    machine_lines,
+    machine_text,
     stdout_console,
 )
 from drifttools_cli.respond import fix_command, respond_command
@@ -46,13 +46,11 @@ def emit(report: drifttools.DriftReport, output: OutputFormat, out_file: Path | 
     if out_file is not None:
         fmt = OutputFormat.JSON if output is OutputFormat.TABLE else output
         with atomic_output(out_file, "w") as handle:
-            for line in machine_lines(report, fmt):
-                handle.write(line + "\n")
+            handle.writelines(machine_text(report, fmt))
     elif output is OutputFormat.TABLE:
         draw_table(report, stdout_console())
     else:
-        for line in machine_lines(report, output):
-            sys.stdout.write(line + "\n")
+        sys.stdout.writelines(machine_text(report, output))
 
 
 def exit_status(report: drifttools.DriftReport, fail_on: drifttools.Severity | None = None) -> int:

@@ -18,7 +18,7 @@ from drifttools import (
     ProcessRecord,
     Severity,
 )
-from drifttools.evidence.report import report_to_json, report_to_jsonl
+from drifttools.evidence.report import report_json_chunks, report_to_jsonl
 from drifttools.evidence.sbom import cyclonedx_json
 from drifttools.text import printable
 
@@ -53,14 +53,17 @@ TABLE_ROWS = 200
 _TOP_DIRECTORIES = 5
 
 
-def machine_lines(report: DriftReport, output: OutputFormat) -> Iterator[str]:
-    """The report as JSON (one document) or JSON Lines, or its package changes as CycloneDX."""
+def machine_text(report: DriftReport, output: OutputFormat) -> Iterator[str]:
+    """The report as JSON (one document) or JSON Lines, or its package changes as CycloneDX,
+    in pieces to write as they come (a big report is never held as one string)."""
     if output is OutputFormat.JSON:
-        yield report_to_json(report)
+        yield from report_json_chunks(report)
+        yield "\n"
     elif output is OutputFormat.CYCLONEDX:
-        yield cyclonedx_json(report)
+        yield cyclonedx_json(report) + "\n"
     else:
-        yield from report_to_jsonl(report)
+        for line in report_to_jsonl(report):
+            yield line + "\n"
 
 
 def draw_table(report: DriftReport, console: Console, rows: int = TABLE_ROWS) -> None:
