@@ -106,7 +106,7 @@ def test_acquisition_record_and_action_log(sealed: dict) -> None:
         "executables read through /proc/<pid>/exe",
         "mountinfo read",
         "mounts written to (tmpfs, volumes) walking",
-        "root filesystem (upper dir) walking",
+        "root filesystem walking",
         "baseline read",
         "content of added and modified files read",
     ]

@@ -67,7 +67,7 @@ _CONTENT_CHANGES = (ChangeKind.ADDED, ChangeKind.MODIFIED, ChangeKind.TYPE)
 #: The walks the action log records when the run enters them.
 _LOGGED_STAGES = {
     Stage.MOUNTS: "mounts written to (tmpfs, volumes) walking",
-    Stage.FILESYSTEM: "root filesystem (upper dir) walking",
+    Stage.FILESYSTEM: "root filesystem walking",  # which view: the "snapshot taken" record
 }
 
 
