@@ -7,6 +7,7 @@ drifted CRI-style container, stopped and copied (QCOW2), against `containerd-roo
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -24,7 +25,8 @@ from tests.reports import assert_valid_report
 
 MUTATIONS = (
     "echo added > /tmp/new; echo changed > /opt/app/a; rm /opt/app/sub/c;"
-    " chmod 4755 /bin/busybox; ln -s /etc/passwd /tmp/link; echo log-line"
+    " chmod 4755 /bin/busybox; ln -s /etc/passwd /tmp/link; echo stolen > /data/loot;"
+    " echo log-line"
 )
 
 
@@ -47,11 +49,17 @@ def _digest(path: Path) -> str:
 def images(busybox_image: dict, tmp_path_factory: pytest.TempPathFactory) -> dict:
     work = tmp_path_factory.mktemp("disk-images")
     name = unique("investigate-disk")
-    docker("run", "--name", name, busybox_image["tag"], "sh", "-c", MUTATIONS)  # exits
+    volume = f"{name}-data"  # a named volume: read as a mount with no baseline
+    docker("run", "--name", name, "-v", f"{volume}:/data", busybox_image["tag"], "sh", "-c",
+           MUTATIONS)  # fmt: skip
     try:
         root = copy_docker_container(name, work / "copy")
+        data = json.loads(docker("volume", "inspect", volume))[0]["Mountpoint"]
+        (root / "volumes" / volume).mkdir(parents=True)
+        _run("cp", "-a", data, str(root / "volumes" / volume / "_data"))
     finally:
         docker("rm", "-f", name, check=False)
+        docker("volume", "rm", "-f", volume, check=False)
     tree = work / "fs"
     (tree / "var/lib").mkdir(parents=True)
     shutil.move(root, tree / "var/lib/docker")
@@ -87,6 +95,9 @@ def test_disk_image_diff_equals_the_data_root_diff(images: dict, fmt: str) -> No
     assert _digest(image) == before  # read-only
     assert_valid_report(report.to_dict())
     assert _paths(report) == _paths(expected) and "/opt/app/a" in _paths(report)
+    [loot] = [c for c in report.changes if c.path == "/data/loot"]  # the named volume
+    assert loot.mount == "/data" and loot.change is drifttools.ChangeKind.ADDED
+    assert loot.after is not None and loot.after.size == len("stolen\n")
     assert report.verified and report.target.details["engine"]["disk_image"] == str(image)
     [log] = report.logs
     assert log.format == "json-file" and log.entries == 1 and log.sha256 == expected.logs[0].sha256

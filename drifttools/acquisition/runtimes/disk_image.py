@@ -15,7 +15,8 @@ followed), whiteouts and xattrs, and the staged root is then read exactly like
 ``docker-root://`` or ``containerd-root://``:
 
 - Docker: every container's records, the image and layer databases, then the chosen
-  container's directory with its logs, its overlay upper dir and its image's layer dirs.
+  container's directory with its logs, its overlay upper dir, its image's layer dirs and
+  the named volumes it mounts (``volumes/<name>``: read as mounts with no baseline).
 - containerd: the metadata database and the snapshotters' databases, every image's
   index, manifest and config blobs; then the chosen container's layer blobs (verified
   against their digests as on any host), its snapshot and its parents' (upper and lower
@@ -46,7 +47,7 @@ from drifttools.acquisition.runtimes.containerd.records import (
 )
 from drifttools.acquisition.runtimes.containerd_root import CONTENT, META_DB, ContainerdRootRuntime
 from drifttools.acquisition.runtimes.disk import fragment_of
-from drifttools.acquisition.runtimes.docker_root import DockerRootRuntime
+from drifttools.acquisition.runtimes.docker_root import DockerRootRuntime, volume_names
 from drifttools.baseline.images.layer_store import chain_ids
 from drifttools.baseline.sources import LayerSource
 from drifttools.errors import ContainerNotFound, ImageNotFound, RuntimeUnavailable
@@ -116,6 +117,8 @@ class _DockerStaged(_Staged):
             if "/" in name or name.startswith("."):
                 raise ContainerNotFound(f"malformed layer record {name!r}")
             self.copy(f"{driver}/{name}")
+        for volume in volume_names(dict(first.raw)).values():
+            self.copy(f"volumes/{volume}")
         return self.reader.resolve(wanted)
 
 
