@@ -91,14 +91,13 @@ def test_manifests_validate_and_keep_least_privilege() -> None:
 
 
 def _docker_run_flags(
-    workload: dict[str, Any], host_paths: Mapping[str, str] | None = None
+    workload: dict[str, Any], instead: Mapping[str, tuple[str, str]] | None = None
 ) -> list[str]:
     """The pod's privileges and mounts as ``docker run`` flags, nothing added; a hostPath
     this host lacks (a containerd socket on a Docker-only host) is left out, as the
-    kubelet would for a node without that engine. ``host_paths`` puts another host path
-    in place of a volume's (by volume name); a volume mounted at its own host path (an
-    engine's root: the paths the engine reports must be valid in the pod) stays so."""
-    host_paths = host_paths or {}
+    kubelet would for a node without that engine. ``instead`` mounts, for a volume (by
+    name), another host path at another path in the container."""
+    instead = instead or {}
     pod = workload["spec"]["template"]["spec"]
     [container] = pod["containers"]
     security = container["securityContext"]
@@ -115,9 +114,8 @@ def _docker_run_flags(
         if "emptyDir" in volume:
             flags += ["--tmpfs", mount["mountPath"]]
         else:
-            declared = volume["hostPath"]["path"]
-            host = host_paths.get(mount["name"], declared)
-            inside = host if mount["mountPath"] == declared else mount["mountPath"]
+            declared = (volume["hostPath"]["path"], mount["mountPath"])
+            host, inside = instead.get(mount["name"], declared)
             if Path(host).exists():
                 mode = "ro" if mount.get("readOnly") else "rw"
                 flags += ["-v", f"{host}:{inside}:{mode}"]
@@ -218,11 +216,14 @@ def test_image_scans_containerd_with_the_manifest_privileges(
     [container] = daemonset["spec"]["template"]["spec"]["containers"]
     mounts = {m["name"]: m for m in container["volumeMounts"]}
     volumes = {v["name"]: v for v in daemonset["spec"]["template"]["spec"]["volumes"]}
-    # the root is mounted where it is on the node: the snapshot dirs containerd names hold
+    # the root is mounted where it is on the node (the snapshot dirs containerd names are
+    # valid paths in the pod), so ours is mounted at its own path; the socket where the
+    # manifest puts it ($CONTAINERD_ADDRESS)
     assert mounts["containerd-root"]["mountPath"] == volumes["containerd-root"]["hostPath"]["path"]
-    flags = _docker_run_flags(
-        daemonset, {"containerd-sock": daemon.socket, "containerd-root": str(daemon.root)}
-    )
+    socket_path = mounts["containerd-sock"]["mountPath"]
+    root = str(daemon.root)
+    ours = {"containerd-sock": (daemon.socket, socket_path), "containerd-root": (root, root)}
+    flags = _docker_run_flags(daemonset, ours)
     env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
     assert env["CONTAINERD_ADDRESS"] == mounts["containerd-sock"]["mountPath"]
     result = subprocess.run(
@@ -247,7 +248,7 @@ def test_image_scans_containerd_with_the_manifest_privileges(
         timeout=600,
         check=False,
     )
-    assert result.returncode == 1, result.stderr
+    assert result.returncode == 1, result.stderr + result.stdout
     document = json.loads(result.stdout)
     [record] = document["containers"]
     assert record["error"] is None and record["container"]["node"] == "containerd-node"
