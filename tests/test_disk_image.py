@@ -139,15 +139,22 @@ def containerd_disk(containerd_image_tar: Path, tmp_path_factory: pytest.TempPat
     work = tmp_path_factory.mktemp("containerd-disk")
     tree = work / "fs"
     daemon = start_daemon(work / "containerd", containerd_image_tar)
+    # a pod volume where the kubelet keeps them: read as a mount with no baseline
+    volume = work / "kubelet/pods/0f3c/volumes/kubernetes.io~empty-dir/cache"
+    volume.mkdir(parents=True)
     try:
-        container_id = daemon.run("db-0")
-        daemon.exec(container_id, containerd_daemon.MUTATIONS)
+        mount = f"type=bind,src={volume},dst=/cache,options=rbind:rw"
+        container_id = daemon.run("db-0", extra=("--mount", mount))
+        daemon.exec(container_id, containerd_daemon.MUTATIONS + " && echo stolen > /cache/loot")
         daemon.stop(container_id)  # its record and snapshot stay, as on a host that died
         daemon.shutdown()
         (tree / "var/lib").mkdir(parents=True)
         _run("cp", "-a", str(daemon.root), str(tree / "var/lib/containerd"))
+        (tree / volume.relative_to("/")).parent.mkdir(parents=True)
+        _run("cp", "-a", str(volume), str(tree / volume.relative_to("/")))
     finally:
         cleanup_daemon(daemon)
+    shutil.rmtree(volume)  # the dead host's path: only its copy on the disk may be read
     logs = tree / "var/log/pods/default_db-0_0f3c/app"
     logs.mkdir(parents=True)
     (logs / "0.log").write_text(CRI_LOG)
@@ -171,6 +178,8 @@ def test_containerd_root_in_a_disk_image_diffs_as_the_root_itself(containerd_dis
     assert_valid_report(report.to_dict())
     assert _paths(report) == _paths(expected)
     assert {"/tmp/new", "/opt/app/a", "/var/log"} <= set(_paths(report))
+    [loot] = [c for c in report.changes if c.path == "/cache/loot"]  # the pod's volume
+    assert loot.mount == "/cache" and loot.change is drifttools.ChangeKind.ADDED
     assert report.verified and {layer.source for layer in report.baseline} == {"engine-store"}
     engine = report.target.details["engine"]
     assert engine["disk_image"] == str(image) and engine["root_format"] == "containerd-root"

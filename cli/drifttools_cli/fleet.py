@@ -224,8 +224,8 @@ def _bundles(where: str | None, level: str, node: str) -> Iterator[BundlePolicy 
         def deliver(sealed: Path, container: ScannedContainer) -> str:
             digest = sealed.with_name(sealed.name + ".sha256")
             url = store.url(container.key)
-            store.put_file(digest, url + ".sha256")
             store.put_file(sealed, url)
+            store.put_file(digest, url + ".sha256")  # after it, as beside a local bundle
             sealed.unlink()
             digest.unlink()
             return url

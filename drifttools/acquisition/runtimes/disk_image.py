@@ -20,7 +20,8 @@ followed), whiteouts and xattrs, and the staged root is then read exactly like
 - containerd: the metadata database and the snapshotters' databases, every image's
   index, manifest and config blobs; then the chosen container's layer blobs (verified
   against their digests as on any host), its snapshot and its parents' (upper and lower
-  dirs), and its CRI logs (``/var/log/pods``) when they are on the same filesystem.
+  dirs), and its CRI logs (``/var/log/pods``) and volumes (the kubelet's pod volumes)
+  when they are on the same filesystem.
 
 What a copy cannot keep (ctime and inode numbers are the copy's, a device's numbers are
 0:0) is said in the container's engine record.
@@ -36,7 +37,7 @@ import tempfile
 import weakref
 from collections.abc import Iterator
 from dataclasses import replace
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
 
 from drifttools.acquisition.runtimes.bbolt import BoltDB
@@ -44,6 +45,7 @@ from drifttools.acquisition.runtimes.containerd.records import (
     CONTAINER_NAME,
     POD_NAME,
     POD_NAMESPACE,
+    spec_mounts,
 )
 from drifttools.acquisition.runtimes.containerd_root import CONTENT, META_DB, ContainerdRootRuntime
 from drifttools.acquisition.runtimes.disk import fragment_of
@@ -129,6 +131,7 @@ class _ContainerdStaged(_Staged):
 
     def __init__(self, fs: Any, place: str, staged_host: Path) -> None:
         super().__init__(fs, place, staged_host / "var/lib/containerd")
+        self.host = staged_host
         standard = "/var/lib/containerd"
         self.host_place = (place[: -len(standard)] or "/") if place.endswith(standard) else None
         self.copy(META_DB)
@@ -181,7 +184,19 @@ class _ContainerdStaged(_Staged):
             snapshot = Path(directory).parent.relative_to(self.staged_root)
             self.copy(str(snapshot))
         self._logs(first)
+        self._volumes(first)
         return self.reader.resolve(wanted)
+
+    def _volumes(self, info: ContainerInfo) -> None:
+        """The volumes the container mounts, from the host's filesystem in the image."""
+        if self.host_place is None:
+            return
+        spec = info.raw.get("container", {}).get("spec") or {}
+        for mount in spec_mounts(spec):
+            parts = PurePosixPath(mount.source).parts[1:]
+            if mount.kind == "volume" and parts and ".." not in parts:
+                relative = "/".join(parts)
+                copy_out(self.fs, _join(self.host_place, relative), self.host / relative)
 
     def _logs(self, info: ContainerInfo) -> None:
         labels = info.labels
@@ -190,7 +205,7 @@ class _ContainerdStaged(_Staged):
         if self.host_place is None or not (namespace and pod and name) or "/" in name:
             return
         pods = _join(self.host_place, "var/log/pods")
-        staged_pods = self.staged_root.parents[2] / "var/log/pods"
+        staged_pods = self.host / "var/log/pods"
         for pod_dir in _names(self.fs, pods):
             if pod_dir.startswith(f"{namespace}_{pod}_"):
                 copy_out(self.fs, f"{pods}/{pod_dir}/{name}", staged_pods / pod_dir / name)
