@@ -9,6 +9,7 @@ changes.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from collections.abc import Iterator
@@ -177,3 +178,50 @@ def test_cli_errors_are_one_line_exit_2(ctd: Daemon, tmp_path: Path) -> None:
         check=False,
     )
     one_clear_line(result, "no-such-pod")
+
+
+def test_runtime_flags_spelled_as_ctr_on_every_command(ctd: Daemon, tmp_path: Path) -> None:
+    """``--address`` / ``--namespace`` (and their ``$CONTAINERD_*`` defaults) name the engine
+    and namespace of a bare container id, as ``ctr`` and ``nerdctl`` take them."""
+    container_id = ctd.run("flags", namespace="default", labels=False)
+    elsewhere = ctd.run("flags-pod")  # in k8s.io
+    ctd.exec(container_id, "echo added > /tmp/new", namespace="default")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CONTAINERD_", "DOCKER_HOST"))}
+    env["XDG_CACHE_HOME"] = str(tmp_path / ".cache")
+
+    def drifttools_cli(*args: str, **extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [EXE, *args],
+            capture_output=True,
+            text=True,
+            env={**env, **extra},
+            timeout=300,
+            check=False,
+        )
+
+    flags = ("--address", ctd.socket, "--namespace", "default")
+    result = drifttools_cli("diff", *flags, "--format", "json", "--no-yara", container_id)
+    assert result.returncode == 1, result.stderr
+    report = json.loads(result.stdout)
+    assert (report["target"]["runtime"], report["target"]["id"]) == ("containerd", container_id)
+    assert "/tmp/new" in {c["path"] for c in report["changes"]}
+
+    by_env = {"CONTAINERD_ADDRESS": ctd.socket, "CONTAINERD_NAMESPACE": "default"}
+    result = drifttools_cli("ps", "--format", "json", container_id[:12], **by_env)
+    assert result.returncode == 0, result.stderr
+    assert [p["cmdline"] for p in json.loads(result.stdout)] == [["sleep", "100000"]]
+
+    result = drifttools_cli("ls", "-a", ctd.socket, "-n", "default", "--format", "json")
+    assert result.returncode == 0, result.stderr
+    listed = {row["id"]: row for row in json.loads(result.stdout)}
+    assert container_id[:12] in listed and listed[container_id[:12]]["upper_paths"]
+    assert elsewhere[:12] not in listed
+
+    result = drifttools_cli("show", "-a", ctd.socket, "-n", "default", container_id, "/tmp/new")
+    assert result.returncode == 1 and "/tmp/new: added" in result.stdout, result.stderr
+    # the namespace is a scope: the container is not in k8s.io
+    result = drifttools_cli("ps", "-a", ctd.socket, "-n", "k8s.io", container_id)
+    one_clear_line(result, container_id)
+    # a bare id with Docker's and containerd's flags both: which engine is meant is unclear
+    result = drifttools_cli("ps", "--host", "unix:///nowhere.sock", *flags, container_id)
+    one_clear_line(result, "--host", "containerd://")

@@ -6,7 +6,9 @@ the least privilege they document. The image is built by the real engine from
 the script's hash, the image by the engine's layer cache, so an unchanged tree rebuilds in
 seconds and a Python-only change does not compile Rust again), and ``drifttools scan`` runs
 in it against the host's engine with exactly the privileges and mounts the manifest
-declares: that they are enough is what the test proves.
+declares: that they are enough is what the test proves. The same against a standalone
+containerd the test starts (its socket and root in place of the node's, mounted as the
+DaemonSet mounts them, read-only, with hostPID), for the containerd nodes.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import hashlib
 import json
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from tests.containerd_daemon import Daemon, daemon_at
 from tests.engine import docker, unique
 
 ROOT = Path(__file__).parents[1]
@@ -87,10 +90,14 @@ def test_manifests_validate_and_keep_least_privilege() -> None:
         assert "{node}" in next(e["value"] for e in container["env"] if e["name"] == "SCAN_OUTPUT")
 
 
-def _docker_run_flags(workload: dict[str, Any]) -> list[str]:
+def _docker_run_flags(
+    workload: dict[str, Any], instead: Mapping[str, tuple[str, str]] | None = None
+) -> list[str]:
     """The pod's privileges and mounts as ``docker run`` flags, nothing added; a hostPath
     this host lacks (a containerd socket on a Docker-only host) is left out, as the
-    kubelet would for a node without that engine."""
+    kubelet would for a node without that engine. ``instead`` mounts, for a volume (by
+    name), another host path at another path in the container."""
+    instead = instead or {}
     pod = workload["spec"]["template"]["spec"]
     [container] = pod["containers"]
     security = container["securityContext"]
@@ -106,9 +113,12 @@ def _docker_run_flags(workload: dict[str, Any]) -> list[str]:
         volume = volumes[mount["name"]]
         if "emptyDir" in volume:
             flags += ["--tmpfs", mount["mountPath"]]
-        elif Path(volume["hostPath"]["path"]).exists():
-            mode = "ro" if mount.get("readOnly") else "rw"
-            flags += ["-v", f"{volume['hostPath']['path']}:{mount['mountPath']}:{mode}"]
+        else:
+            declared = (volume["hostPath"]["path"], mount["mountPath"])
+            host, inside = instead.get(mount["name"], declared)
+            if Path(host).exists():
+                mode = "ro" if mount.get("readOnly") else "rw"
+                flags += ["-v", f"{host}:{inside}:{mode}"]
     return flags
 
 
@@ -186,4 +196,66 @@ def test_image_scans_the_host_with_the_manifest_privileges(
     assert report["baseline"]["verified"]
     assert "/root/.ssh/authorized_keys" in {c["path"] for c in report["changes"]}
     [process] = report["processes"]  # hostPID and SYS_PTRACE: the container's /proc read
+    assert process["exe_sha256"] and process["exe_state"] == "present"
+
+
+@pytest.fixture
+def containerd_node(containerd_image_tar: Path, tmp_path: Path) -> Iterator[tuple[Daemon, str]]:
+    """A standalone containerd with one drifted CRI-style container (the test's own)."""
+    with daemon_at(tmp_path / "containerd", containerd_image_tar) as daemon:
+        container_id = daemon.run("web-0")
+        daemon.exec(container_id, "mkdir -p /root/.ssh && echo k > /root/.ssh/authorized_keys")
+        yield daemon, container_id
+
+
+def test_image_scans_containerd_with_the_manifest_privileges(
+    drifttools_image: str, containerd_node: tuple[Daemon, str]
+) -> None:
+    daemon, container_id = containerd_node
+    daemonset = _workloads()["daemonset"]
+    [container] = daemonset["spec"]["template"]["spec"]["containers"]
+    mounts = {m["name"]: m for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in daemonset["spec"]["template"]["spec"]["volumes"]}
+    # the root is mounted where it is on the node (the snapshot dirs containerd names are
+    # valid paths in the pod), so ours is mounted at its own path; the socket where the
+    # manifest puts it ($CONTAINERD_ADDRESS)
+    assert mounts["containerd-root"]["mountPath"] == volumes["containerd-root"]["hostPath"]["path"]
+    socket_path = mounts["containerd-sock"]["mountPath"]
+    root = str(daemon.root)
+    ours = {"containerd-sock": (daemon.socket, socket_path), "containerd-root": (root, root)}
+    flags = _docker_run_flags(daemonset, ours)
+    env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
+    assert env["CONTAINERD_ADDRESS"] == mounts["containerd-sock"]["mountPath"]
+    result = subprocess.run(
+        [
+            "docker",
+            "run",
+            "--rm",
+            *flags,
+            "-e",
+            f"CONTAINERD_ADDRESS={env['CONTAINERD_ADDRESS']}",
+            "-e",
+            "NODE_NAME=containerd-node",
+            drifttools_image,
+            "scan",
+            "--runtime",
+            "containerd",
+            "--format",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert result.returncode == 1, result.stderr + result.stdout
+    document = json.loads(result.stdout)
+    [record] = document["containers"]
+    assert record["error"] is None and record["container"]["node"] == "containerd-node"
+    assert record["container"]["id"] == container_id
+    assert record["container"]["pod"]["pod"] == "web-0"
+    report = record["report"]
+    assert report["baseline"]["verified"]  # layer blobs read from the read-only content store
+    assert "/root/.ssh/authorized_keys" in {c["path"] for c in report["changes"]}
+    [process] = report["processes"]  # hostPID and SYS_PTRACE: the task's /proc read
     assert process["exe_sha256"] and process["exe_state"] == "present"

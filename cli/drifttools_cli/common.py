@@ -7,14 +7,24 @@ import functools
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import click
+from click.core import ParameterSource
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 import drifttools
+from drifttools.acquisition.runtime import (
+    DEFAULT_RUNTIME,
+    NAMESPACED_RUNTIME,
+    Runtime,
+    runtime_for,
+    runtime_name,
+    split_reference,
+)
 from drifttools.analysis.classifiers.yara_externals import parse_define
 from drifttools.analysis.diff import DEFAULT_EXCLUSIONS
 from drifttools.baseline.cache import default_cache_dir
@@ -111,13 +121,103 @@ progress_option = click.option(
     help="Progress bar on stderr (only ever drawn on a terminal).",
 )
 
-endpoint_option = click.option(
-    "--host",
-    "--address",
-    "endpoint",
-    help="Engine endpoint: the Docker Engine's (default: $DOCKER_HOST or the socket), or "
-    "containerd's socket for containerd:// and k8s:// (default: $CONTAINERD_ADDRESS).",
-)
+
+@dataclass(frozen=True)
+class Engines:
+    """Where the engines are, from the runtime flags, spelled as ``docker`` and ``ctr`` /
+    ``nerdctl`` spell them: ``--host`` ($DOCKER_HOST), ``--address`` ($CONTAINERD_ADDRESS),
+    ``--namespace`` ($CONTAINERD_NAMESPACE)."""
+
+    host: str | None
+    address: str | None
+    namespaces: tuple[str, ...]
+    #: the flags given on the command line (not from the environment): they say which
+    #: engine a bare reference (``web-1``) is on
+    given: frozenset[str] = frozenset()
+
+    @property
+    def namespace(self) -> str | None:
+        return self.namespaces[0] if self.namespaces else None
+
+    @property
+    def endpoints(self) -> dict[str, str | None]:
+        """Each engine's address (None: its own default)."""
+        return {DEFAULT_RUNTIME: self.host, NAMESPACED_RUNTIME: self.address}
+
+    def runtime_for(self, reference: str | None, runtime: str | None = None) -> Runtime:
+        """The runtime of ``reference`` (None and ``runtime``: a listing), at its address.
+
+        A bare reference is Docker's when ``--host`` is on the command line, containerd's
+        when ``--address`` is or a namespace is given (flag or environment), else Docker's.
+        """
+        if runtime is None and (reference is None or split_reference(reference)[0] is None):
+            runtime = self._bare_engine()
+        name = runtime_name(reference, runtime=runtime, namespace=self.namespace)
+        return runtime_for(
+            reference, endpoint=self.endpoints.get(name), runtime=name, namespace=self.namespace
+        )
+
+    def _bare_engine(self) -> str | None:
+        docker, containerd = "host" in self.given, bool(self.given & {"address", "namespaces"})
+        if docker and containerd:
+            raise Trouble(
+                "--host is Docker's, --address and --namespace containerd's: give one engine's "
+                "flags, or name the container as containerd://NAMESPACE/ID"
+            )
+        if docker:
+            return DEFAULT_RUNTIME
+        return NAMESPACED_RUNTIME if containerd or self.namespaces else None
+
+
+def engine_options(*, several_namespaces: bool = False) -> Decorator:
+    """Give a command the runtime flags, passed as ``engines`` (:class:`Engines`);
+    ``several_namespaces``: ``--namespace`` repeatable (a filter, for ``scan``)."""
+    namespace_help = (
+        "Only containerd's namespace NS (repeatable; $CONTAINERD_NAMESPACE; default: all)."
+        if several_namespaces
+        else "containerd's namespace for a reference that names none ($CONTAINERD_NAMESPACE; "
+        "default: every namespace); a bare CONTAINER given one is containerd's."
+    )
+    flags = _options(
+        click.option(
+            "--host",
+            "-H",
+            envvar="DOCKER_HOST",
+            help="Docker Engine endpoint ($DOCKER_HOST; default: its socket).",
+        ),
+        click.option(
+            "--address",
+            "-a",
+            envvar="CONTAINERD_ADDRESS",
+            help="containerd's socket ($CONTAINERD_ADDRESS; default: the well-known sockets)"
+            + ("." if several_namespaces else "; a bare CONTAINER given it is containerd's."),
+        ),
+        click.option(
+            "--namespace",
+            "-n",
+            "namespaces",
+            multiple=several_namespaces,
+            envvar="CONTAINERD_NAMESPACE",
+            help=namespace_help,
+        ),
+    )
+
+    def apply(command: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(command)
+        def with_engines(**values: Any) -> Any:
+            context = click.get_current_context()
+            names = ("host", "address", "namespaces")
+            given = frozenset(
+                n for n in names if context.get_parameter_source(n) is ParameterSource.COMMANDLINE
+            )
+            host, address, spaces = (values.pop(n) for n in names)
+            namespaces = tuple(spaces) if several_namespaces else (spaces,) if spaces else ()
+            values["engines"] = Engines(host, address, namespaces, given)
+            return command(**values)
+
+        return flags(with_engines)
+
+    return apply
 
 
 def _options(*decorators: Decorator) -> Decorator:

@@ -15,7 +15,6 @@ from typing import Any
 import click
 
 import drifttools
-from drifttools.acquisition.runtime import runtime_for
 from drifttools.atomic import atomic_output
 from drifttools.evidence.bundle import is_bundle, open_bundle, verify_bundle
 from drifttools.evidence.exports import FORMATS, export_lines
@@ -24,9 +23,10 @@ from drifttools.pipeline import RunOptions
 from drifttools.text import printable
 from drifttools_cli.common import (
     EXIT_OK,
+    Engines,
     InputPath,
     OutputPath,
-    endpoint_option,
+    engine_options,
     progress_bar,
     progress_option,
     run_options,
@@ -70,7 +70,7 @@ EXIT_FAILED = 1
     help="Bytes: stop storing blobs past this total (the rest is listed as skipped).",
 )
 @run_options
-@endpoint_option
+@engine_options()
 @progress_option
 def bundle(
     container: str,
@@ -82,7 +82,7 @@ def bundle(
     max_file_size: int,
     max_total_size: int,
     options: RunOptions,
-    endpoint: str | None,
+    engines: Engines,
     progress: bool,
 ) -> None:
     """Collect CONTAINER's evidence into one sealed bundle; print its SHA-256 at the end."""
@@ -98,7 +98,7 @@ def bundle(
         result = drifttools.bundle(
             container,
             output,
-            runtime=runtime_for(container, endpoint=endpoint),
+            runtime=engines.runtime_for(container),
             acquisition=options.acquisition,
             baseline=options.baseline,
             classification=options.classification,
@@ -138,7 +138,7 @@ def verify(path: Path, public_key: Path | None) -> None:
 
 
 def report_of(
-    source: str, endpoint: str | None, cache_dir: Path | None
+    source: str, engines: Engines, cache_dir: Path | None
 ) -> tuple[drifttools.DriftReport, Mapping[str, Any] | None]:
     """The report of SOURCE: a bundle's (with its acquisition record), or a live diff."""
     if is_bundle(source):
@@ -146,7 +146,7 @@ def report_of(
             return opened.report, opened.acquisition
     report = drifttools.diff(
         source,
-        runtime=runtime_for(source, endpoint=endpoint),
+        runtime=engines.runtime_for(source),
         baseline=drifttools.BaselineOptions(cache=drifttools.LayerCache(cache_dir)),
     )
     return report, None
@@ -169,15 +169,15 @@ cache_dir_option = click.option(
     type=OutputPath(),
     help="Write here (atomically) instead of stdout.",
 )
-@endpoint_option
+@engine_options()
 @cache_dir_option
 def export(
-    source: str, fmt: str, out_file: Path | None, endpoint: str | None, cache_dir: Path | None
+    source: str, fmt: str, out_file: Path | None, engines: Engines, cache_dir: Path | None
 ) -> None:
     """Export SOURCE (a bundle, or a live container) as a bodyfile, Timesketch JSONL, CASE,
     or a standalone HTML report (severity, processes, diffs, logs, a timeline)."""
     with troubles():
-        report, acquisition = report_of(source, endpoint, cache_dir)
+        report, acquisition = report_of(source, engines, cache_dir)
         lines = export_lines(report, fmt, acquisition)
         if out_file is None:
             for line in lines:

@@ -25,7 +25,9 @@ from drifttools_cli.common import (
     EXIT_DRIFT,
     EXIT_OK,
     EXIT_TROUBLE,
+    Engines,
     Trouble,
+    engine_options,
     progress_bar,
     progress_option,
     run_options,
@@ -73,21 +75,7 @@ def emit_summary(summary: Summary, results: list[ContainerResult], output: str) 
     type=click.Choice(ENGINES),
     help="Only this engine (repeatable; default: every engine that answers).",
 )
-@click.option("--host", envvar="DOCKER_HOST", help="Docker Engine endpoint ($DOCKER_HOST).")
-@click.option(
-    "--address",
-    "-a",
-    envvar="CONTAINERD_ADDRESS",
-    help="containerd socket ($CONTAINERD_ADDRESS; default: the well-known sockets).",
-)
-@click.option(
-    "--namespace",
-    "-n",
-    "namespaces",
-    multiple=True,
-    envvar="CONTAINERD_NAMESPACE",
-    help="Only containerd's namespace NS (repeatable; $CONTAINERD_NAMESPACE; default: all).",
-)
+@engine_options(several_namespaces=True)
 @click.option("--label", "labels", multiple=True, help="Only containers with label KEY[=VALUE].")
 @click.option("--image", "images", multiple=True, help="Only containers of images matching GLOB.")
 @click.option("--name", "names", multiple=True, help="Only containers whose name matches GLOB.")
@@ -130,9 +118,7 @@ def emit_summary(summary: Summary, results: list[ContainerResult], output: str) 
 @progress_option
 def scan(
     runtimes: tuple[str, ...],
-    host: str | None,
-    address: str | None,
-    namespaces: tuple[str, ...],
+    engines: Engines,
     labels: tuple[str, ...],
     images: tuple[str, ...],
     names: tuple[str, ...],
@@ -155,8 +141,7 @@ def scan(
         store = ObjectStore(output_url, node) if output_url else None
         if store is not None:
             store.check()  # before any container is read
-        select = drifttools.ScanFilter(runtimes, namespaces, labels, images, names, stopped)
-        endpoints = {"docker": host, "containerd": address}
+        select = drifttools.ScanFilter(runtimes, engines.namespaces, labels, images, names, stopped)
         results: list[ContainerResult] = []
         with (
             _bundles(bundle_dir, bundle_if, node) as policy,
@@ -164,7 +149,7 @@ def scan(
             _first_interrupt() as stop,
         ):
             for item in drifttools.scan(
-                endpoints=endpoints,
+                endpoints=engines.endpoints,
                 select=select,
                 options=options,
                 jobs=jobs,
@@ -239,8 +224,8 @@ def _bundles(where: str | None, level: str, node: str) -> Iterator[BundlePolicy 
         def deliver(sealed: Path, container: ScannedContainer) -> str:
             digest = sealed.with_name(sealed.name + ".sha256")
             url = store.url(container.key)
-            store.put_file(digest, url + ".sha256")
             store.put_file(sealed, url)
+            store.put_file(digest, url + ".sha256")  # after it, as beside a local bundle
             sealed.unlink()
             digest.unlink()
             return url

@@ -12,16 +12,17 @@ from typing import Any
 import click
 
 import drifttools
-from drifttools.acquisition.runtime import DEFAULT_RUNTIME, ENGINES, checkpoint_path, runtime_for
+from drifttools.acquisition.runtime import DEFAULT_RUNTIME, ENGINES, checkpoint_path
 from drifttools.atomic import atomic_output
 from drifttools.pipeline import RunOptions
 from drifttools.text import printable
 from drifttools_cli.common import (
     EXIT_DRIFT,
     EXIT_OK,
+    Engines,
     InputPath,
     OutputPath,
-    endpoint_option,
+    engine_options,
     progress_bar,
     progress_option,
     run_options,
@@ -104,7 +105,7 @@ def cli() -> None:
 @click.option("--ref", help="Offline: which image of an archive that holds several (its tag).")
 @click.option("--platform", help="Offline: platform of a multi-platform image (linux/arm64).")
 @run_options
-@endpoint_option
+@engine_options()
 @click.option(
     "--fail-on",
     type=click.Choice([level.value for level in drifttools.Severity]),
@@ -119,7 +120,7 @@ def diff(
     ref: str | None,
     platform: str | None,
     options: RunOptions,
-    endpoint: str | None,
+    engines: Engines,
     fail_on: str | None,
     output: str,
     out_file: Path | None,
@@ -142,7 +143,7 @@ def diff(
             assert container is not None and image is not None
             report = drifttools.diff_checkpoint(container, image=image, **stages, progress=update)
         elif container is not None:
-            runtime = runtime_for(container, endpoint=endpoint)
+            runtime = engines.runtime_for(container)
             report = drifttools.diff(
                 container,
                 runtime=runtime,
@@ -204,16 +205,16 @@ def _stages(options: RunOptions) -> dict[str, Any]:
 @cli.command()
 @click.argument("container")
 @click.option("--env-values", is_flag=True, help="Include environment values (can be secrets).")
-@endpoint_option
+@engine_options()
 @click.option(
     "--format", "output", type=click.Choice(["table", "json"]), default="table", show_default=True
 )
-def ps(container: str, env_values: bool, endpoint: str | None, output: str) -> None:
+def ps(container: str, env_values: bool, engines: Engines, output: str) -> None:
     """The processes of CONTAINER, read from the host's /proc, tagged against the image."""
     with troubles():
         records = drifttools.processes(
             container,
-            runtime=runtime_for(container, endpoint=endpoint),
+            runtime=engines.runtime_for(container),
             acquisition=drifttools.AcquisitionOptions(env_values=env_values),
         )
     if output == "json":
@@ -227,24 +228,18 @@ def ps(container: str, env_values: bool, endpoint: str | None, output: str) -> N
     "--runtime",
     "runtime_name",
     type=click.Choice(ENGINES),
-    default=DEFAULT_RUNTIME,
-    show_default=True,
-    help="Which engine to list.",
+    help=f"Which engine to list (default: {DEFAULT_RUNTIME}; containerd with --address or "
+    "--namespace).",
 )
-@click.option(
-    "--host",
-    "--address",
-    "endpoint",
-    help="Engine endpoint: Docker's DOCKER_HOST, or containerd's socket.",
-)
+@engine_options()
 @click.option(
     "--format", "output", type=click.Choice(["table", "json"]), default="table", show_default=True
 )
-def list_containers(runtime_name: str, endpoint: str | None, output: str) -> None:
-    """Running containers (all namespaces for containerd), each with a quick count of the
-    paths it changed (its upper dir)."""
+def list_containers(runtime_name: str | None, engines: Engines, output: str) -> None:
+    """Running containers (for containerd: all namespaces, or --namespace), each with a quick
+    count of the paths it changed (its upper dir)."""
     with troubles():
-        runtime = runtime_for(None, endpoint=endpoint, runtime=runtime_name)
+        runtime = engines.runtime_for(None, runtime_name)
         rows = drifttools.running_containers(runtime)
     if output == "json":
         click.echo(json.dumps([asdict(row) for row in rows], indent=2, ensure_ascii=False))

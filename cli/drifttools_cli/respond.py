@@ -14,7 +14,6 @@ from typing import Any, TextIO
 
 import click
 
-from drifttools.acquisition.runtime import runtime_for
 from drifttools.fix import fix
 from drifttools.options import BundleOptions, ResponseOptions
 from drifttools.pipeline import RunOptions
@@ -25,8 +24,9 @@ from drifttools.text import printable
 from drifttools_cli.common import (
     EXIT_DRIFT,
     EXIT_OK,
+    Engines,
     Trouble,
-    endpoint_option,
+    engine_options,
     progress_bar,
     progress_option,
     run_options,
@@ -119,7 +119,7 @@ def draw_response(response: Response) -> None:
     "--format", "output", type=click.Choice(["table", "json"]), default="table", show_default=True
 )
 @run_options
-@endpoint_option
+@engine_options()
 @progress_option
 def respond_command(
     target: str | None,
@@ -142,7 +142,7 @@ def respond_command(
     sign_key: Path | None,
     output: str,
     options: RunOptions,
-    endpoint: str | None,
+    engines: Engines,
     progress: bool,
 ) -> None:
     """Respond to TARGET: preserve (a sealed bundle) → --isolate → --freeze → --terminate →
@@ -154,9 +154,7 @@ def respond_command(
             raise click.UsageError("--from-falco or --listen, with --policy and no TARGET")
         with troubles():
             policy = load_policy(policy_file)
-            dispatcher = Dispatcher(
-                policy, runtime_for(None, endpoint=endpoint, runtime=policy.runtime), respond
-            )
+            dispatcher = Dispatcher(policy, engines.runtime_for(None, policy.runtime), respond)
             if alerts is not None:
                 _from_falco(alerts, dispatcher)
             else:
@@ -187,7 +185,7 @@ def respond_command(
         raise click.UsageError("nothing to do: no action and --no-bundle")
     evidence = BundleOptions(operator=operator, case_id=case_id, sign_key=sign_key)
     with troubles(), progress_bar(progress) as update:
-        runtime = runtime_for(target, endpoint=endpoint)
+        runtime = engines.runtime_for(target)
         if undo:
             response = release(target, yes=yes, runtime=runtime, options=request)
         else:

@@ -16,7 +16,7 @@ from drifttools.clock import rfc3339_ns
 from drifttools.evidence.notebook import diff_summary
 from drifttools.models import Change, DriftReport, FileFacts
 from drifttools.text import printable
-from drifttools_cli.common import EXIT_DRIFT, EXIT_OK, endpoint_option, troubles
+from drifttools_cli.common import EXIT_DRIFT, EXIT_OK, Engines, engine_options, troubles
 from drifttools_cli.evidence import cache_dir_option, report_of
 
 
@@ -24,14 +24,12 @@ from drifttools_cli.evidence import cache_dir_option, report_of
 @click.argument("source")
 @click.argument("path")
 @click.option("--diff", "with_diff", is_flag=True, help="Show what changed inside the file.")
-@endpoint_option
+@engine_options()
 @cache_dir_option
-def show(
-    source: str, path: str, with_diff: bool, endpoint: str | None, cache_dir: Path | None
-) -> None:
+def show(source: str, path: str, with_diff: bool, engines: Engines, cache_dir: Path | None) -> None:
     """PATH of SOURCE (a live container or a bundle): how it drifted from the image."""
     with troubles():
-        report, _ = report_of(source, endpoint, cache_dir)
+        report, _ = report_of(source, engines, cache_dir)
     change = next((c for c in report.changes if c.path == path), None)
     if change is None:
         click.echo(f"{printable(path)}: no drift")

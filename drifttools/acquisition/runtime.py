@@ -24,7 +24,9 @@ References (:func:`runtime_for` reads the scheme; the rest goes to ``resolve``):
 ``checkpoint:///path/checkpoint.tar``                      a KEP-2008 checkpoint archive
 =========================================================  ==================================
 
-``endpoint`` is the engine's address (a Docker URL, a containerd socket path).
+``endpoint`` is the engine's address (a Docker URL, a containerd socket path);
+``namespace`` is containerd's (``ctr --namespace``): a reference that names none is looked
+up there, a listing lists only it, and a bare reference given one is containerd's.
 
 :data:`RUNTIMES` is the one list of runtimes: a new one is a module in ``runtimes/``
 and a line here. Each is imported only when a reference asks for it (the engines'
@@ -96,10 +98,15 @@ class RuntimeKind:
     module: str
     class_name: str
     opening: Opening
+    namespaced: bool = False  # its containers live in namespaces (containerd's)
 
-    def open(self, argument: str | Path | None) -> Runtime:
-        """An instance, on an endpoint or a path (see :attr:`opening`)."""
+    def open(self, argument: str | Path | None, namespace: str | None = None) -> Runtime:
+        """An instance, on an endpoint or a path (see :attr:`opening`); ``namespace`` is
+        passed on when the runtime has namespaces, and means nothing to one without."""
         runtime_class = getattr(importlib.import_module(self.module), self.class_name)
+        if self.namespaced:
+            namespaced: Runtime = runtime_class(argument, namespace=namespace)
+            return namespaced
         runtime: Runtime = runtime_class(argument)
         return runtime
 
@@ -114,6 +121,7 @@ RUNTIMES: Mapping[str, RuntimeKind] = {
         f"{_RUNTIMES}.containerd.runtime",
         "ContainerdRuntime",
         Opening.ENDPOINT,
+        namespaced=True,
     ),
     "docker-root": RuntimeKind(
         ("docker-root",), f"{_RUNTIMES}.docker_root", "DockerRootRuntime", Opening.PATH
@@ -132,6 +140,8 @@ _BY_SCHEME = {scheme: name for name, kind in RUNTIMES.items() for scheme in kind
 SCHEMES = tuple(_BY_SCHEME)
 #: The runtimes reached at an endpoint: what ``runtime=`` (``ls --runtime``) can name.
 ENGINES = tuple(name for name, kind in RUNTIMES.items() if kind.opening is Opening.ENDPOINT)
+#: The engine a bare reference given a namespace is on.
+NAMESPACED_RUNTIME = next(n for n in ENGINES if RUNTIMES[n].namespaced)
 
 
 def split_reference(reference: str) -> tuple[str | None, str]:
@@ -149,21 +159,34 @@ def checkpoint_path(reference: str) -> Path | None:
     return offline_location(reference)[0]
 
 
+def runtime_name(
+    reference: str | None = None, *, runtime: str | None = None, namespace: str | None = None
+) -> str:
+    """The name in :data:`RUNTIMES` of the runtime that serves ``reference``: its scheme's,
+    else ``runtime``'s (an engine name or a scheme), else containerd's when a ``namespace``
+    is given, else the default (Docker)."""
+    fallback = NAMESPACED_RUNTIME if namespace else DEFAULT_RUNTIME
+    wanted = (split_reference(reference)[0] if reference else None) or runtime or fallback
+    name = _BY_SCHEME.get(wanted, wanted)
+    if name not in RUNTIMES:
+        raise ValueError(f"unknown runtime {wanted!r} (known: {', '.join(ENGINES)})")
+    return name
+
+
 def runtime_for(
     reference: str | None = None,
     *,
     endpoint: str | None = None,
     runtime: str | None = None,
+    namespace: str | None = None,
 ) -> Runtime:
     """The runtime that serves ``reference`` (see the module's table of schemes).
 
     ``runtime`` (one of :data:`ENGINES`, or a scheme) picks the engine for a bare
-    reference or a listing; ``endpoint`` is its address.
+    reference or a listing; ``endpoint`` is its address; ``namespace`` containerd's
+    (see :func:`runtime_name`).
     """
-    wanted = (split_reference(reference)[0] if reference else None) or runtime or DEFAULT_RUNTIME
-    kind = RUNTIMES.get(_BY_SCHEME.get(wanted, wanted))
-    if kind is None:
-        raise ValueError(f"unknown runtime {wanted!r} (known: {', '.join(ENGINES)})")
+    kind = RUNTIMES[runtime_name(reference, runtime=runtime, namespace=namespace)]
     if kind.opening is Opening.PATH:
         return kind.open(offline_location(reference or "")[0])
-    return kind.open(endpoint)
+    return kind.open(endpoint, namespace)

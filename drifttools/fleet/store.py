@@ -1,12 +1,19 @@
 """Where a scan's records and bundles go: any fsspec URL (``file://``, ``s3://`` with s3fs,
 ``memory://`` ...), one object at a time, never half-written under its final name.
 
-A URL may hold ``{node}`` and ``{container}`` placeholders. Each object is written under a
-temporary name beside its final one and then renamed (``fs.mv``: a rename on a file
-system, a server-side copy on an object store, where a ``PUT`` appears whole or not at
-all), so a reader listing the store never sees part of one. :meth:`ObjectStore.check`
-writes and removes a probe object first: an unwritable destination fails before any
-container is read.
+A URL may hold ``{node}`` and ``{container}`` placeholders. How an object appears whole:
+
+- on an object store (S3 and the stores like it, :data:`WHOLE_OBJECT_PROTOCOLS`) an
+  object is visible only once its one ``PUT`` completes, or its multipart upload is
+  completed, which s3fs does last (and aborts on failure): each object is written once,
+  under its final name, from bytes already complete. fsspec's ``mv`` there would be a
+  copy and a delete, twice the bytes and a temporary object a reader could list.
+- on anything else (a file system, ``memory://``) an object is written under a temporary
+  name beside its final one, then renamed (``fs.mv``).
+
+:meth:`ObjectStore.check` writes and removes a probe object first: an unwritable
+destination (a missing bucket, a read-only directory) fails before any container is
+read. Nothing is created on an object store but the objects (no bucket).
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ import posixpath
 import re
 import string
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +31,8 @@ import fsspec
 from drifttools.errors import OutputError
 
 PLACEHOLDERS = ("node", "container")
+#: fsspec protocols of object stores, where an object's single upload is atomic.
+WHOLE_OBJECT_PROTOCOLS = frozenset({"s3", "s3a", "gs", "gcs", "abfs", "abfss", "az", "oss"})
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -65,10 +74,9 @@ class ObjectStore:
         parent = posixpath.dirname(path)
         probe = posixpath.join(parent, f".drifttools-probe-{uuid.uuid4().hex}")
         try:
-            if parent:
+            if parent and not _whole_objects(fs):
                 fs.makedirs(parent, exist_ok=True)
-            with fs.open(probe, "wb") as handle:
-                handle.write(b"")
+            fs.pipe_file(probe, b"")
             fs.rm(probe)
         except (OSError, ValueError, PermissionError) as exc:
             raise OutputError(f"cannot write to {url}: {exc}") from exc
@@ -76,22 +84,23 @@ class ObjectStore:
     def write_lines(self, url: str, lines: Iterable[str]) -> str:
         """Write ``lines`` (newline-terminated) as one object at ``url``; its URL."""
         fs, path = self._fs(url)
-        data = "".join(line + "\n" for line in lines).encode()
-
-        def write(temporary: str) -> None:
-            with fs.open(temporary, "wb") as handle:
-                handle.write(data)
-
-        self._atomic(fs, path, write)
+        data = "".join(line + "\n" for line in lines).encode()  # whole before any write
+        self._atomic(fs, path, lambda target: fs.pipe_file(target, data))
         return url
 
     def put_file(self, local: Path, url: str) -> str:
         """Copy the local file ``local`` to ``url`` as one object; its URL."""
         fs, path = self._fs(url)
-        self._atomic(fs, path, lambda temporary: fs.put_file(str(local), temporary))
+        self._atomic(fs, path, lambda target: fs.put_file(str(local), target))
         return url
 
-    def _atomic(self, fs: Any, path: str, write: Any) -> None:
+    def _atomic(self, fs: Any, path: str, write: Callable[[str], object]) -> None:
+        if _whole_objects(fs):
+            try:
+                write(path)
+            except OSError as exc:
+                raise OutputError(f"cannot write {path}: {exc}") from exc
+            return
         parent, name = posixpath.split(path)
         temporary = posixpath.join(parent, f".{name}.{uuid.uuid4().hex[:12]}.part")
         try:
@@ -108,6 +117,11 @@ class ObjectStore:
             if isinstance(exc, OSError):
                 raise OutputError(f"cannot write {path}: {exc}") from exc
             raise
+
+
+def _whole_objects(fs: Any) -> bool:
+    protocols = (fs.protocol,) if isinstance(fs.protocol, str) else fs.protocol
+    return not WHOLE_OBJECT_PROTOCOLS.isdisjoint(protocols)
 
 
 def read_lines(urls: Iterable[str]) -> Iterable[tuple[str, list[str]]]:

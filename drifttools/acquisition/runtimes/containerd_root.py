@@ -7,14 +7,23 @@ container's snapshot from its snapshotter's own ``metadata.db`` (``v1/snapshots/
 a numeric id naming ``snapshots/<id>/``, and its parent chain). Overlayfs gives the upper
 dir ``snapshots/<id>/fs`` and the lower dirs of the parents. Nothing is written under the
 root: the databases are read with ``pread`` on read-only descriptors, without locks.
+
+Host paths in the records (a mount's source, the CRI logs under ``/var/log/pods``) are the
+dead host's: they are looked up under its root (``/mnt/disk`` for
+``/mnt/disk/var/lib/containerd``), never on this machine, and not at all when the root is
+not at its standard place. Volumes (a source with ``/volumes/`` in it: the kubelet's pod
+volumes) are read as mounts with no baseline; binds, like ``docker-root://``'s, are not.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import stat
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
 
 from google.protobuf import any_pb2
@@ -37,7 +46,7 @@ from drifttools.acquisition.runtimes.disk import fragment_of, read_small
 from drifttools.baseline.oci import host_platform_name, resolve_image
 from drifttools.baseline.sources import LayerSource
 from drifttools.errors import ContainerNotFound, ImageNotFound, RuntimeUnavailable
-from drifttools.models import ContainerInfo, Descriptor
+from drifttools.models import ContainerInfo, Descriptor, MountPoint
 
 META_DB = "io.containerd.metadata.v1.bolt/meta.db"
 CONTENT = "io.containerd.content.v1.content"
@@ -85,6 +94,13 @@ class ContainerdRootRuntime:
         if not (self.root / META_DB).is_file():
             raise RuntimeUnavailable(f"{self.root} is not a containerd root (no {META_DB})")
         self.content_root = self.root / CONTENT
+        standard = Path("var/lib/containerd").parts
+        #: the dead host's root, where its host paths are; None: not known
+        self.host_root = (
+            host_root_of(self.root, "var/lib/containerd")
+            if self.root.parts[-len(standard) :] == standard
+            else None
+        )
 
     def _meta(self) -> BoltDB:
         try:
@@ -117,7 +133,8 @@ class ContainerdRootRuntime:
             )
             image = self._image(db, chosen.namespace, chosen.image) if chosen.image else None
         dirs = self._snapshot(chosen)
-        return container_info(
+        logs = cri_logs(self.host_root, chosen.labels, chosen.id) if self.host_root else ()
+        info = container_info(
             chosen,
             image,
             status="stopped (offline)",
@@ -131,8 +148,21 @@ class ContainerdRootRuntime:
             },
             extra={"attempts": restart_history(attempts, lambda _id: "offline")},
             runtime="offline",
-            logs=cri_logs(host_root_of(self.root, "var/lib/containerd"), chosen.labels, chosen.id),
+            logs=logs,
         )
+        return replace(info, mounts=tuple(self._rebased(m) for m in info.mounts))
+
+    def _rebased(self, mount: MountPoint) -> MountPoint:
+        """A volume's source as a directory under the dead host's root (no source when it
+        is not there, or a path component is a symlink); a bind's, none (not read)."""
+        if mount.kind not in ("volume", "bind") or not mount.source:
+            return mount
+        parts = PurePosixPath(mount.source).parts[1:]
+        source = ""
+        if mount.kind == "volume" and self.host_root is not None and ".." not in parts:
+            found = _unlinked_dir(self.host_root, parts)
+            source = str(found) if found is not None else ""
+        return replace(mount, source=source)
 
     def _image(self, db: BoltDB, namespace: str, name: str) -> RecordImage | None:
         record = db.root.bucket("v1", namespace, "images", name)
@@ -241,6 +271,20 @@ class ContainerdRootRuntime:
 
     def terminate(self, container_id: str, remove: bool) -> None:
         raise RuntimeUnavailable("a dead host's container cannot be terminated")
+
+
+def _unlinked_dir(root: Path, parts: tuple[str, ...]) -> Path | None:
+    """``root/parts...`` when it is a directory reached through no symlink, else None."""
+    path = root
+    for part in parts:
+        path = path / part
+        try:
+            mode = os.lstat(path).st_mode
+        except OSError:
+            return None
+        if not stat.S_ISDIR(mode):
+            return None
+    return path if parts else None
 
 
 def _record(namespace: str, container_id: str, bucket: Bucket) -> ContainerRecord:

@@ -24,7 +24,7 @@ from drifttools.models import ContainerInfo, MountPoint
 
 _DRIVER = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _CONTAINER_ID = re.compile(r"[0-9a-f]{64}")
-_VOLUME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,254}")
+_VOLUME_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,254}")
 
 
 class DockerRootRuntime:
@@ -118,13 +118,15 @@ class DockerRootRuntime:
         )
 
     def _mounts(self, raw: dict[str, Any]) -> list[MountPoint]:
-        """Volumes, rebased under this data root; a bind's host path is not on this disk."""
+        """Volumes, rebased under this data root (read as mounts with no baseline, like a
+        live container's); a bind's host path is not on this disk."""
         found = []
+        named = volume_names(raw)
         for destination, mount in (raw.get("MountPoints") or {}).items():
             kind = "volume" if mount.get("Type") == "volume" else "bind"
             source = ""
-            if kind == "volume" and _VOLUME.fullmatch(str(mount.get("Name", ""))):
-                rebased = self.data_root / "volumes" / mount["Name"] / "_data"
+            if destination in named:
+                rebased = self.data_root / "volumes" / named[destination] / "_data"
                 source = str(rebased) if rebased.is_dir() else ""
             options = "rw" if mount.get("RW") else "ro"
             found.append(MountPoint(destination, kind, source, "", options, kind))
@@ -174,3 +176,13 @@ class DockerRootRuntime:
 
     def terminate(self, container_id: str, remove: bool) -> None:
         raise RuntimeUnavailable("a dead host's container cannot be terminated")
+
+
+def volume_names(raw: dict[str, Any]) -> dict[str, str]:
+    """The named volumes a container record (``config.v2.json``) mounts: destination ->
+    name, for names Docker could have made (nothing else is looked up under the root)."""
+    return {
+        destination: str(mount["Name"])
+        for destination, mount in (raw.get("MountPoints") or {}).items()
+        if mount.get("Type") == "volume" and _VOLUME_NAME.fullmatch(str(mount.get("Name", "")))
+    }
