@@ -6,7 +6,8 @@
   it rejects.
 * ``yara-python`` (libyara): one compilation of the whole set. Only when it fails are the
   failing sources found by bisection (sources are namespaces: a half that compiles is
-  good, so k bad files cost about 2·k·log2(files) compilations of shrinking halves); a
+  good, so k bad files cost about 2·k·log2(files) compilations of shrinking halves, cut
+  by text size so a large index file is compiled alone early); a
   source that fails is repaired rule by rule, each round dropping the rule libyara's
   error line points at (libyara reports one error per compilation): one compile of that
   file per rule it loses.
@@ -21,13 +22,20 @@ import bisect
 import io
 import re
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import version
 from typing import Any, Protocol
 
-from drifttools.analysis.classifiers.yara_sources import RuleProblem, RuleSource, split_rules
+from drifttools.analysis.classifiers.yara_sources import (
+    IMPORT,
+    RuleProblem,
+    RuleSource,
+    is_import,
+    split_rules,
+)
 from drifttools.errors import RulesError, ScanTimeout
 
 #: Offsets kept per matched string.
@@ -43,12 +51,14 @@ CompileProgress = Callable[[int, int], None]
 
 @dataclass
 class Compiled:
-    """What a compilation produced: the engine's rules, what it rejected, and per source
-    the names of the rules it rejected (``"(file)"``: the whole source)."""
+    """What a compilation produced: the engine's rules, what it rejected, per source the
+    names of the rules it rejected (``"(file)"``: the whole source) and the seconds spent
+    on that source alone (the one pass over the whole set is nobody's)."""
 
     rules: Any
     problems: list[RuleProblem] = field(default_factory=list)
     rejected: dict[str, set[str]] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
 
 
 class Engine(Protocol):
@@ -90,11 +100,15 @@ def compiled_engine(data: bytes) -> str | None:
     return None
 
 
-def _problem(source: RuleSource, line: int, message: str) -> tuple[str, RuleProblem]:
-    """The rule of ``source`` that line ``line`` falls in, and the problem naming it."""
-    rules = source.rules()
-    index = bisect.bisect_right([first for _, first, _ in rules], line) - 1
-    name = rules[index][0] if index >= 0 else "(file)"
+def _problem(
+    source: RuleSource, starts: Sequence[tuple[int, str]], line: int, message: str
+) -> tuple[str, RuleProblem]:
+    """The rule of ``source`` that line ``line`` falls in (``starts``: each rule's first
+    line and name, in order), or :data:`IMPORT`, and the problem naming it."""
+    index = bisect.bisect_right(starts, (line, "\uffff")) - 1
+    name = starts[index][1] if index >= 0 else "(file)"
+    if line and is_import(source.text, line):
+        name = IMPORT
     origin, at = source.locate(line)
     return name, RuleProblem(name, origin, f"{message} ({origin}:{at})")
 
@@ -121,17 +135,21 @@ class YaraX:
         compiled = Compiled(None)
         seen = 0
         for done, source in enumerate(sources, 1):
+            start = time.perf_counter()
             compiler.new_namespace(source.namespace)
             try:
                 compiler.add_source(source.text, origin=source.origin)
             except self._x.CompileError:
                 errors = compiler.errors()
+                starts = [(first, name) for name, first, _ in source.rules()]
                 for error in errors[seen:]:
                     message = f"error[{error['code']}]: {error['title']}"
-                    rule, problem = _problem(source, int(error.get("line") or 0), message)
+                    line = int(error.get("line") or 0)
+                    rule, problem = _problem(source, starts, line, message)
                     compiled.problems.append(problem)
                     compiled.rejected.setdefault(source.namespace, set()).add(rule)
                 seen = len(errors)
+            compiled.seconds[source.namespace] = time.perf_counter() - start
             progress(done, len(sources))
         compiled.rules = compiler.build()
         return compiled
@@ -234,7 +252,9 @@ class YaraPython:
         except self._y.Error:
             bad = self._failing(list(sources), externals, known_bad=True)
             for done, source in enumerate(bad, 1):
+                start = time.perf_counter()
                 texts[source.namespace] = self._repair(source, externals, compiled)
+                compiled.seconds[source.namespace] = time.perf_counter() - start
                 progress(done, len(bad))
             compiled.rules = self._build(((n, t) for n, t in texts.items() if t), externals)
         progress(len(sources), len(sources))
@@ -253,7 +273,7 @@ class YaraPython:
                 pass
         if len(group) == 1:
             return group
-        middle = len(group) // 2
+        middle = _half(group)
         return [
             *self._failing(group[:middle], externals),
             *self._failing(group[middle:], externals),
@@ -280,20 +300,21 @@ class YaraPython:
                 line = int(error.group(1)) - 1 if error else 0  # _build prepends a newline
                 message = error.group(2) if error else str(exc)
                 at_rule = _rule_at(header, kept, line)
-                if at_rule is None:
-                    rejected.add("(file)")
-                    origin, at = source.locate(line)
-                    found.append(
-                        (line, RuleProblem("(file)", origin, f"{message} ({origin}:{at})"))
-                    )
-                    text = ""
-                    break
-                index, start = at_rule
-                name, _ = kept.pop(index)
-                rejected.add(name)
-                line = first_lines.get(name, 1) + line - start
+                name = "(file)"
+                if line and is_import(text, line):
+                    # dropped, the line kept empty: the rules that use it fail on their own
+                    name = IMPORT
+                    header, kept = _blank_line(header, kept, line, at_rule)
+                elif at_rule is not None:
+                    index, start = at_rule
+                    name, _ = kept.pop(index)
+                    line = first_lines.get(name, 1) + line - start
                 origin, at = source.locate(line)
                 found.append((line, RuleProblem(name, origin, f"{message} ({origin}:{at})")))
+                rejected.add(name)
+                if name == "(file)":
+                    text = ""
+                    break
         compiled.problems += [problem for _, problem in sorted(found, key=lambda f: f[0])]
         return text
 
@@ -308,9 +329,20 @@ class YaraPython:
     def scanner(self, rules: Any, timeout: int) -> Scanner:
         y = self._y
 
+        def go_on(kind: int, detail: Any) -> int:
+            # libyara's "too many matches" for a string: keep what it kept and go on, as
+            # the yara command does (without this callback yara-python makes it a Python
+            # warning, an error under -W error)
+            return int(y.CALLBACK_CONTINUE)
+
         def scan(data: bytes, externals: Mapping[str, External]) -> list[dict[str, Any]]:
             try:
-                found = rules.match(data=data, timeout=timeout, externals=dict(externals))
+                found = rules.match(
+                    data=data,
+                    timeout=timeout,
+                    externals=dict(externals),
+                    warnings_callback=go_on,
+                )
             except y.TimeoutError as exc:
                 raise _timed_out(timeout) from exc
             return [
@@ -342,6 +374,35 @@ def _rule_at(header: str, kept: Sequence[tuple[str, str]], line: int) -> tuple[i
             return index, start
         start = end
     return None
+
+
+def _half(group: Sequence[RuleSource]) -> int:
+    """Where to cut ``group`` in two halves of about the same text size (one large index
+    file is then compiled alone, not once per level of the bisection)."""
+    total = sum(len(s.text) for s in group)
+    size = 0
+    for index, source in enumerate(group[:-1], 1):
+        size += len(source.text)
+        if size * 2 >= total:
+            return index
+    return len(group) - 1
+
+
+def _blank_line(
+    header: str, kept: list[tuple[str, str]], line: int, at_rule: tuple[int, int] | None
+) -> tuple[str, list[tuple[str, str]]]:
+    """``header`` and ``kept`` with line ``line`` of their joined text made empty."""
+    if at_rule is None:
+        return _blank(header, line - 1), kept
+    index, start = at_rule
+    name, chunk = kept[index]
+    return header, [*kept[:index], (name, _blank(chunk, line - start)), *kept[index + 1 :]]
+
+
+def _blank(text: str, index: int) -> str:
+    lines = text.split("\n")
+    lines[index] = ""
+    return "\n".join(lines)
 
 
 def _timed_out(timeout: int) -> ScanTimeout:

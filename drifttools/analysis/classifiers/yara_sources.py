@@ -32,6 +32,10 @@ MAX_INCLUDE_DEPTH = 16
 _RULE_START = re.compile(r"^[ \t]*((?:private|global)[ \t]+)*rule[ \t]+(\w+)", re.MULTILINE)
 _INCLUDE = re.compile(r'^[ \t]*include[ \t]+"((?:[^"\\\n]|\\.)*)"[^\n]*', re.MULTILINE)
 _BLOCK_COMMENT = re.compile(r"/\*.*?\*/", re.DOTALL)
+_IMPORT = re.compile(r'[ \t]*import[ \t]+"')
+#: What an error on an ``import`` statement is reported as: no rule is lost by it (the
+#: statement is dropped; the rules that use the module fail on their own).
+IMPORT = "(import)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +80,17 @@ class RuleSource:
             last = match.start()
             found.append((match.group(2), line, match.start()))
         return found
+
+
+def is_import(text: str, line: int) -> bool:
+    """Whether line ``line`` (1-based) of ``text`` is an ``import`` statement (an expanded
+    include can put one between rules)."""
+    start = 0
+    for _ in range(line - 1):
+        start = text.find("\n", start) + 1
+        if not start:
+            return False
+    return _IMPORT.match(text, start) is not None
 
 
 def decode_rules(data: bytes) -> str:
@@ -193,7 +208,9 @@ def _expand(
 
 def read_rules(path: Path) -> list[RuleSource]:
     """The sources of a ``--rules`` path: the file itself, or a directory's ``*.yar`` and
-    ``*.yara`` (sorted) less those another of them includes, each file read once."""
+    ``*.yara`` (sorted), each file read once, each rule file compiled once: a file another
+    of them includes only through an includer, and an index file whose files a larger
+    index already includes (Yara-Rules' ``*_index.yar`` beside ``index.yar``) not at all."""
     if path.is_file():
         return [read_source(path, path.stem, str(path))]
     if not path.is_dir():
@@ -205,18 +222,40 @@ def read_rules(path: Path) -> list[RuleSource]:
         if name.endswith(RULE_SUFFIXES) and os.path.isfile(os.path.join(folder, name))
     )
     texts = _Texts()
-    included: set[str] = set()
+    includes: dict[str, list[str]] = {}
     for file in files:
         try:
             text = texts.get(os.path.abspath(file))
         except OSError as exc:
             raise RulesError(f"cannot read rules {file}: {exc.strerror or exc}") from exc
-        included.update(_included(file, t) for t, _ in _include_targets(text))
+        includes[os.path.abspath(file)] = [_included(file, t) for t, _ in _include_targets(text)]
+    included = {target for targets in includes.values() for target in targets}
+    tops = [file for file in includes if file not in included]
+    reached = {top: _reached(top, includes) for top in tops}
+    covered: set[str] = set()
+    kept: set[str] = set()
+    for top in sorted(tops, key=lambda t: (-len(reached[t]), t)):
+        brings = reached[top] - {top}
+        if brings and brings <= covered and not _RULE_START.search(texts.get(top)):
+            continue  # an index of files a larger index already brings
+        covered |= reached[top]
+        kept.add(top)
     return [
         read_source(Path(file), os.path.splitext(os.path.basename(file))[0], str(path), texts)
         for file in files
-        if os.path.abspath(file) not in included
+        if os.path.abspath(file) in kept
     ]
+
+
+def _reached(top: str, includes: dict[str, list[str]]) -> set[str]:
+    """``top`` and the directory's files it includes, directly or not."""
+    found, stack = {top}, [top]
+    while stack:
+        for target in includes.get(stack.pop(), ()):
+            if target not in found:
+                found.add(target)
+                stack.append(target)
+    return found
 
 
 def unique_namespaces(sources: Sequence[RuleSource]) -> list[RuleSource]:
