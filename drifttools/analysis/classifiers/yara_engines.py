@@ -10,7 +10,9 @@
   by text size so a large index file is compiled alone early); a
   source that fails is repaired rule by rule, each round dropping the rule libyara's
   error line points at (libyara reports one error per compilation): one compile of that
-  file per rule it loses.
+  file per rule it loses. An error on an ``import`` (an unknown module) drops that
+  statement, its line left empty so the line map holds; the rules using the module then
+  fail on their own, as they do with yara-x.
 
 yara-x scanners are per thread (a ``Scanner`` is bound to the thread that made it), made
 once and kept with their thread.

@@ -8,9 +8,12 @@
 * **Includes** are resolved relative to the including file's folder, as libyara does, and
   expanded in place (an ``include`` is textual); a cycle or a missing file is one named
   problem. The expanded text keeps a line map, so an engine's error line names the file
-  and line it came from.
+  and line it came from. An included file's ``import`` then sits between the rules of
+  the files before it: an error on it (an unknown module) is :data:`IMPORT`, not the
+  rule above it.
 * **Directories** are searched for ``*.yar`` / ``*.yara``; a file another file of the same
-  directory includes (Yara-Rules' ``*_index.yar``) is compiled through its includer only.
+  directory includes is compiled through its includer only, and an index whose files a
+  larger index brings (Yara-Rules' ``*_index.yar`` beside ``index.yar``) not at all.
 """
 
 from __future__ import annotations
