@@ -341,3 +341,37 @@ def test_classification_sets_externals_and_keeps_image_bytes_as_context(tmp_path
     assert tool.severity.rank <= Severity.LOW.rank
     sets = report.classification["yara"]["sets"]
     assert [(s["origin"], s["compiled"], s["rejected"]) for s in sets][-1] == (str(rules), 2, 0)
+
+
+def test_a_large_failing_index_is_compiled_a_few_times_not_once_per_level(
+    tmp_path: Path,
+) -> None:
+    from drifttools.analysis.classifiers import yara_engines
+
+    # Yara-Rules' shape: one index of thousands of rules with two bad ones, beside many
+    # small files of which some fail: the index is compiled k + 3 times (the set, alone,
+    # once per rule it loses, the final set), not once per level of the bisection.
+    good = "".join(f'rule i{n} {{ strings: $a = "i-{n}" condition: $a }}\n' for n in range(3000))
+    (tmp_path / "index.yar").write_text(
+        good + "rule bad1 { condition: $x }\nrule bad2 { condition: nope }\n"
+    )
+    for n in range(40):
+        condition = "$y" if n % 8 == 0 else "true"
+        (tmp_path / f"f{n:02}.yar").write_text(f"rule f{n} {{ condition: {condition} }}\n")
+    engine = yara_engines.YaraPython()
+    built: list[bool] = []  # whether each compilation held the index
+    real = engine._build
+
+    def build(sources, externals):
+        sources = list(sources)
+        built.append(any(name == "index" for name, _ in sources))
+        return real(sources, externals)
+
+    engine._build = build  # type: ignore[method-assign]
+    from drifttools.analysis.classifiers.yara_sources import read_rules
+
+    result = engine.compile(read_rules(tmp_path), STANDARD, lambda done, total: None)
+    assert sorted(p.rule for p in result.problems) == sorted(
+        ["bad1", "bad2", *(f"f{n}" for n in range(0, 40, 8))]
+    )
+    assert sum(built) == 2 + 3

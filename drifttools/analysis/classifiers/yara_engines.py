@@ -7,12 +7,12 @@
 * ``yara-python`` (libyara): one compilation of the whole set. Only when it fails are the
   failing sources found by bisection (sources are namespaces: a half that compiles is
   good, so k bad files cost about 2·k·log2(files) compilations of shrinking halves, cut
-  by text size so a large index file is compiled alone early); a
+  by text size: a file larger than the rest of its half is checked alone at once). A
   source that fails is repaired rule by rule, each round dropping the rule libyara's
-  error line points at (libyara reports one error per compilation): one compile of that
-  file per rule it loses. An error on an ``import`` (an unknown module) drops that
-  statement, its line left empty so the line map holds; the rules using the module then
-  fail on their own, as they do with yara-x.
+  error line points at (libyara reports one error per compilation; the first is the one
+  the bisection saw): one compile of that file per rule it loses. An error on an
+  ``import`` (an unknown module) drops that statement, its line left empty so the line
+  map holds; the rules using the module then fail on their own, as they do with yara-x.
 
 yara-x scanners are per thread (a ``Scanner`` is bound to the thread that made it), made
 once and kept with their thread.
@@ -251,11 +251,14 @@ class YaraPython:
         texts = {s.namespace: s.text for s in sources}
         try:
             compiled.rules = self._build(texts.items(), externals)
-        except self._y.Error:
-            bad = self._failing(list(sources), externals, known_bad=True)
-            for done, source in enumerate(bad, 1):
+        except self._y.Error as exc:
+            order = {s.namespace: index for index, s in enumerate(sources)}
+            bad = sorted(
+                self._failing(list(sources), externals, exc), key=lambda b: order[b[0].namespace]
+            )
+            for done, (source, error) in enumerate(bad, 1):
                 start = time.perf_counter()
-                texts[source.namespace] = self._repair(source, externals, compiled)
+                texts[source.namespace] = self._repair(source, externals, compiled, error)
                 compiled.seconds[source.namespace] = time.perf_counter() - start
                 progress(done, len(bad))
             compiled.rules = self._build(((n, t) for n, t in texts.items() if t), externals)
@@ -263,60 +266,60 @@ class YaraPython:
         return compiled
 
     def _failing(
-        self, group: list[RuleSource], externals: Mapping[str, External], known_bad: bool = False
-    ) -> list[RuleSource]:
-        """The sources of ``group`` that do not compile on their own, by bisection: sources
-        are namespaces that cannot see each other's rules, so a half that compiles is good."""
-        if not known_bad:
+        self, group: list[RuleSource], externals: Mapping[str, External], error: Any = None
+    ) -> list[tuple[RuleSource, Any]]:
+        """The sources of ``group`` that do not compile on their own, each with its error,
+        by bisection (``error``: the group's own, when already known): sources are
+        namespaces that cannot see each other's rules, so a half that compiles is good."""
+        if error is None:
             try:
                 self._build(((s.namespace, s.text) for s in group), externals)
                 return []
-            except self._y.Error:
-                pass
+            except self._y.Error as exc:
+                error = exc
         if len(group) == 1:
-            return group
-        middle = _half(group)
-        return [
-            *self._failing(group[:middle], externals),
-            *self._failing(group[middle:], externals),
-        ]
+            return [(group[0], error)]
+        first, second = _halves(group)
+        return [*self._failing(first, externals), *self._failing(second, externals)]
 
     def _repair(
-        self, source: RuleSource, externals: Mapping[str, External], compiled: Compiled
+        self, source: RuleSource, externals: Mapping[str, External], compiled: Compiled, error: Any
     ) -> str:
         """``source``'s text less the rules libyara rejects, found one error at a time
-        (libyara reports its last error: problems are put back in the file's order)."""
+        (libyara reports its last error: problems are put back in the file's order);
+        ``error`` is that of ``source`` compiled on its own."""
         header, rules = split_rules(source.text)
         first_lines = {name: line for name, line, _ in source.rules()}
         kept = list(rules)
         rejected = compiled.rejected.setdefault(source.namespace, set())
         found: list[tuple[int, RuleProblem]] = []
-        text = ""
-        while True:
+        text = source.text
+        while error is not None:
+            at_error = _LIBYARA_LINE.search(str(error))
+            line = int(at_error.group(1)) - 1 if at_error else 0  # _build prepends a newline
+            message = at_error.group(2) if at_error else str(error)
+            at_rule = _rule_at(header, kept, line)
+            name = "(file)"
+            if line and is_import(text, line):
+                # dropped, the line kept empty: the rules that use it fail on their own
+                name = IMPORT
+                header, kept = _blank_line(header, kept, line, at_rule)
+            elif at_rule is not None:
+                index, start = at_rule
+                name, _ = kept.pop(index)
+                line = first_lines.get(name, 1) + line - start
+            origin, at = source.locate(line)
+            found.append((line, RuleProblem(name, origin, f"{message} ({origin}:{at})")))
+            rejected.add(name)
+            if name == "(file)":
+                text = ""
+                break
             text = header + "".join(chunk for _, chunk in kept)
             try:
                 self._build([(source.namespace, text)], externals)
-                break
+                error = None
             except self._y.Error as exc:
-                error = _LIBYARA_LINE.search(str(exc))
-                line = int(error.group(1)) - 1 if error else 0  # _build prepends a newline
-                message = error.group(2) if error else str(exc)
-                at_rule = _rule_at(header, kept, line)
-                name = "(file)"
-                if line and is_import(text, line):
-                    # dropped, the line kept empty: the rules that use it fail on their own
-                    name = IMPORT
-                    header, kept = _blank_line(header, kept, line, at_rule)
-                elif at_rule is not None:
-                    index, start = at_rule
-                    name, _ = kept.pop(index)
-                    line = first_lines.get(name, 1) + line - start
-                origin, at = source.locate(line)
-                found.append((line, RuleProblem(name, origin, f"{message} ({origin}:{at})")))
-                rejected.add(name)
-                if name == "(file)":
-                    text = ""
-                    break
+                error = exc
         compiled.problems += [problem for _, problem in sorted(found, key=lambda f: f[0])]
         return text
 
@@ -378,16 +381,21 @@ def _rule_at(header: str, kept: Sequence[tuple[str, str]], line: int) -> tuple[i
     return None
 
 
-def _half(group: Sequence[RuleSource]) -> int:
-    """Where to cut ``group`` in two halves of about the same text size (one large index
-    file is then compiled alone, not once per level of the bisection)."""
-    total = sum(len(s.text) for s in group)
+def _halves(group: Sequence[RuleSource]) -> tuple[list[RuleSource], list[RuleSource]]:
+    """``group`` in two parts of about the same text size; a source larger than all the
+    others together alone (a large index file is then compiled on its own at once, not
+    once per level of the bisection)."""
+    sizes = [len(s.text) for s in group]
+    total = sum(sizes)
+    largest = max(range(len(group)), key=sizes.__getitem__)
+    if sizes[largest] * 2 >= total:
+        return [group[largest]], [*group[:largest], *group[largest + 1 :]]
     size = 0
     for index, source in enumerate(group[:-1], 1):
         size += len(source.text)
         if size * 2 >= total:
-            return index
-    return len(group) - 1
+            return list(group[:index]), list(group[index:])
+    return list(group[:-1]), list(group[-1:])
 
 
 def _blank_line(
