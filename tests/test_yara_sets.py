@@ -48,7 +48,7 @@ def compiled(request: pytest.FixtureRequest, tree: RuleTree):
 def test_the_whole_set_compiles(compiled, tree: RuleTree) -> None:
     assert compiled.problems == ()
     assert compiled.count == tree.rules
-    # md5 is read only as hash.md5(): not the external, not worked out per file
+    # md5 is only hash.md5() and a meta key: not the external, not worked out per file
     assert compiled.externals == {"filename", "filepath", "extension", "filetype", "owner"}
     [report] = compiled.reports
     assert report.origin == str(tree.root) and report.files == len(tree.top_files)

@@ -348,7 +348,8 @@ def _compile(
 
 
 def _used(externals: Iterable[str], sources: Sequence[RuleSource]) -> list[str]:
-    """The externals some source may read: the name as a word, not ``$name`` or ``x.name``."""
+    """The externals some source may read: the name as a word, not ``$name``, ``x.name``
+    or a meta key (``md5 = "..."``, which public rules write often)."""
     text = "\n".join(s.text for s in sources)
     return sorted(name for name in externals if _word_in(name, text))
 
@@ -360,7 +361,9 @@ def _word_in(name: str, text: str) -> bool:
         before = text[start - 1] if start else " "
         after = text[end] if end < len(text) else " "
         if not (before.isalnum() or before in "_.$#@!") and not (after.isalnum() or after == "_"):
-            return True
+            rest = text[end : end + 40].lstrip(" \t")
+            if not (rest.startswith("=") and not rest.startswith("==")):
+                return True
         start = text.find(name, end)
     return False
 
