@@ -48,7 +48,7 @@ def compiled(request: pytest.FixtureRequest, tree: RuleTree):
 def test_the_whole_set_compiles(compiled, tree: RuleTree) -> None:
     assert compiled.problems == ()
     assert compiled.count == tree.rules
-    # md5 is read only as hash.md5(): not the external, not worked out per file
+    # md5 is only hash.md5() and a meta key: not the external, not worked out per file
     assert compiled.externals == {"filename", "filepath", "extension", "filetype", "owner"}
     [report] = compiled.reports
     assert report.origin == str(tree.root) and report.files == len(tree.top_files)
@@ -121,6 +121,89 @@ def test_includes_are_relative_and_in_the_cache_key(tree: RuleTree, tmp_path: Pa
     (root / "sub" / "b.yar").write_text('include "a.yar"\n')  # a cycle: named, not a crash
     looped = compile_rules([root, tree.root / "set0001.yar"], bundled=False)
     assert any("include cycle" in p.message for p in looped.problems)
+
+
+@pytest.mark.parametrize("yara_engine", ["yara-x", "yara-python"])
+def test_each_rule_once_beside_overlapping_index_files(tmp_path: Path, yara_engine: str) -> None:
+    # Yara-Rules' shape: index.yar and an identical index_w_mobile.yar include every
+    # folder's files, each folder also has its own *_index.yar, utils/ is in no index.
+    root = tmp_path / "rules"
+    for folder, names in {"malware": ("m1", "m2"), "crypto": ("c1",), "utils": ("url",)}.items():
+        (root / folder).mkdir(parents=True)
+        for name in names:
+            rule = f'rule {name} {{ strings: $a = "{name}-hit" condition: $a }}\n'
+            (root / folder / f"{name}.yar").write_text(rule)
+    indexed = ["malware/m1.yar", "malware/m2.yar", "crypto/c1.yar"]
+    for index in ("index.yar", "index_w_mobile.yar"):
+        (root / index).write_text("".join(f'include "./{f}"\n' for f in indexed))
+    (root / "malware_index.yar").write_text('include "./malware/m1.yar"\n')
+    (root / "crypto_index.yar").write_text('include "./crypto/c1.yar"\n')
+    (root / "empty_index.yar").write_text("/* generated, nothing included */\n")
+    rules = compile_rules([root], engine=yara_engine, bundled=False)
+    assert rules.count == 4 and rules.problems == ()
+    assert _found(rules.scan(b"m1-hit c1-hit url-hit")) == {
+        ("index", "m1"),
+        ("index", "c1"),
+        ("url", "url"),
+    }
+    # an index file with rules of its own is compiled, even when its includes are not new
+    own = 'include "./crypto/c1.yar"\nrule own { condition: c1 }\n'
+    (root / "crypto_index.yar").write_text(own)
+    again = compile_rules([root], engine=yara_engine, bundled=False)
+    assert again.count == 6  # crypto_index: c1 again (its own namespace) and own
+
+
+@pytest.mark.parametrize("yara_engine", ["yara-x", "yara-python"])
+def test_an_unknown_module_costs_only_the_rules_that_use_it(
+    tmp_path: Path, yara_engine: str
+) -> None:
+    # An index expands its files in place, so an included file's import lands between the
+    # rules of the files before it: the error is the import's, not the rule before it.
+    (tmp_path / "a.yar").write_text('rule before { strings: $a = "before" condition: $a }\n')
+    (tmp_path / "b.yar").write_text(
+        'import "nosuchmodule"\n\n'
+        "rule uses_it { condition: nosuchmodule.x == 1 }\n"
+        'rule after { strings: $a = "after" condition: $a }\n'
+    )
+    (tmp_path / "index.yar").write_text('include "a.yar"\ninclude "b.yar"\n')
+    (tmp_path / "alone.yar").write_text(
+        'import "nosuchmodule"\nrule own { strings: $a = "own" condition: $a }\n'
+    )
+    rules = compile_rules([tmp_path], engine=yara_engine, bundled=False)
+    named = {(p.rule, Path(p.origin).name) for p in rules.problems}
+    assert ("(import)", "b.yar") in named and ("(import)", "alone.yar") in named
+    assert ("uses_it", "b.yar") in named and all(p.rule != "before" for p in rules.problems)
+    assert rules.count == 3
+    assert [(r.compiled, r.rejected) for r in rules.reports] == [(3, 1)]
+    assert _found(rules.scan(b"before after own")) == {
+        ("index", "before"),
+        ("index", "after"),
+        ("alone", "own"),
+    }
+
+
+@pytest.mark.parametrize("yara_engine", ["yara-x", "yara-python"])
+def test_a_string_with_too_many_matches_is_no_python_warning(
+    tmp_path: Path, yara_engine: str
+) -> None:
+    # libyara stops recording a string's matches past its limit (1,000,000) and says so;
+    # yara-python would make that a RuntimeWarning (an error under pytest's -W error).
+    (tmp_path / "many.yar").write_text('rule many { strings: $a = "a" condition: $a }\n')
+    rules = compile_rules([tmp_path / "many.yar"], engine=yara_engine, bundled=False)
+    assert _found(rules.scan(b"a" * 1_100_000)) == {("many", "many")}
+
+
+def test_a_cached_set_reports_this_runs_seconds(tmp_path: Path, tree: RuleTree) -> None:
+    from drifttools.analysis.classifiers import yara as module
+
+    first = compile_rules([tree.root], bundled=False, cache_dir=tmp_path / "c")
+    assert first.seconds > 0 and first.reports[0].seconds > 0
+    module._COMPILED.clear()
+    for _ in range(2):  # from the disk, then from the process
+        cached = compile_rules([tree.root], bundled=False, cache_dir=tmp_path / "c")
+        assert cached.seconds == 0.0
+        assert cached.reports[0].seconds < first.reports[0].seconds
+        assert (cached.reports[0].compiled, cached.reports[0].rejected) == (tree.rules, 0)
 
 
 @pytest.mark.parametrize("yara_engine", ["yara-x", "yara-python"])
@@ -258,3 +341,37 @@ def test_classification_sets_externals_and_keeps_image_bytes_as_context(tmp_path
     assert tool.severity.rank <= Severity.LOW.rank
     sets = report.classification["yara"]["sets"]
     assert [(s["origin"], s["compiled"], s["rejected"]) for s in sets][-1] == (str(rules), 2, 0)
+
+
+def test_a_large_failing_index_is_compiled_a_few_times_not_once_per_level(
+    tmp_path: Path,
+) -> None:
+    from drifttools.analysis.classifiers import yara_engines
+
+    # Yara-Rules' shape: one index of thousands of rules with two bad ones, beside many
+    # small files of which some fail: the index is compiled k + 3 times (the set, alone,
+    # once per rule it loses, the final set), not once per level of the bisection.
+    good = "".join(f'rule i{n} {{ strings: $a = "i-{n}" condition: $a }}\n' for n in range(3000))
+    (tmp_path / "index.yar").write_text(
+        good + "rule bad1 { condition: $x }\nrule bad2 { condition: nope }\n"
+    )
+    for n in range(40):
+        condition = "$y" if n % 8 == 0 else "true"
+        (tmp_path / f"f{n:02}.yar").write_text(f"rule f{n} {{ condition: {condition} }}\n")
+    engine = yara_engines.YaraPython()
+    built: list[bool] = []  # whether each compilation held the index
+    real = engine._build
+
+    def build(sources, externals):
+        sources = list(sources)
+        built.append(any(name == "index" for name, _ in sources))
+        return real(sources, externals)
+
+    engine._build = build  # type: ignore[method-assign]
+    from drifttools.analysis.classifiers.yara_sources import read_rules
+
+    result = engine.compile(read_rules(tmp_path), STANDARD, lambda done, total: None)
+    assert sorted(p.rule for p in result.problems) == sorted(
+        ["bad1", "bad2", *(f"f{n}" for n in range(0, 40, 8))]
+    )
+    assert sum(built) == 2 + 3

@@ -79,6 +79,7 @@ rule high_entropy_{file} : module {{
 rule hashed_{file} : module {{
     meta:
         severity = "critical"
+        md5 = "{md5}"
     condition:
         hash.md5(0, filesize) == "{md5}"
 }}

@@ -23,7 +23,7 @@ import json
 import time
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -88,7 +88,9 @@ class RuleSetReport:
     files: int
     compiled: int  # rules that compiled (for compiled files: None known, -1)
     rejected: int
-    seconds: float  # reading and compiling its files (the set's final build is in the total)
+    #: Reading and compiling its files (the set's one pass is in the total); for a set
+    #: from a cache, reading and hashing them.
+    seconds: float
     precompiled: bool = False
 
 
@@ -189,9 +191,11 @@ def compile_rules(
     sources, compiled_files, reports = _gather(paths, bundled, backend)
     key = _key(backend, relaxed, externals, sources, compiled_files)
     stored = _COMPILED.get(key) or _load_stored(backend, key, cache_dir)
+    seconds, sets = 0.0, None
     if stored is None:
         stored = _compile(backend, sources, compiled_files, externals, reports, progress)
         _store(backend, key, cache_dir, stored)
+        seconds, sets = stored.seconds, stored.reports
     _COMPILED[key] = stored
     _COMPILED.move_to_end(key)
     while len(_COMPILED) > _KEPT:
@@ -202,14 +206,23 @@ def compile_rules(
         key,
         stored.count,
         tuple(stored.problems),
-        tuple(stored.reports),
-        stored.seconds,
+        tuple(sets or _cached(stored.reports, reports)),
+        seconds,
         defined,
         frozenset(stored.externals),
         frozenset(tags),
         frozenset(identifiers),
         parts,
     )
+
+
+def _cached(reports: Sequence[RuleSetReport], gathered: Sequence[_Gathered]) -> list[RuleSetReport]:
+    """Reports of a set that came from a cache: each with the seconds it cost this run
+    (reading and hashing its files), not those of the compilation that was cached."""
+    return [
+        replace(report, seconds=round(entry.seconds, 3))
+        for report, entry in zip(reports, gathered, strict=True)
+    ]
 
 
 _ENGINES: dict[tuple[str, bool], Engine] = {}
@@ -300,15 +313,8 @@ def _compile(
     progress: Progress,
 ) -> _Stored:
     start = time.perf_counter()
-    timings: dict[str, float] = {}
-    clock = [start]
 
     def step(done: int, total: int) -> None:
-        now = time.perf_counter()
-        if done:
-            ruleset = sources[done - 1].ruleset
-            timings[ruleset] = timings.get(ruleset, 0.0) + now - clock[0]
-        clock[0] = now
         progress(ProgressEvent(Stage.COMPILE_RULES, done, total, f"{done}/{total} rule files"))
 
     progress(ProgressEvent(Stage.COMPILE_RULES, 0, len(sources)))
@@ -330,7 +336,7 @@ def _compile(
             continue
         ok = sum(per_source[n][0] for n in entry.namespaces)
         bad = sum(per_source[n][1] for n in entry.namespaces)
-        seconds = entry.seconds + timings.get(entry.origin, 0.0)
+        seconds = entry.seconds + sum(result.seconds.get(n, 0.0) for n in entry.namespaces)
         reports.append(RuleSetReport(entry.origin, entry.files, ok, bad, round(seconds, 3)))
     count = sum(ok for ok, _ in per_source.values())
     problems = [*include_problems, *result.problems]
@@ -342,7 +348,8 @@ def _compile(
 
 
 def _used(externals: Iterable[str], sources: Sequence[RuleSource]) -> list[str]:
-    """The externals some source may read: the name as a word, not ``$name`` or ``x.name``."""
+    """The externals some source may read: the name as a word, not ``$name``, ``x.name``
+    or a meta key (``md5 = "..."``, which public rules write often)."""
     text = "\n".join(s.text for s in sources)
     return sorted(name for name in externals if _word_in(name, text))
 
@@ -354,7 +361,9 @@ def _word_in(name: str, text: str) -> bool:
         before = text[start - 1] if start else " "
         after = text[end] if end < len(text) else " "
         if not (before.isalnum() or before in "_.$#@!") and not (after.isalnum() or after == "_"):
-            return True
+            rest = text[end : end + 40].lstrip(" \t")
+            if not (rest.startswith("=") and not rest.startswith("==")):
+                return True
         start = text.find(name, end)
     return False
 

@@ -6,10 +6,13 @@
   it rejects.
 * ``yara-python`` (libyara): one compilation of the whole set. Only when it fails are the
   failing sources found by bisection (sources are namespaces: a half that compiles is
-  good, so k bad files cost about 2·k·log2(files) compilations of shrinking halves); a
+  good, so k bad files cost about 2·k·log2(files) compilations of shrinking halves, cut
+  by text size: a file larger than the rest of its half is checked alone at once). A
   source that fails is repaired rule by rule, each round dropping the rule libyara's
-  error line points at (libyara reports one error per compilation): one compile of that
-  file per rule it loses.
+  error line points at (libyara reports one error per compilation; the first is the one
+  the bisection saw): one compile of that file per rule it loses. An error on an
+  ``import`` (an unknown module) drops that statement, its line left empty so the line
+  map holds; the rules using the module then fail on their own, as they do with yara-x.
 
 yara-x scanners are per thread (a ``Scanner`` is bound to the thread that made it), made
 once and kept with their thread.
@@ -21,13 +24,20 @@ import bisect
 import io
 import re
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import version
 from typing import Any, Protocol
 
-from drifttools.analysis.classifiers.yara_sources import RuleProblem, RuleSource, split_rules
+from drifttools.analysis.classifiers.yara_sources import (
+    IMPORT,
+    RuleProblem,
+    RuleSource,
+    is_import,
+    split_rules,
+)
 from drifttools.errors import RulesError, ScanTimeout
 
 #: Offsets kept per matched string.
@@ -43,12 +53,14 @@ CompileProgress = Callable[[int, int], None]
 
 @dataclass
 class Compiled:
-    """What a compilation produced: the engine's rules, what it rejected, and per source
-    the names of the rules it rejected (``"(file)"``: the whole source)."""
+    """What a compilation produced: the engine's rules, what it rejected, per source the
+    names of the rules it rejected (``"(file)"``: the whole source) and the seconds spent
+    on that source alone (the one pass over the whole set is nobody's)."""
 
     rules: Any
     problems: list[RuleProblem] = field(default_factory=list)
     rejected: dict[str, set[str]] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
 
 
 class Engine(Protocol):
@@ -90,11 +102,15 @@ def compiled_engine(data: bytes) -> str | None:
     return None
 
 
-def _problem(source: RuleSource, line: int, message: str) -> tuple[str, RuleProblem]:
-    """The rule of ``source`` that line ``line`` falls in, and the problem naming it."""
-    rules = source.rules()
-    index = bisect.bisect_right([first for _, first, _ in rules], line) - 1
-    name = rules[index][0] if index >= 0 else "(file)"
+def _problem(
+    source: RuleSource, starts: Sequence[tuple[int, str]], line: int, message: str
+) -> tuple[str, RuleProblem]:
+    """The rule of ``source`` that line ``line`` falls in (``starts``: each rule's first
+    line and name, in order), or :data:`IMPORT`, and the problem naming it."""
+    index = bisect.bisect_right(starts, (line, "\uffff")) - 1
+    name = starts[index][1] if index >= 0 else "(file)"
+    if line and is_import(source.text, line):
+        name = IMPORT
     origin, at = source.locate(line)
     return name, RuleProblem(name, origin, f"{message} ({origin}:{at})")
 
@@ -121,17 +137,21 @@ class YaraX:
         compiled = Compiled(None)
         seen = 0
         for done, source in enumerate(sources, 1):
+            start = time.perf_counter()
             compiler.new_namespace(source.namespace)
             try:
                 compiler.add_source(source.text, origin=source.origin)
             except self._x.CompileError:
                 errors = compiler.errors()
+                starts = [(first, name) for name, first, _ in source.rules()]
                 for error in errors[seen:]:
                     message = f"error[{error['code']}]: {error['title']}"
-                    rule, problem = _problem(source, int(error.get("line") or 0), message)
+                    line = int(error.get("line") or 0)
+                    rule, problem = _problem(source, starts, line, message)
                     compiled.problems.append(problem)
                     compiled.rejected.setdefault(source.namespace, set()).add(rule)
                 seen = len(errors)
+            compiled.seconds[source.namespace] = time.perf_counter() - start
             progress(done, len(sources))
         compiled.rules = compiler.build()
         return compiled
@@ -231,69 +251,75 @@ class YaraPython:
         texts = {s.namespace: s.text for s in sources}
         try:
             compiled.rules = self._build(texts.items(), externals)
-        except self._y.Error:
-            bad = self._failing(list(sources), externals, known_bad=True)
-            for done, source in enumerate(bad, 1):
-                texts[source.namespace] = self._repair(source, externals, compiled)
+        except self._y.Error as exc:
+            order = {s.namespace: index for index, s in enumerate(sources)}
+            bad = sorted(
+                self._failing(list(sources), externals, exc), key=lambda b: order[b[0].namespace]
+            )
+            for done, (source, error) in enumerate(bad, 1):
+                start = time.perf_counter()
+                texts[source.namespace] = self._repair(source, externals, compiled, error)
+                compiled.seconds[source.namespace] = time.perf_counter() - start
                 progress(done, len(bad))
             compiled.rules = self._build(((n, t) for n, t in texts.items() if t), externals)
         progress(len(sources), len(sources))
         return compiled
 
     def _failing(
-        self, group: list[RuleSource], externals: Mapping[str, External], known_bad: bool = False
-    ) -> list[RuleSource]:
-        """The sources of ``group`` that do not compile on their own, by bisection: sources
-        are namespaces that cannot see each other's rules, so a half that compiles is good."""
-        if not known_bad:
+        self, group: list[RuleSource], externals: Mapping[str, External], error: Any = None
+    ) -> list[tuple[RuleSource, Any]]:
+        """The sources of ``group`` that do not compile on their own, each with its error,
+        by bisection (``error``: the group's own, when already known): sources are
+        namespaces that cannot see each other's rules, so a half that compiles is good."""
+        if error is None:
             try:
                 self._build(((s.namespace, s.text) for s in group), externals)
                 return []
-            except self._y.Error:
-                pass
+            except self._y.Error as exc:
+                error = exc
         if len(group) == 1:
-            return group
-        middle = len(group) // 2
-        return [
-            *self._failing(group[:middle], externals),
-            *self._failing(group[middle:], externals),
-        ]
+            return [(group[0], error)]
+        first, second = _halves(group)
+        return [*self._failing(first, externals), *self._failing(second, externals)]
 
     def _repair(
-        self, source: RuleSource, externals: Mapping[str, External], compiled: Compiled
+        self, source: RuleSource, externals: Mapping[str, External], compiled: Compiled, error: Any
     ) -> str:
         """``source``'s text less the rules libyara rejects, found one error at a time
-        (libyara reports its last error: problems are put back in the file's order)."""
+        (libyara reports its last error: problems are put back in the file's order);
+        ``error`` is that of ``source`` compiled on its own."""
         header, rules = split_rules(source.text)
         first_lines = {name: line for name, line, _ in source.rules()}
         kept = list(rules)
         rejected = compiled.rejected.setdefault(source.namespace, set())
         found: list[tuple[int, RuleProblem]] = []
-        text = ""
-        while True:
+        text = source.text
+        while error is not None:
+            at_error = _LIBYARA_LINE.search(str(error))
+            line = int(at_error.group(1)) - 1 if at_error else 0  # _build prepends a newline
+            message = at_error.group(2) if at_error else str(error)
+            at_rule = _rule_at(header, kept, line)
+            name = "(file)"
+            if line and is_import(text, line):
+                # dropped, the line kept empty: the rules that use it fail on their own
+                name = IMPORT
+                header, kept = _blank_line(header, kept, line, at_rule)
+            elif at_rule is not None:
+                index, start = at_rule
+                name, _ = kept.pop(index)
+                line = first_lines.get(name, 1) + line - start
+            origin, at = source.locate(line)
+            found.append((line, RuleProblem(name, origin, f"{message} ({origin}:{at})")))
+            rejected.add(name)
+            if name == "(file)":
+                text = ""
+                break
             text = header + "".join(chunk for _, chunk in kept)
             try:
                 self._build([(source.namespace, text)], externals)
-                break
+                error = None
             except self._y.Error as exc:
-                error = _LIBYARA_LINE.search(str(exc))
-                line = int(error.group(1)) - 1 if error else 0  # _build prepends a newline
-                message = error.group(2) if error else str(exc)
-                at_rule = _rule_at(header, kept, line)
-                if at_rule is None:
-                    rejected.add("(file)")
-                    origin, at = source.locate(line)
-                    found.append(
-                        (line, RuleProblem("(file)", origin, f"{message} ({origin}:{at})"))
-                    )
-                    text = ""
-                    break
-                index, start = at_rule
-                name, _ = kept.pop(index)
-                rejected.add(name)
-                line = first_lines.get(name, 1) + line - start
-                origin, at = source.locate(line)
-                found.append((line, RuleProblem(name, origin, f"{message} ({origin}:{at})")))
+                error = exc
         compiled.problems += [problem for _, problem in sorted(found, key=lambda f: f[0])]
         return text
 
@@ -308,9 +334,20 @@ class YaraPython:
     def scanner(self, rules: Any, timeout: int) -> Scanner:
         y = self._y
 
+        def go_on(kind: int, detail: Any) -> int:
+            # libyara's "too many matches" for a string: keep what it kept and go on, as
+            # the yara command does (without this callback yara-python makes it a Python
+            # warning, an error under -W error)
+            return int(y.CALLBACK_CONTINUE)
+
         def scan(data: bytes, externals: Mapping[str, External]) -> list[dict[str, Any]]:
             try:
-                found = rules.match(data=data, timeout=timeout, externals=dict(externals))
+                found = rules.match(
+                    data=data,
+                    timeout=timeout,
+                    externals=dict(externals),
+                    warnings_callback=go_on,
+                )
             except y.TimeoutError as exc:
                 raise _timed_out(timeout) from exc
             return [
@@ -342,6 +379,40 @@ def _rule_at(header: str, kept: Sequence[tuple[str, str]], line: int) -> tuple[i
             return index, start
         start = end
     return None
+
+
+def _halves(group: Sequence[RuleSource]) -> tuple[list[RuleSource], list[RuleSource]]:
+    """``group`` in two parts of about the same text size; a source larger than all the
+    others together alone (a large index file is then compiled on its own at once, not
+    once per level of the bisection)."""
+    sizes = [len(s.text) for s in group]
+    total = sum(sizes)
+    largest = max(range(len(group)), key=sizes.__getitem__)
+    if sizes[largest] * 2 >= total:
+        return [group[largest]], [*group[:largest], *group[largest + 1 :]]
+    size = 0
+    for index, source in enumerate(group[:-1], 1):
+        size += len(source.text)
+        if size * 2 >= total:
+            return list(group[:index]), list(group[index:])
+    return list(group[:-1]), list(group[-1:])
+
+
+def _blank_line(
+    header: str, kept: list[tuple[str, str]], line: int, at_rule: tuple[int, int] | None
+) -> tuple[str, list[tuple[str, str]]]:
+    """``header`` and ``kept`` with line ``line`` of their joined text made empty."""
+    if at_rule is None:
+        return _blank(header, line - 1), kept
+    index, start = at_rule
+    name, chunk = kept[index]
+    return header, [*kept[:index], (name, _blank(chunk, line - start)), *kept[index + 1 :]]
+
+
+def _blank(text: str, index: int) -> str:
+    lines = text.split("\n")
+    lines[index] = ""
+    return "\n".join(lines)
 
 
 def _timed_out(timeout: int) -> ScanTimeout:

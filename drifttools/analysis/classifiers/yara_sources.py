@@ -8,9 +8,12 @@
 * **Includes** are resolved relative to the including file's folder, as libyara does, and
   expanded in place (an ``include`` is textual); a cycle or a missing file is one named
   problem. The expanded text keeps a line map, so an engine's error line names the file
-  and line it came from.
+  and line it came from. An included file's ``import`` then sits between the rules of
+  the files before it: an error on it (an unknown module) is :data:`IMPORT`, not the
+  rule above it.
 * **Directories** are searched for ``*.yar`` / ``*.yara``; a file another file of the same
-  directory includes (Yara-Rules' ``*_index.yar``) is compiled through its includer only.
+  directory includes is compiled through its includer only, and an index whose files a
+  larger index brings (Yara-Rules' ``*_index.yar`` beside ``index.yar``) not at all.
 """
 
 from __future__ import annotations
@@ -32,6 +35,10 @@ MAX_INCLUDE_DEPTH = 16
 _RULE_START = re.compile(r"^[ \t]*((?:private|global)[ \t]+)*rule[ \t]+(\w+)", re.MULTILINE)
 _INCLUDE = re.compile(r'^[ \t]*include[ \t]+"((?:[^"\\\n]|\\.)*)"[^\n]*', re.MULTILINE)
 _BLOCK_COMMENT = re.compile(r"/\*.*?\*/", re.DOTALL)
+_IMPORT = re.compile(r'[ \t]*import[ \t]+"')
+#: What an error on an ``import`` statement is reported as: no rule is lost by it (the
+#: statement is dropped; the rules that use the module fail on their own).
+IMPORT = "(import)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +83,17 @@ class RuleSource:
             last = match.start()
             found.append((match.group(2), line, match.start()))
         return found
+
+
+def is_import(text: str, line: int) -> bool:
+    """Whether line ``line`` (1-based) of ``text`` is an ``import`` statement (an expanded
+    include can put one between rules)."""
+    start = 0
+    for _ in range(line - 1):
+        start = text.find("\n", start) + 1
+        if not start:
+            return False
+    return _IMPORT.match(text, start) is not None
 
 
 def decode_rules(data: bytes) -> str:
@@ -193,7 +211,9 @@ def _expand(
 
 def read_rules(path: Path) -> list[RuleSource]:
     """The sources of a ``--rules`` path: the file itself, or a directory's ``*.yar`` and
-    ``*.yara`` (sorted) less those another of them includes, each file read once."""
+    ``*.yara`` (sorted), each file read once, each rule file compiled once: a file another
+    of them includes only through an includer, and an index file whose files a larger
+    index already includes (Yara-Rules' ``*_index.yar`` beside ``index.yar``) not at all."""
     if path.is_file():
         return [read_source(path, path.stem, str(path))]
     if not path.is_dir():
@@ -205,18 +225,40 @@ def read_rules(path: Path) -> list[RuleSource]:
         if name.endswith(RULE_SUFFIXES) and os.path.isfile(os.path.join(folder, name))
     )
     texts = _Texts()
-    included: set[str] = set()
+    includes: dict[str, list[str]] = {}
     for file in files:
         try:
             text = texts.get(os.path.abspath(file))
         except OSError as exc:
             raise RulesError(f"cannot read rules {file}: {exc.strerror or exc}") from exc
-        included.update(_included(file, t) for t, _ in _include_targets(text))
+        includes[os.path.abspath(file)] = [_included(file, t) for t, _ in _include_targets(text)]
+    included = {target for targets in includes.values() for target in targets}
+    tops = [file for file in includes if file not in included]
+    reached = {top: _reached(top, includes) for top in tops}
+    covered: set[str] = set()
+    kept: set[str] = set()
+    for top in sorted(tops, key=lambda t: (-len(reached[t]), t)):
+        brings = reached[top] - {top}
+        if brings and brings <= covered and not _RULE_START.search(texts.get(top)):
+            continue  # an index of files a larger index already brings
+        covered |= reached[top]
+        kept.add(top)
     return [
         read_source(Path(file), os.path.splitext(os.path.basename(file))[0], str(path), texts)
         for file in files
-        if os.path.abspath(file) not in included
+        if os.path.abspath(file) in kept
     ]
+
+
+def _reached(top: str, includes: dict[str, list[str]]) -> set[str]:
+    """``top`` and the directory's files it includes, directly or not."""
+    found, stack = {top}, [top]
+    while stack:
+        for target in includes.get(stack.pop(), ()):
+            if target not in found:
+                found.add(target)
+                stack.append(target)
+    return found
 
 
 def unique_namespaces(sources: Sequence[RuleSource]) -> list[RuleSource]:
