@@ -110,6 +110,40 @@ def test_an_image_hardlink_changes_with_its_copied_up_link_only_where_the_driver
             assert "/opt/app/hard" not in found, method
 
 
+@pytest.mark.both_drivers
+def test_whiteouts_and_an_opaque_directory_in_the_upper_dir_match_the_merged_view(
+    busybox_image, container, warm_cache: LayerCache
+) -> None:
+    """Each driver marks deletions and replaced directories its own way in the upper dir
+    (whiteout devices, opaque xattrs): the upper-dir diff must say what the merged view says."""
+    name = container(busybox_image["tag"])
+    docker(
+        "exec",
+        name,
+        "sh",
+        "-c",
+        "rm -rf /opt/app/sub && mkdir /opt/app/sub && echo z > /opt/app/sub/z"
+        " && rm /entrypoint.sh && rm -rf /var/log && mkdir /var/log",
+    )
+    reports = {
+        method: drifttools.diff(
+            name,
+            acquisition=AcquisitionOptions(method=method),
+            baseline=BaselineOptions(cache=warm_cache),
+        )
+        for method in ("upper", "merged")
+    }
+    found = {
+        m: {(c.path, c.change) for c in r.changes if c.mount == "/"} for m, r in reports.items()
+    }
+    assert found["upper"] == found["merged"]
+    changes = dict(found["upper"])
+    assert changes["/opt/app/sub/c"] is ChangeKind.DELETED
+    assert changes["/opt/app/sub/z"] is ChangeKind.ADDED
+    assert changes["/entrypoint.sh"] is ChangeKind.DELETED
+    assert "/var/log" not in changes or changes["/var/log"] is ChangeKind.METADATA
+
+
 def upper_atimes(upper: Path) -> dict[str, int]:
     return {str(p): p.lstat().st_atime_ns for p in [upper, *upper.rglob("*")] if not p.is_symlink()}
 
