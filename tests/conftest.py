@@ -75,6 +75,24 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         )
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> Iterator[None]:
+    """Tests in the order collected, the overlay2 runs last. The machine's engine is set up
+    once (a test on ``[fuse-overlayfs]`` shares it with the unmarked ones, so pytest's own
+    grouping by parameter would only split modules and set their fixtures up twice), and
+    DOCKER_HOST points at the second engine only for the tests at the end."""
+    collected = list(items)
+    yield
+    items[:] = [i for i in collected if not _on_overlay2(i)] + [
+        i for i in collected if _on_overlay2(i)
+    ]
+
+
+def _on_overlay2(item: pytest.Item) -> bool:
+    callspec = getattr(item, "callspec", None)
+    return callspec is not None and callspec.params.get("engine") == OVERLAY2
+
+
 @pytest.fixture(scope="session")
 def overlay2_host() -> Iterator[str]:
     """The kernel overlay2 engine's DOCKER_HOST: the one ``scripts/test`` started, one already

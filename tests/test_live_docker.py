@@ -444,8 +444,8 @@ def test_a_lower_dir_changed_on_the_host_after_caching_is_verified_again(
     motd = tag.encode()  # its own layer, never one a build cache shares with another run
     (context / "motd").write_bytes(motd)
     build_image(tag, context, "FROM scratch\nCOPY busybox /bin/busybox\nCOPY motd /etc/motd\n")
+    name = container(tag, "/bin/busybox", "sleep", "600")
     try:
-        name = container(tag, "/bin/busybox", "sleep", "600")
         cache = LayerCache(tmp_path / "cache")
         options = BaselineOptions(cache=cache, verify=False)
         cold = drifttools.diff(name, baseline=options)
@@ -462,4 +462,5 @@ def test_a_lower_dir_changed_on_the_host_after_caching_is_verified_again(
         assert (changed.source, changed.verified) == ("engine-store", False)
         assert changed.problems and not tampered.verified
     finally:
+        docker("rm", "-f", name, check=False)  # before its image: else the image stays, untagged
         docker("rmi", "-f", tag, check=False)
