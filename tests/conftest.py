@@ -81,11 +81,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> Iterator[None]:
     once (a test on ``[fuse-overlayfs]`` shares it with the unmarked ones, so pytest's own
     grouping by parameter would only split modules and set their fixtures up twice), and
     DOCKER_HOST points at the second engine only for the tests at the end."""
-    collected = list(items)
-    yield
-    items[:] = [i for i in collected if not _on_overlay2(i)] + [
-        i for i in collected if _on_overlay2(i)
-    ]
+    collected = {id(item): n for n, item in enumerate(items)}
+    yield  # -k and -m deselect, pytest groups
+    items.sort(key=lambda item: (_on_overlay2(item), collected[id(item)]))
 
 
 def _on_overlay2(item: pytest.Item) -> bool:
