@@ -24,6 +24,7 @@ import itertools
 import os
 import random
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -82,12 +83,18 @@ def quiet(*command: str) -> None:
 
 
 def measured(command: list[str], env: dict[str, str]) -> Run:
-    """Wall clock and peak RSS of one child process."""
-    start = time.perf_counter()
-    child = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)
-    _, status, usage = os.wait4(child.pid, 0)
-    child.returncode = os.waitstatus_to_exitcode(status)  # reaped here, for its rusage
-    return Run(time.perf_counter() - start, usage.ru_maxrss * 1024)
+    """Wall clock and peak RSS of one command. The RSS comes from GNU time (Debian's ``time``):
+    a child forked from this process would count our own memory as its peak."""
+    with tempfile.NamedTemporaryFile("r") as peak:
+        start = time.perf_counter()
+        subprocess.run(
+            ["/usr/bin/time", "-f", "%M", "-o", peak.name, *command],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            check=False,
+        )
+        seconds = time.perf_counter() - start
+        return Run(seconds, int(peak.read().split()[-1]) * 1024)
 
 
 def timed_here(action: Callable[[], object]) -> Run:
@@ -272,6 +279,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.files < 3 * FILES_PER_DIRECTORY or args.file_size < 1 or args.repeat < 1:
         parser.error("--files must be at least 3000; --file-size and --repeat at least 1")
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # clean up as on Ctrl-C
     if args.engine:
         os.environ["DOCKER_HOST"] = args.engine  # the docker CLI, the SDK, the drifttools CLI
     work = Path(tempfile.mkdtemp(prefix="drifttools-bench-"))
