@@ -2,11 +2,16 @@
 
 Each fixture that needs the engine asks for ``engine`` (directly or through another), so a
 test of pure code never waits on one; ``pytest --setup-plan`` shows which a test sets up.
+
+A test marked ``both_drivers`` runs twice: on the machine's engine (fuse-overlayfs) and on a
+second engine on the kernel's overlay2 driver (``scripts/overlay2-engine``), which production
+hosts run. The ``engine`` fixture points ``DOCKER_HOST`` at its engine while it is set up, so
+the fixtures built on it (images, containers) and the test itself use that engine.
 """
 
 from __future__ import annotations
 
-import subprocess
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +25,17 @@ from drifttools.acquisition.cgroups import container_pids
 from drifttools.acquisition.processes import read_processes
 from drifttools.options import BaselineOptions
 from tests import containerd_daemon
-from tests.engine import build_image, build_memfd_image, docker, unique
+from tests.engine import (
+    OVERLAY2_HOST_VARIABLE,
+    Engine,
+    build_image,
+    build_memfd_image,
+    describe_engine,
+    docker,
+    docker_host,
+    overlay2_engine,
+    unique,
+)
 from tests.evidence_scene import SCENE, SCENE_DOCKERFILE
 
 #: A busybox image whose layers delete a file, replace a directory's content,
@@ -39,15 +54,72 @@ CMD ["/entrypoint.sh"]
 """
 
 
+#: The second engine's parameter; the machine's own is None, the cache key of an engine
+#: fixture no test parametrized, so both share one set-up.
+OVERLAY2 = "overlay2"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "both_drivers: run on the fuse-overlayfs engine and on the overlay2 one"
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if metafunc.definition.get_closest_marker("both_drivers"):
+        metafunc.parametrize(
+            "engine",
+            [pytest.param(None, id="fuse-overlayfs"), pytest.param(OVERLAY2, id=OVERLAY2)],
+            indirect=True,
+            scope="session",
+        )
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> Iterator[None]:
+    """Tests in the order collected, the overlay2 runs last. The machine's engine is set up
+    once (a test on ``[fuse-overlayfs]`` shares it with the unmarked ones, so pytest's own
+    grouping by parameter would only split modules and set their fixtures up twice), and
+    DOCKER_HOST points at the second engine only for the tests at the end."""
+    collected = {id(item): n for n, item in enumerate(items)}
+    yield  # -k and -m deselect, pytest groups
+    items.sort(key=lambda item: (_on_overlay2(item), collected[id(item)]))
+
+
+def _on_overlay2(item: pytest.Item) -> bool:
+    callspec = getattr(item, "callspec", None)
+    return callspec is not None and callspec.params.get("engine") == OVERLAY2
+
+
 @pytest.fixture(scope="session")
-def engine() -> None:
+def overlay2_host() -> Iterator[str]:
+    """The kernel overlay2 engine's DOCKER_HOST: the one ``scripts/test`` started, one already
+    up (others use it: left running), or one started here and stopped at the end."""
+    given = os.environ.get(OVERLAY2_HOST_VARIABLE)
+    if given:
+        yield given
+        return
+    running = overlay2_engine("status")
+    host = running or overlay2_engine("start")
+    assert host is not None
+    yield host
+    if running is None:
+        overlay2_engine("stop")
+
+
+@pytest.fixture(scope="session")
+def engine(request: pytest.FixtureRequest) -> Iterator[Engine]:
     """The Docker Engine must answer: on CI it is there, so its absence fails loudly."""
-    result = subprocess.run(["docker", "info"], capture_output=True, check=False)
-    assert result.returncode == 0, f"Docker Engine not reachable: {result.stderr.decode()[:300]}"
+    host = request.getfixturevalue("overlay2_host") if getattr(request, "param", None) else None
+    found = describe_engine(host)
+    if host is not None:
+        assert found.driver == "overlay2", found
+    with docker_host(host):
+        yield found
 
 
 @pytest.fixture(scope="session")
-def busybox_image(engine: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+def busybox_image(engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     """The test image, built once, with its ``docker save`` tar."""
     work = tmp_path_factory.mktemp("busybox-image")
     tag = f"{unique('drifttools-test')}:1"
@@ -59,7 +131,7 @@ def busybox_image(engine: None, tmp_path_factory: pytest.TempPathFactory) -> Ite
 
 
 @pytest.fixture
-def container(engine: None) -> Iterator:
+def container(engine: Engine) -> Iterator:
     """Start containers for a test; all removed afterwards."""
     started: list[str] = []
 
@@ -90,7 +162,7 @@ def containerd_image_tar(busybox_image: dict, tmp_path_factory: pytest.TempPathF
 
 
 @pytest.fixture(scope="session")
-def evidence_scene(engine: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+def evidence_scene(engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     """The running scene of :mod:`tests.evidence_scene`, a warm layer cache, a signing key pair."""
     work = tmp_path_factory.mktemp("bundle-scene")
     tag = f"{unique('drifttools-bundle')}:1"

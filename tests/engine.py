@@ -7,10 +7,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from drifttools.baseline.images.layer_store import chain_ids
@@ -20,6 +24,74 @@ BUSYBOX_SHA256 = hashlib.sha256(BUSYBOX.read_bytes()).hexdigest()
 BUSYBOX_MD5 = hashlib.md5(BUSYBOX.read_bytes()).hexdigest()
 BUSYBOX_SHA1 = hashlib.sha1(BUSYBOX.read_bytes()).hexdigest()
 MEMFD_EXEC = Path(__file__).parent / "memfd_exec.c"  # runs a program from a memfd
+OVERLAY2_ENGINE = Path(__file__).parents[1] / "scripts" / "overlay2-engine"
+#: The second engine's DOCKER_HOST when ``scripts/test`` started it (then it also stops it).
+OVERLAY2_HOST_VARIABLE = "DRIFTTOOLS_OVERLAY2_HOST"
+
+
+@dataclass(frozen=True)
+class Engine:
+    """One Docker Engine the live tests run against."""
+
+    driver: str  # its storage driver, as ``docker info`` says
+    data_root: Path
+    host: str | None  # DOCKER_HOST; None: the machine's own engine
+
+    @property
+    def keeps_hardlinks_on_copy_up(self) -> bool:
+        """Whether a write to one link of an image hardlink shows through its other links.
+
+        fuse-overlayfs copies the inode up once for all its links; the kernel's overlayfs
+        as Docker mounts it (no ``index``) copies up the written path only, so the other
+        links keep the image's content (docs/docker.md).
+        """
+        return self.driver == "fuse-overlayfs"
+
+
+def describe_engine(host: str | None) -> Engine:
+    """The engine at ``host`` (None: the machine's), which must answer."""
+    with docker_host(host):
+        result = subprocess.run(
+            ["docker", "info", "--format", "{{.Driver}} {{.DockerRootDir}}"],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=60,
+        )
+    assert result.returncode == 0, f"Docker Engine {host} not reachable: {result.stderr[:300]}"
+    driver, data_root = result.stdout.split()
+    return Engine(driver, Path(data_root), host)
+
+
+@contextmanager
+def docker_host(host: str | None) -> Iterator[None]:
+    """``DOCKER_HOST`` set to ``host`` for the docker CLI, the SDK and drifttools' subprocesses
+    (None leaves the environment as it is)."""
+    if host is None:
+        yield
+        return
+    before = os.environ.get("DOCKER_HOST")
+    os.environ["DOCKER_HOST"] = host
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("DOCKER_HOST", None)
+        else:
+            os.environ["DOCKER_HOST"] = before
+
+
+def overlay2_engine(action: str) -> str | None:
+    """``scripts/overlay2-engine ACTION``: the DOCKER_HOST it prints (None: ``status`` says
+    the engine is not up)."""
+    result = subprocess.run(
+        [str(OVERLAY2_ENGINE), action], capture_output=True, text=True, timeout=120, check=False
+    )
+    if action == "status" and result.returncode == 1:
+        return None
+    assert result.returncode == 0, f"overlay2-engine {action}: {result.stderr[-500:]}"
+    lines = result.stdout.strip().splitlines()
+    return lines[-1] if lines else None
 
 
 def docker(*args: str, input: bytes | None = None, check: bool = True) -> str:

@@ -58,6 +58,7 @@ def _by_arg(opened: Bundle) -> dict[str, int]:
     return {p.cmdline[-1]: p.pid for p in opened.report.processes if p.cmdline}
 
 
+@pytest.mark.both_drivers
 def test_bundle_holds_both_executables_and_the_dropped_file(sealed: dict) -> None:
     with open_bundle(sealed["first"].path) as opened:
         pids = _by_arg(opened)
@@ -80,6 +81,7 @@ def test_bundle_holds_both_executables_and_the_dropped_file(sealed: dict) -> Non
         assert opened.evidence["skipped"] == []
 
 
+@pytest.mark.both_drivers
 def test_acquisition_record_and_action_log(sealed: dict) -> None:
     with open_bundle(sealed["first"].path) as opened:
         record = opened.acquisition

@@ -21,7 +21,7 @@ import drifttools
 from drifttools import ClassifyOptions, LayerCache, Severity
 from drifttools.options import BaselineOptions
 from tests.command import EXE
-from tests.engine import build_memfd_image, compile_c, docker, unique
+from tests.engine import Engine, build_memfd_image, compile_c, docker, unique
 from tests.reports import assert_valid_report
 
 HERE = Path(__file__).parent
@@ -78,7 +78,7 @@ echo 'GET /health 200' >> /var/log/app.log
 
 
 @pytest.fixture(scope="module")
-def chain_image(engine: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+def chain_image(engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     context = tmp_path_factory.mktemp("classify-image") / "context"
     context.mkdir()
     compile_c(HERE / "miner.c", context / "miner", "-static")

@@ -53,6 +53,7 @@ def fingerprint(root: Path) -> dict[str, tuple]:
     return found
 
 
+@pytest.mark.both_drivers
 def test_docker_data_root_equals_live_diff(busybox_image: dict, container, tmp_path: Path) -> None:
     name = container(busybox_image["tag"])
     docker("exec", name, "sh", "-c", MUTATIONS)

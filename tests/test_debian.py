@@ -29,12 +29,12 @@ from drifttools.evidence.report_read import report_from_dict
 from drifttools.options import BaselineOptions
 from tests import debian
 from tests.command import EXE
-from tests.engine import docker, unique
+from tests.engine import Engine, docker, unique
 from tests.reports import assert_valid_report
 
 
 @pytest.fixture(scope="module")
-def app_image(engine: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def app_image(engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     tag = debian.build_app(tmp_path_factory.mktemp("debian-app"))
     yield tag
     docker("rmi", "-f", tag, check=False)

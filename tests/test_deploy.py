@@ -27,7 +27,7 @@ import pytest
 import yaml
 
 from tests.containerd_daemon import Daemon, daemon_at
-from tests.engine import docker, unique
+from tests.engine import Engine, docker, unique
 
 ROOT = Path(__file__).parents[1]
 KUBERNETES = ROOT / "deploy" / "kubernetes"
@@ -129,7 +129,7 @@ def _timed(*args: str) -> float:
 
 
 @pytest.fixture(scope="session")
-def drifttools_image(engine: None) -> str:
+def drifttools_image(engine: Engine) -> str:
     """The drifttools image, built from this tree (base: by the script, once per version)."""
     present = subprocess.run(["docker", "image", "inspect", BASE_TAG], capture_output=True)
     if present.returncode != 0:

@@ -16,6 +16,7 @@ import pytest
 import drifttools
 from drifttools.response.falco import policy_from_dict
 from tests.command import EXE, one_clear_line
+from tests.engine import Engine
 from tests.respond_scene import Scene, cli, inspect, scene
 
 
@@ -167,7 +168,7 @@ def test_listen_answers_falcosidekick_posts(stage: Scene, tmp_path: Path) -> Non
     ]  # fmt: skip
 
 
-def test_listen_and_policy_input_errors_are_one_line(engine: None, tmp_path: Path) -> None:
+def test_listen_and_policy_input_errors_are_one_line(engine: Engine, tmp_path: Path) -> None:
     policy = _policy(tmp_path)
     env_free = {k: v for k, v in os.environ.items() if k != "DRIFTTOOLS_LISTEN_SECRET"}
     result = subprocess.run(

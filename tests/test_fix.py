@@ -17,7 +17,7 @@ import yaml
 
 import drifttools
 from tests import debian
-from tests.engine import docker, unique
+from tests.engine import Engine, docker, unique
 from tests.respond_scene import cli
 
 DOCKERFILE = """\
@@ -50,7 +50,7 @@ def _run_until_ready(image: str, started: list[str]) -> str:
 
 
 @pytest.fixture
-def context(engine: None, tmp_path: Path) -> Iterator[tuple[Path, list[str], list[str]]]:
+def context(engine: Engine, tmp_path: Path) -> Iterator[tuple[Path, list[str], list[str]]]:
     directory = tmp_path / "context"
     directory.mkdir()
     shutil.copytree(debian.inputs() / "wheels" / "runtime", directory / "wheels")

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from tests.command import EXE
-from tests.engine import build_image, compile_c, docker, unique
+from tests.engine import Engine, build_image, compile_c, docker, unique
 from tests.reports import assert_valid_report
 
 HERE = Path(__file__).parent
@@ -59,7 +59,7 @@ exec /swap_race {seconds} /race/f /race/f.alt /race/g /race/g.alt /race/h /race/
 
 
 @pytest.fixture(scope="module")
-def rogue(engine: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+def rogue(engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     work = tmp_path_factory.mktemp("hostile")
     canary = work / "canary.txt"
     secret = f"HOST-CANARY-{os.urandom(8).hex()}"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from drifttools import load_image
 from drifttools.baseline.image import require_verified
 from tests.baselines import baseline_view
@@ -44,6 +46,7 @@ def exported_view(image: str) -> dict[str, tuple]:
     return {p: v for p, v in exported.items() if p not in ENGINE_WRITTEN}
 
 
+@pytest.mark.both_drivers
 def test_baseline_equals_docker_export_path_by_path_and_hash_by_hash(busybox_image) -> None:
     index = load_image(busybox_image["save"])
     require_verified(index)
@@ -59,6 +62,7 @@ def test_baseline_equals_docker_export_path_by_path_and_hash_by_hash(busybox_ima
     assert index.entries["/bin/busybox"].layer == 0
 
 
+@pytest.mark.both_drivers
 def test_opaque_directories_and_whiteouts_apply_like_the_engine(engine, tmp_path: Path) -> None:
     """A stack the legacy builder does not make (an opaque dir), loaded into the engine: its
     export is the oracle. (The engine's layer applier refuses hardlinks into lower layers;

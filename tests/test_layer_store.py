@@ -25,17 +25,11 @@ from drifttools.baseline.images.layer_store import (
     read_stored_layer,
 )
 from drifttools.errors import DigestMismatch, ImageNotFound, LayerStoreError, LayerStoreMismatch
-from tests.engine import docker
-
-DATA_ROOT = Path("/var/lib/docker")
+from tests.engine import Engine, docker
 
 
 def _diff_ids(tag: str) -> list[str]:
     return json.loads(docker("image", "inspect", "--format", "{{json .RootFS.Layers}}", tag))
-
-
-def _driver() -> str:
-    return docker("info", "--format", "{{.Driver}}").strip()
 
 
 def _saved_layers(save: Path) -> list[_native.LayerIndex]:
@@ -66,14 +60,16 @@ def _facts(entry: _native.Entry) -> tuple:
 
 
 @pytest.fixture(scope="module")
-def stored(busybox_image: dict) -> list[tuple[StoredLayer, _native.LayerIndex]]:
+def stored(engine: Engine, busybox_image: dict) -> list[tuple[StoredLayer, _native.LayerIndex]]:
     """The busybox image's layers in the engine's store, with the ``docker save`` copies."""
-    layers = engine_layers(_diff_ids(busybox_image["tag"]), data_root=DATA_ROOT, driver=_driver())
+    diff_ids = _diff_ids(busybox_image["tag"])
+    layers = engine_layers(diff_ids, data_root=engine.data_root, driver=engine.driver)
     saved = _saved_layers(busybox_image["save"])
     assert len(layers) == len(saved) == 4
     return list(zip(layers, saved, strict=True))
 
 
+@pytest.mark.both_drivers
 def test_every_layer_rebuilt_from_the_store_is_the_docker_save_layer(stored: list) -> None:
     for layer, saved in stored:
         index = read_stored_layer(layer)
@@ -88,6 +84,7 @@ def test_every_layer_rebuilt_from_the_store_is_the_docker_save_layer(stored: lis
     assert {"/bin/busybox", "/opt/app/a", "/opt/app/hard", "/entrypoint.sh"} <= paths
 
 
+@pytest.mark.both_drivers
 def test_layer_records_follow_the_chain_ids(stored: list, busybox_image: dict) -> None:
     diff_ids = _diff_ids(busybox_image["tag"])
     chains = chain_ids(diff_ids)
@@ -128,6 +125,7 @@ def test_an_untouched_copy_still_rebuilds_the_layer(stored: list, tmp_path: Path
     assert index.entries.error_count == 0
 
 
+@pytest.mark.both_drivers
 def test_a_same_size_change_in_a_lower_layer_is_pinned_to_its_file(
     stored: list, tmp_path: Path
 ) -> None:
@@ -220,8 +218,9 @@ def _fake_store(stored: list, root: Path, driver: str) -> list[StoredLayer]:
     return [layer for layer, _ in stored]
 
 
-def test_missing_or_mismatched_store_records(stored: list, tmp_path: Path) -> None:
-    driver = _driver()
+@pytest.mark.both_drivers
+def test_missing_or_mismatched_store_records(engine: Engine, stored: list, tmp_path: Path) -> None:
+    driver = engine.driver
     diff_ids = [layer.diff_id for layer, _ in stored]
     _fake_store(stored, tmp_path, driver)
     copies = engine_layers(diff_ids, data_root=tmp_path, driver=driver)

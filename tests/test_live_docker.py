@@ -19,7 +19,7 @@ from drifttools import ChangeKind, ContainerNotFound, LayerCache
 from drifttools.options import AcquisitionOptions, BaselineOptions
 from drifttools.progress import ProgressEvent, Stage
 from tests.command import EXE, one_clear_line
-from tests.engine import build_image, docker, unique
+from tests.engine import Engine, build_image, docker, unique
 from tests.reports import assert_valid_report
 
 # Mutations an intruder (or a test) makes inside the container. Paths exist in the test image.
@@ -51,6 +51,7 @@ def warm_cache(tmp_path_factory: pytest.TempPathFactory) -> LayerCache:
     return LayerCache(tmp_path_factory.mktemp("cache"))
 
 
+@pytest.mark.both_drivers
 @settings(
     max_examples=12,
     deadline=None,
@@ -85,10 +86,69 @@ def test_drift_explains_docker_diff_and_sees_more(
     assert docker_diff(name) == oracle  # the scan changed nothing
 
 
+@pytest.mark.both_drivers
+def test_an_image_hardlink_changes_with_its_copied_up_link_only_where_the_driver_keeps_it(
+    engine: Engine, busybox_image, container, warm_cache: LayerCache
+) -> None:
+    """The documented difference between the drivers (docs/docker.md): the upper dir and the
+    merged view (--verify-all) both report what the container sees through the other link."""
+    name = container(busybox_image["tag"])
+    docker("exec", name, "sh", "-c", "echo rewritten > /opt/app/a")
+    seen = docker("exec", name, "cat", "/opt/app/hard")
+    assert seen == ("rewritten\n" if engine.keeps_hardlinks_on_copy_up else "hello\n")
+    for method in ("upper", "merged"):
+        report = drifttools.diff(
+            name,
+            acquisition=AcquisitionOptions(method=method),
+            baseline=BaselineOptions(cache=warm_cache),
+        )
+        found = {c.path: c.change for c in report.changes}
+        assert found["/opt/app/a"] is ChangeKind.MODIFIED, method
+        if engine.keeps_hardlinks_on_copy_up:
+            assert found["/opt/app/hard"] is ChangeKind.MODIFIED, method
+        else:
+            assert "/opt/app/hard" not in found, method
+
+
+@pytest.mark.both_drivers
+def test_whiteouts_and_an_opaque_directory_in_the_upper_dir_match_the_merged_view(
+    busybox_image, container, warm_cache: LayerCache
+) -> None:
+    """Each driver marks deletions and replaced directories its own way in the upper dir
+    (whiteout devices, opaque xattrs): the upper-dir diff must say what the merged view says."""
+    name = container(busybox_image["tag"])
+    docker(
+        "exec",
+        name,
+        "sh",
+        "-c",
+        "rm -rf /opt/app/sub && mkdir /opt/app/sub && echo z > /opt/app/sub/z"
+        " && rm /entrypoint.sh && rm -rf /var/log && mkdir /var/log",
+    )
+    reports = {
+        method: drifttools.diff(
+            name,
+            acquisition=AcquisitionOptions(method=method),
+            baseline=BaselineOptions(cache=warm_cache),
+        )
+        for method in ("upper", "merged")
+    }
+    found = {
+        m: {(c.path, c.change) for c in r.changes if c.mount == "/"} for m, r in reports.items()
+    }
+    assert found["upper"] == found["merged"]
+    changes = dict(found["upper"])
+    assert changes["/opt/app/sub/c"] is ChangeKind.DELETED
+    assert changes["/opt/app/sub/z"] is ChangeKind.ADDED
+    assert changes["/entrypoint.sh"] is ChangeKind.DELETED
+    assert "/var/log" not in changes or changes["/var/log"] is ChangeKind.METADATA
+
+
 def upper_atimes(upper: Path) -> dict[str, int]:
     return {str(p): p.lstat().st_atime_ns for p in [upper, *upper.rglob("*")] if not p.is_symlink()}
 
 
+@pytest.mark.both_drivers
 def test_the_scan_never_execs_never_writes_and_keeps_atimes(
     busybox_image, container, warm_cache: LayerCache
 ) -> None:
@@ -154,6 +214,7 @@ def test_a_symlink_to_the_host_never_yields_host_content(
         assert link.after.kind == "symlink" and link.after.target == "/etc/passwd"
 
 
+@pytest.mark.both_drivers
 def test_processes_mounts_and_posture_are_in_the_report(
     busybox_image, container, warm_cache: LayerCache
 ) -> None:
@@ -194,6 +255,7 @@ def test_processes_mounts_and_posture_are_in_the_report(
         docker("rm", "-f", name, check=False)
 
 
+@pytest.mark.both_drivers
 def test_a_stopped_container_is_diffed_from_its_upper_dir(
     busybox_image, container, warm_cache: LayerCache
 ) -> None:
@@ -238,6 +300,7 @@ def test_freeze_pauses_and_always_unpauses(busybox_image, container, warm_cache)
     assert docker("inspect", "--format", "{{.State.Paused}}", name).strip() == "false"
 
 
+@pytest.mark.both_drivers
 def test_export_method_and_cold_cache_give_the_same_changes(
     busybox_image, container, tmp_path: Path
 ) -> None:
@@ -283,7 +346,7 @@ def test_cli_live_diff_ps_and_ls(busybox_image, container, tmp_path: Path) -> No
     assert rows[name]["upper_paths"] >= 1
 
 
-def test_bad_targets_are_one_line_and_exit_2(engine: None, tmp_path: Path) -> None:
+def test_bad_targets_are_one_line_and_exit_2(engine: Engine, tmp_path: Path) -> None:
     one_clear_line(
         subprocess.run([EXE, "diff", "no-such-container-x"], capture_output=True, text=True),
         "no container",
@@ -334,6 +397,7 @@ def test_investigation_notebook_runs_end_to_end(busybox_image, container, monkey
     assert "/tmp/.x" in outputs and "/entrypoint.sh" in outputs
 
 
+@pytest.mark.both_drivers
 def test_trust_host_layers_reads_lower_dirs_unverified(busybox_image, container, tmp_path) -> None:
     name = container(busybox_image["tag"])
     docker("exec", name, "sh", "-c", "echo x > /tmp/a && rm -rf /var/log && chmod 700 /etc")
@@ -370,6 +434,7 @@ def test_proc_root_is_only_read_while_the_pid_is_the_containers(busybox_image, c
         walk_container_root(guard, subpath="/opt")
 
 
+@pytest.mark.both_drivers
 def test_a_lower_dir_changed_on_the_host_after_caching_is_verified_again(
     container, tmp_path: Path
 ) -> None:
@@ -379,8 +444,8 @@ def test_a_lower_dir_changed_on_the_host_after_caching_is_verified_again(
     motd = tag.encode()  # its own layer, never one a build cache shares with another run
     (context / "motd").write_bytes(motd)
     build_image(tag, context, "FROM scratch\nCOPY busybox /bin/busybox\nCOPY motd /etc/motd\n")
+    name = container(tag, "/bin/busybox", "sleep", "600")
     try:
-        name = container(tag, "/bin/busybox", "sleep", "600")
         cache = LayerCache(tmp_path / "cache")
         options = BaselineOptions(cache=cache, verify=False)
         cold = drifttools.diff(name, baseline=options)
@@ -397,4 +462,5 @@ def test_a_lower_dir_changed_on_the_host_after_caching_is_verified_again(
         assert (changed.source, changed.verified) == ("engine-store", False)
         assert changed.problems and not tampered.verified
     finally:
+        docker("rm", "-f", name, check=False)  # before its image: else the image stays, untagged
         docker("rmi", "-f", tag, check=False)

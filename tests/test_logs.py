@@ -129,6 +129,7 @@ def _wait_for_line(name: str, line: str) -> None:
         time.sleep(0.2)
 
 
+@pytest.mark.both_drivers
 @pytest.mark.parametrize("driver", ["json-file", "local"])
 def test_live_container_logs_match_docker_logs(
     driver: str, busybox_image: dict, tmp_path: Path

@@ -27,7 +27,7 @@ from drifttools.acquisition.processes import VANISHED, read_processes
 from drifttools.acquisition.sockets import unix_sockets
 from drifttools.analysis.process_tags import tag_processes
 from drifttools.models import ProcessRecord, SocketRecord
-from tests.engine import BUSYBOX, BUSYBOX_SHA256, build_memfd_image, docker, unique
+from tests.engine import BUSYBOX, BUSYBOX_SHA256, Engine, build_memfd_image, docker, unique
 
 RFC3339_MICRO = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
 
@@ -84,7 +84,7 @@ ROLES = {
 
 
 @pytest.fixture(scope="module")
-def procs_image(engine: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+def procs_image(engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     """The scene's image, with the static memfd helper compiled here, and its saved tar."""
     work = tmp_path_factory.mktemp("procs-image")
     tag = f"{unique('drifttools-procs')}:1"
@@ -136,6 +136,7 @@ def _read(
     return _by_role(records), sockets
 
 
+@pytest.mark.both_drivers
 def test_container_pids_are_the_engines(scene: dict) -> None:
     # docker top lists the container's processes by host pid, from the engine's side.
     top = docker("top", scene["name"], "-o", "pid").split()[1:]
@@ -167,6 +168,7 @@ def test_container_pids_cgroup_layouts(tmp_path: Path) -> None:
         container_pids("../docker", proc=tmp_path)
 
 
+@pytest.mark.both_drivers
 def test_executables_states_and_hashes(scene: dict) -> None:
     roles, _ = _read(scene)
     main = roles["main"]
@@ -253,6 +255,7 @@ def test_hostile_names_kept_verbatim(scene: dict) -> None:
     assert hostile.exe == hostile.cmdline[0] and hostile.exe_state == "present"
 
 
+@pytest.mark.both_drivers
 def test_tags_against_the_image(scene: dict, procs_image: dict) -> None:
     baseline = load_image(procs_image["save"]).entries
     roles = _by_role(tag_processes(tuple(_read(scene)[0].values()), baseline))

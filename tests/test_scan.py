@@ -30,7 +30,7 @@ from drifttools.options import BaselineOptions
 from drifttools.pipeline import RunOptions
 from drifttools.scan import ImageBaselines
 from tests.command import EXE, one_clear_line
-from tests.engine import docker, unique
+from tests.engine import Engine, docker, unique
 from tests.reports import assert_valid_report
 
 # pure
@@ -132,7 +132,7 @@ def test_records_read_back_and_bad_ones_are_named() -> None:
 
 
 @pytest.fixture(scope="module")
-def replicas(busybox_image: dict, engine: None) -> Iterator[dict]:
+def replicas(busybox_image: dict, engine: Engine) -> Iterator[dict]:
     """Three replicas of the busybox image (one drifted more), a stopped one, a lone one."""
     prefix = unique("scan")
     names = [f"{prefix}-web-{i}" for i in range(3)]

@@ -1,6 +1,6 @@
 """``summarize`` over three "nodes" scanned for real: the machine's Docker Engine, a second
-Docker Engine on kernel overlay2 (``scripts/overlay2-engine``, left running: others use it)
-and a standalone containerd with CRI-labelled pods. Replicas of one image on two engines are
+Docker Engine on kernel overlay2 (the ``overlay2_host`` fixture: the engine the other tests
+share) and a standalone containerd with CRI-labelled pods. Replicas of one image on two engines are
 one group; the drift only one of them has, on whichever node, makes it the outlier."""
 
 from __future__ import annotations
@@ -17,19 +17,7 @@ from tests.command import EXE
 from tests.containerd_daemon import cleanup_daemon, start_daemon
 from tests.engine import docker, unique
 
-ROOT = Path(__file__).parents[1]
 COMMON = "echo cache > /tmp/cache"
-
-
-def _overlay2_host() -> str:
-    result = subprocess.run(
-        [str(ROOT / "scripts" / "overlay2-engine"), "start"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
-    return result.stdout.strip().splitlines()[-1]
 
 
 def _on(host: str, *args: str, check: bool = True) -> str:
@@ -43,7 +31,10 @@ def _on(host: str, *args: str, check: bool = True) -> str:
 
 @pytest.fixture(scope="module")
 def three_nodes(
-    busybox_image: dict, containerd_image_tar: Path, tmp_path_factory: pytest.TempPathFactory
+    busybox_image: dict,
+    containerd_image_tar: Path,
+    overlay2_host: str,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[dict]:
     prefix = unique("scan")
     tag = busybox_image["tag"]
@@ -51,7 +42,7 @@ def three_nodes(
     for name in names:
         docker("run", "-d", "--name", name, tag)
         docker("exec", name, "sh", "-c", COMMON)
-    host = _overlay2_host()
+    host = overlay2_host
     _on(host, "load", "-i", str(busybox_image["save"]))
     odd = f"{prefix}-web-odd"
     _on(host, "run", "-d", "--name", odd, tag)
