@@ -207,10 +207,11 @@ def _diff(change: Change, got: Content | ContentUnavailable, plan: Plan) -> Cont
 
 
 def _as_walked(change: Change, got: Content) -> bool:
-    """Whether the bytes read may stand for the walk's digest: the whole file, of the size
-    the walk saw (a file rewritten since, to another size, is not cached under it)."""
+    """Whether the bytes read may stand for the walk's digest: the file has the size the
+    walk saw (one rewritten since to another size is not cached under that digest; a
+    rewrite to the same size is not seen: only a digest of the bytes read would tell)."""
     assert change.after is not None
-    return got.complete and got.size == change.after.size
+    return got.size == change.after.size
 
 
 def _key(change: Change, plan: Plan) -> str | None:
