@@ -10,9 +10,10 @@ then), and the values of the YARA externals the rules read that the bytes do not
 gets one entry per path, one that reads none one entry per content.
 
 Entries live under ``<cache dir>/samples/v1/<2 hex>/<key>`` beside the layer cache,
-written atomically, each carrying the SHA-256 of its payload and its own key; an entry
-that does not check out is removed and the file examined again. The cache is bounded:
-once it holds more than ``max_entries``, the least recently used are removed.
+written atomically (a temporary file renamed), each carrying the SHA-256 of its payload
+and its own key; an entry that does not check out is removed and the file examined
+again. The cache is bounded: once it holds more than ``max_entries``, the least recently
+used are removed.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import contextlib
 import hashlib
 import json
 import os
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +30,6 @@ from typing import Any
 
 from drifttools.analysis.classifiers.yara import RuleSet
 from drifttools.analysis.classifiers.yara_engines import External
-from drifttools.atomic import atomic_write
 
 #: Bumped whenever what :func:`drifttools.analysis.samples.examine` learns of bytes changes.
 CLASSIFIER_VERSION = 1
@@ -123,9 +124,18 @@ class SampleCache:
             sort_keys=True,
         ).encode()
         path = self._path(key)
+        entry = hashlib.sha256(payload).hexdigest().encode() + b"\n" + payload
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write(path, hashlib.sha256(payload).hexdigest().encode() + b"\n" + payload)
+            fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".part")
+            try:
+                with os.fdopen(fd, "wb") as handle:
+                    handle.write(entry)
+                # no fsync: an entry a crash cut short fails its own check and is redone
+                os.replace(temporary, path)
+            except BaseException:
+                Path(temporary).unlink(missing_ok=True)
+                raise
         except OSError:
             return
         self._stored += 1

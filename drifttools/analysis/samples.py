@@ -104,6 +104,7 @@ def examine_changes(
     """Each regular file of ``changes`` examined, by path."""
     workers = plan.workers or default_workers()
     done: dict[str, Examined] = {}
+    cached = [0]  # files whose sample came from the cache, for the progress line
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="drift-classify") as pool:
         if plan.reader.one_pass:
             for group in _groups(changes, plan, _PASS_BYTES, len(changes)):
@@ -112,13 +113,13 @@ def examine_changes(
                     pool.submit(_task, plan, chunk, contents)
                     for chunk in _groups(group, plan, _TASK_BYTES, _TASK_FILES)
                 ]
-                _collect(tasks, done, len(changes), progress)
+                _collect(tasks, done, len(changes), progress, cached)
         else:
             tasks = [
                 pool.submit(_task, plan, chunk, None)
                 for chunk in _groups(changes, plan, _TASK_BYTES, _TASK_FILES)
             ]
-            _collect(tasks, done, len(changes), progress)
+            _collect(tasks, done, len(changes), progress, cached)
     if plan.cache is not None:
         plan.cache.prune()
     return done
@@ -129,10 +130,14 @@ def _collect(
     done: dict[str, Examined],
     total: int,
     progress: Progress,
+    cached: list[int],
 ) -> None:
     for task in tasks:
-        done.update(task.result())
-        progress(ProgressEvent(Stage.CLASSIFY_FILES, len(done), total))
+        outcomes = task.result()
+        done.update(outcomes)
+        cached[0] += sum(1 for examined in outcomes.values() if not examined.read)
+        detail = f"{cached[0]} from the sample cache" if cached[0] else ""
+        progress(ProgressEvent(Stage.CLASSIFY_FILES, len(done), total, detail))
 
 
 def _wanted(change: Change, plan: Plan) -> int:
