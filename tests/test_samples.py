@@ -10,6 +10,7 @@ import os
 import re
 import subprocess
 import sys
+import tarfile
 import threading
 import time
 from collections.abc import Callable
@@ -19,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from drifttools import ClassifyOptions, classify, compile_rules, diff_snapshot, load_image
+from drifttools.acquisition.content import ContentReader
 from drifttools.analysis.classifiers.magic import describe
 from drifttools.analysis.classify import ImageFiles, image_files_from_layers
 from drifttools.analysis.sample_cache import SampleCache
@@ -274,3 +276,24 @@ def test_a_damaged_cache_entry_is_examined_again_and_rewritten(
     for entry in damaged:
         assert entry.read_bytes() != damaged[entry]
         assert store.get(entry.name) is not None
+
+
+def test_an_exported_tar_is_read_in_one_pass_with_the_same_samples(
+    drifted: Drifted, tmp_path: Path
+) -> None:
+    export = tmp_path / "export.tar"
+    with tarfile.open(export, "w") as tar:
+        for entry in sorted(drifted.rootfs.iterdir()):
+            tar.add(entry, arcname=entry.name)
+    snapshot = offline_snapshot(export)
+    assert ContentReader(snapshot).one_pass
+    report = diff_snapshot(snapshot, drifted.baseline)
+    options = _options(drifted, "yara-x", workers=2)
+    files = image_files(drifted.baseline, drifted.layer)
+    from_tar = classify(report, snapshot, drifted.baseline, options, image_files=files)
+    from_dir = _classified(drifted, options)
+
+    def samples(report: DriftReport) -> dict:
+        return {c.path: (c.magic, c.tags, c.yara, c.content, c.diff) for c in report.changes}
+
+    assert samples(from_tar) == samples(from_dir)

@@ -105,7 +105,8 @@ def examine_changes(
     workers = plan.workers or default_workers()
     done: dict[str, Examined] = {}
     cached = [0]  # files whose sample came from the cache, for the progress line
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="drift-classify") as pool:
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="drift-classify")
+    try:
         if plan.reader.one_pass:
             for group in _groups(changes, plan, _PASS_BYTES, len(changes)):
                 contents = plan.reader.read_many([c.path for c in group], _limit(group, plan))
@@ -120,6 +121,8 @@ def examine_changes(
                 for chunk in _groups(changes, plan, _TASK_BYTES, _TASK_FILES)
             ]
             _collect(tasks, done, len(changes), progress, cached)
+    finally:  # on Ctrl-C or an error, the files not started yet are dropped, not waited for
+        pool.shutdown(cancel_futures=True)
     if plan.cache is not None:
         plan.cache.prune()
     return done
