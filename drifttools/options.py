@@ -108,7 +108,8 @@ class ClassifyOptions:
     yara_identifiers: Sequence[str] = ()  # only matches of these rules (yara -i)
     max_scan_size: int = DEFAULT_MAX_SCAN  # bytes of one file read and scanned at most
     allow: Sequence[str | Path] = ()  # allowlist files ([IMAGE-GLOB] PATH-GLOB a line)
-    cache_dir: Path | None = None  # compiled rule sets are kept here when given
+    cache_dir: Path | None = None  # compiled rule sets and file samples are kept here if given
+    workers: int = 0  # threads reading and examining files; 0: one per core
     diffs: bool = True  # a text diff (or a byte summary) of each modified regular file
     diff_max_size: int = DEFAULT_DIFF_MAX_SIZE  # bytes of either side, at most
     diff_max_lines: int = DEFAULT_DIFF_MAX_LINES  # lines of one diff shown, at most

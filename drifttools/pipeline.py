@@ -24,10 +24,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, TypeVar
 
-from drifttools.acquisition.content import ContentReader
 from drifttools.acquisition.snapshot import ProcessHook
 from drifttools.analysis.classify import classify
-from drifttools.analysis.content_diff import add_content_diffs
 from drifttools.analysis.diff import DEFAULT_EXCLUSIONS, diff_snapshot
 from drifttools.baseline.image import require_verified
 from drifttools.models import (
@@ -124,9 +122,6 @@ def run(
             image_files=image_files,
             progress=progress,
         )
-        if options.classification.diffs:
-            reader = ContentReader(snapshot)
-            report = add_content_diffs(report, reader, image_files, options.classification)
     return Run(report, snapshot, baseline)
 
 

@@ -43,6 +43,12 @@ class ContentReader:
     def __init__(self, snapshot: Snapshot) -> None:
         self._states = snapshot.filesystems
 
+    @property
+    def one_pass(self) -> bool:
+        """Whether some content comes from an archive, where each :meth:`read_many` call
+        is a pass over it: read many paths per call, not one path per call."""
+        return any(s.host_root is None and s.method == "archive" for s in self._states)
+
     def _state_for(self, path: str) -> FilesystemState | None:
         # The most specific filesystem wins: a mount over the rootfs, a partial read over the
         # upper dir it completes.

@@ -7,14 +7,18 @@ the one severity model (:mod:`drifttools.analysis.classifiers.severity`, docs/se
 
 Pure over its inputs except for reads: file bytes through :class:`ContentReader` (confined
 to the container's root), image bytes through an optional ``image_files`` reader, and a
-live process's executable through ``/proc/<pid>/exe`` while that process lives.
+live process's executable through ``/proc/<pid>/exe`` while that process lives. Each changed
+file is read once, on a bounded pool of threads, and that read serves libmagic, the ELF
+facts, YARA, the text diff of a modified file and the package readers
+(:mod:`~drifttools.analysis.samples`); a content classified before is not read again
+(:mod:`~drifttools.analysis.sample_cache`). ``image_files`` is called from those threads.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -22,19 +26,16 @@ from drifttools import _native
 from drifttools.acquisition.content import ContentReader, ContentUnavailable
 from drifttools.analysis.classifier import ChangeContext, rule_findings
 from drifttools.analysis.classifiers.allowlist import Allowlist
-from drifttools.analysis.classifiers.elf import content_facts
-from drifttools.analysis.classifiers.magic import describe
 from drifttools.analysis.classifiers.packages import PackageDrift, package_drift
+from drifttools.analysis.classifiers.packages.database import is_database_path
 from drifttools.analysis.classifiers.persistence import start_scripts
 from drifttools.analysis.classifiers.processes import exposed_ports, process_findings, read_exe
 from drifttools.analysis.classifiers.severity import cap_expected, score, yara_finding
-from drifttools.analysis.classifiers.yara import RuleSet, ScanTimeout, compile_rules
-from drifttools.analysis.classifiers.yara_externals import (
-    External,
-    file_externals,
-    owner_names,
-    parse_define,
-)
+from drifttools.analysis.classifiers.yara import RuleSet, compile_rules
+from drifttools.analysis.classifiers.yara_externals import file_externals, owner_names, parse_define
+from drifttools.analysis.content_diff import diff_bytes, file_diff, needs_diff
+from drifttools.analysis.sample_cache import SampleCache
+from drifttools.analysis.samples import Plan, default_workers, examine, examine_changes
 from drifttools.baseline.sources import LayerSource
 from drifttools.models import (
     Change,
@@ -52,10 +53,6 @@ from drifttools.progress import Progress, ProgressEvent, Stage, no_progress
 #: Reads a path's bytes (up to a limit) from the image, or None when it cannot.
 ImageFiles = Callable[[str, int], bytes | None]
 
-#: Bytes read from one file in one batch at most (several files per batch).
-_BATCH_BYTES = 256 * 1024 * 1024
-#: Files examined at once: libmagic and the YARA engines release the GIL while they scan.
-_EXAMINERS = min(4, os.cpu_count() or 1)
 _CONTENT_KINDS = (ChangeKind.ADDED, ChangeKind.MODIFIED, ChangeKind.TYPE, ChangeKind.METADATA)
 
 
@@ -71,55 +68,6 @@ def _combine(
         attack.update(dict.fromkeys(finding.attack))
     ordered = tuple(sorted(findings, key=lambda f: (-f.severity.rank, f.rule)))
     return score(floor, findings), tuple(all_tags), tuple(attack), ordered
-
-
-class _Sample:
-    """What was learnt of one file's bytes."""
-
-    def __init__(self) -> None:
-        self.magic: str | None = None
-        self.info: dict[str, Any] = {}
-        self.tags: list[str] = []
-        self.yara: list[dict[str, Any]] = []
-
-
-def _examine(
-    data: bytes,
-    size: int,
-    mode: int,
-    ruleset: RuleSet | None,
-    cap: int,
-    externals: Mapping[str, External] | None = None,
-) -> _Sample:
-    sample = _Sample()
-    sample.magic = describe(data)
-    info, tags = content_facts(data, mode)
-    sample.info.update(info)
-    sample.tags += tags
-    if size > len(data):
-        sample.info["scanned_bytes"] = len(data)
-        sample.info["truncated"] = f"larger than the {cap} byte scan cap: first bytes only"
-    if ruleset is not None:
-        try:
-            sample.yara = ruleset.scan(data, externals)
-        except ScanTimeout as exc:
-            sample.info["yara_error"] = str(exc)
-    return sample
-
-
-def _batches(changes: Sequence[Change], cap: int) -> Iterator[list[Change]]:
-    batch: list[Change] = []
-    total = 0
-    for change in changes:
-        assert change.after is not None
-        cost = min(change.after.size, cap)
-        if batch and total + cost > _BATCH_BYTES:
-            yield batch
-            batch, total = [], 0
-        batch.append(change)
-        total += cost
-    if batch:
-        yield batch
 
 
 def image_files_from_layers(baseline: ImageIndex, layers: Sequence[LayerSource]) -> ImageFiles:
@@ -164,10 +112,12 @@ def classify(
     """``report`` with every change and process classified, packages and the rule set filled.
 
     ``ruleset`` overrides the one compiled from ``options`` (compile once, classify many).
-        Raises :class:`~drifttools.analysis.classifiers.yara.RulesError` only when rules were asked
-    for and
-    none compiles, :class:`~drifttools.analysis.classifiers.allowlist.AllowlistError` for a bad
-    allowlist; everything else that cannot be read is recorded and the run goes on.
+    Modified regular files get their :class:`~drifttools.models.ContentDiff` when
+    ``options.diffs``. The report is the same whatever ``options.workers``.
+    Raises :class:`~drifttools.analysis.classifiers.yara.RulesError` only when rules were
+    asked for and none compiles,
+    :class:`~drifttools.analysis.classifiers.allowlist.AllowlistError` for a bad allowlist;
+    everything else that cannot be read is recorded and the run goes on.
     """
     if ruleset is None and options.yara:
         ruleset = compile_rules(
@@ -195,40 +145,28 @@ def classify(
         if c.change in _CONTENT_KINDS and c.after is not None and c.after.kind == "file"
     ]
     owners = _owners(reader, cap)
-    samples: dict[str, _Sample] = {}
-    unreadable: dict[str, str] = {}
-    done = 0
-    with ThreadPoolExecutor(max_workers=_EXAMINERS, thread_name_prefix="drift-classify") as pool:
-        for batch in _batches(wanted, cap):
-            contents = reader.read_many([c.path for c in batch], cap)
-            pending = {}
-            for change in batch:
-                got = contents[change.path]
-                if isinstance(got, ContentUnavailable):
-                    unreadable[change.path] = str(got)
-                    continue
-                assert change.after is not None
-                externals = file_externals(
-                    change.path,
-                    got.data,
-                    uid=change.after.uid,
-                    owners=owners,
-                    complete=got.size == len(got.data),
-                    wanted=ruleset.externals if ruleset is not None else (),
-                )
-                pending[change.path] = pool.submit(
-                    _examine, got.data, got.size, change.after.mode, ruleset, cap, externals
-                )
-            samples.update((path, future.result()) for path, future in pending.items())
-            done += len(batch)
-            progress(ProgressEvent(Stage.CLASSIFY_FILES, done, len(wanted)))
-
-    executables = {p for p, s in samples.items() if "executable" in s.tags}
+    plan = Plan(
+        reader,
+        ruleset,
+        cap,
+        owners,
+        diff=lambda change, got: file_diff(change, got, image_files, options),
+        diff_bytes=diff_bytes(options),
+        wants_diff=lambda change: needs_diff(change, options),
+        keeps=lambda change: is_database_path(change.path),
+        cache=SampleCache(options.cache_dir) if options.cache_dir is not None else None,
+        workers=options.workers,
+    )
+    examined = examine_changes(wanted, plan, progress)
+    executables = {p for p, e in examined.items() if e.sample and "executable" in e.sample.tags}
 
     def after(path: str) -> bytes | None:
         change = by_path.get(path)
         if change is not None and change.after is None:
             return None
+        kept = examined.get(path)
+        if kept is not None and kept.content is not None:
+            return kept.content.data[:cap]
         try:
             return reader.read(path, cap).data
         except ContentUnavailable:
@@ -244,12 +182,13 @@ def classify(
 
     changes = []
     for change in report.changes:
-        sample = samples.get(change.path)
+        outcome = examined.get(change.path)
+        sample = outcome.sample if outcome else None
         tags = list(sample.tags) if sample else []
         findings: list[Finding] = []
         content: dict[str, Any] = dict(sample.info) if sample else {}
-        if change.path in unreadable:
-            content["error"] = unreadable[change.path]
+        if outcome is not None and outcome.error is not None:
+            content["error"] = outcome.error
         if sample:
             findings += [yara_finding(m, in_image=_same_bytes(change)) for m in sample.yara]
         findings += rule_findings(change, ChangeContext(frozenset(tags), starts))
@@ -273,13 +212,18 @@ def classify(
                 findings=ordered,
                 content=content,
                 provenance=packages.provenance.get(change.path),
+                diff=outcome.diff if outcome is not None and outcome.diff else change.diff,
             )
         )
 
-    processes = tuple(
-        _classify_process(p, exposed_ports(config), ruleset, cap, packages, owners)
-        for p in report.processes
-    )
+    declared = exposed_ports(config)
+    with ThreadPoolExecutor(options.workers or default_workers(), "drift-classify") as pool:
+        processes = tuple(
+            pool.map(
+                lambda p: _classify_process(p, declared, ruleset, cap, packages, owners),
+                report.processes,
+            )
+        )
     progress(ProgressEvent(Stage.CLASSIFY_PROCESSES, len(processes), len(processes)))
     description: dict[str, Any] = {
         "yara": ruleset.describe() if ruleset is not None else None,
@@ -357,8 +301,8 @@ def _classify_process(
                 complete=size == len(data),
                 wanted=ruleset.externals if ruleset is not None else (),
             )
-            sample = _examine(data, size, 0o755, ruleset, cap, externals)
-            magic, content, matches = sample.magic, sample.info, sample.yara
+            sample = examine(data, size, 0o755, ruleset, cap, externals)
+            magic, content, matches = sample.magic, dict(sample.info), list(sample.yara)
             tags += [t for t in sample.tags if t != "executable"]
             unchanged = _image_executable(process)
             findings += [yara_finding(m, in_image=unchanged) for m in matches]

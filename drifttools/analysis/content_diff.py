@@ -4,8 +4,9 @@ for anything else (dissect's ``target-diff --deep`` prints the former).
 Only regular files the diff calls ``modified`` (same path, other bytes), both sides below
 a size cap. The image's version is read from the unpacked layer that gave the path, inside
 the layer directory and checked against the baseline's SHA-256
-(:func:`drifttools.analysis.classify.image_files_from_layers`); the container's through the
-snapshot's confined readers. Both sides are container- or image-controlled text: every line
+(:func:`drifttools.analysis.classify.image_files_from_layers`); the container's are the bytes
+classification read once through the snapshot's confined readers (:func:`file_diff` is
+handed them). Both sides are container- or image-controlled text: every line
 of a diff has its control and bidi characters escaped (``\\x1b``), and a diff stops at a line
 and a byte cap, saying so. :func:`content_diff` itself is pure.
 """
@@ -14,11 +15,10 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterator
-from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from drifttools.acquisition.content import ContentReader, ContentUnavailable
-from drifttools.models import Change, ChangeKind, ContentDiff, DriftReport
+from drifttools.acquisition.content import Content, ContentUnavailable
+from drifttools.models import Change, ChangeKind, ContentDiff
 from drifttools.text import printable
 
 #: Files larger than this (either side) get no diff, only the reason.
@@ -68,58 +68,53 @@ def content_diff(
     )
 
 
-def add_content_diffs(
-    report: DriftReport,
-    reader: ContentReader,
-    image_files: ImageFiles | None,
-    options: ClassifyOptions,
-) -> DriftReport:
-    """``report`` with a :class:`ContentDiff` on every modified regular file."""
-    wanted = [change for change in report.changes if _diffable(change)]
-    if not wanted:
-        return report
-    cap = options.diff_max_size
-    small = [c.path for c in wanted if c.facts.size <= cap]
-    now = reader.read_many(small, cap + 1) if small else {}
-    diffs = {}
-    for change in wanted:
-        assert change.before is not None and change.after is not None
-        sizes = (change.before.size, change.after.size)
-        if max(sizes) > cap:
-            diffs[change.path] = _unavailable(sizes, f"over the {cap} byte diff cap")
-            continue
-        after = now[change.path]
-        if isinstance(after, ContentUnavailable):
-            diffs[change.path] = _unavailable(sizes, f"the container's bytes: {after}")
-            continue
-        before = image_files(change.path, cap + 1) if image_files is not None else None
-        if before is None:
-            why = "not readable from the image's layers here" if image_files else "no layer dir"
-            diffs[change.path] = _unavailable(sizes, f"the image's bytes: {why}")
-        elif not after.complete or len(before) > cap:
-            diffs[change.path] = _unavailable(sizes, f"grew over the {cap} byte diff cap")
-        else:
-            diffs[change.path] = content_diff(
-                change.path,
-                before,
-                after.data,
-                max_lines=options.diff_max_lines,
-                max_bytes=options.diff_max_bytes,
-            )
-    changes = tuple(
-        replace(change, diff=diffs[change.path]) if change.path in diffs else change
-        for change in report.changes
-    )
-    return replace(report, changes=changes)
-
-
-def _diffable(change: Change) -> bool:
+def needs_diff(change: Change, options: ClassifyOptions) -> bool:
+    """Whether ``change`` gets a diff: a modified regular file, when diffs are asked for."""
     before, after = change.before, change.after
     return (
-        change.change is ChangeKind.MODIFIED
+        options.diffs
+        and change.change is ChangeKind.MODIFIED
         and before is not None
         and after is not None
         and before.kind == after.kind == "file"
+    )
+
+
+def diff_bytes(options: ClassifyOptions) -> int:
+    """Bytes of the container's file a diff needs read (one more than the cap: to tell a
+    file that grew over it)."""
+    return options.diff_max_size + 1
+
+
+def file_diff(
+    change: Change,
+    after: Content | ContentUnavailable,
+    image_files: ImageFiles | None,
+    options: ClassifyOptions,
+) -> ContentDiff:
+    """The :class:`ContentDiff` of the modified file ``change`` (:func:`needs_diff`), from the
+    container's bytes ``after`` (read once, shared with classification: at least
+    :func:`diff_bytes` of them) and the image's, read through ``image_files``."""
+    assert change.before is not None and change.after is not None
+    cap = options.diff_max_size
+    sizes = (change.before.size, change.after.size)
+    if max(sizes) > cap:
+        return _unavailable(sizes, f"over the {cap} byte diff cap")
+    if isinstance(after, ContentUnavailable):
+        return _unavailable(sizes, f"the container's bytes: {after}")
+    before = image_files(change.path, cap + 1) if image_files is not None else None
+    if before is None:
+        why = "not readable from the image's layers here" if image_files else "no layer dir"
+        return _unavailable(sizes, f"the image's bytes: {why}")
+    data = after.data[: cap + 1]
+    if len(data) > cap or len(before) > cap:
+        return _unavailable(sizes, f"grew over the {cap} byte diff cap")
+    return content_diff(
+        change.path,
+        before,
+        data,
+        max_lines=options.diff_max_lines,
+        max_bytes=options.diff_max_bytes,
     )
 
 

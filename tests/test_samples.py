@@ -1,0 +1,299 @@
+"""Classification on a pool of threads, each file read once, and the sample cache: the same
+report whatever the worker count, for both YARA engines; a cached content is not opened
+again (strace is the witness); a damaged cache entry is examined again and rewritten."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import subprocess
+import sys
+import tarfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import magic
+import pytest
+
+from drifttools import ClassifyOptions, classify, compile_rules, diff_snapshot, load_image
+from drifttools.acquisition.content import ContentReader
+from drifttools.analysis.classify import ImageFiles, image_files_from_layers
+from drifttools.analysis.sample_cache import SampleCache
+from drifttools.api import offline_snapshot
+from drifttools.baseline.sources import UnpackedLayer
+from drifttools.evidence.report import report_to_dict
+from drifttools.models import ChangeKind, DriftReport, ImageIndex, Snapshot
+from tests.tarbuild import directory, file, layer_tar, legacy_archive
+
+PASSWD = b"root:x:0:0::/root:/bin/sh\nsvc:x:1001:1001::/:/bin/sh\n"
+CONF = b"listen=8080\nworkers=2\n"
+TOOL = b"\x7fELF\x02\x01\x01" + b"\0" * 9 + b"\x02\x00\x3e\x00" + b"\0" * 300
+RULES = """\
+rule dup_in_a { condition: filepath == "/srv/dup-a" }
+rule owned_by_svc { condition: owner == "svc" and filename startswith "own" }
+rule miner_words { strings: $a = "cpu-max-threads-hint" condition: $a }
+"""
+STRACE = ("strace", "-f", "-qq", "-yy", "-e", "trace=open,openat,openat2,newfstatat,statx")
+#: Names of the added files that a cached run must not open.
+ADDED = re.compile(r"/srv/(elf\d|miner\.sh|notes|rand|dup-[ab]|owned|upx)")
+
+
+@dataclass
+class Drifted:
+    image: Path
+    layer: Path  # the image's layer unpacked: the image side of diffs
+    rootfs: Path
+    rules: Path
+    baseline: ImageIndex
+    snapshot: Snapshot
+    report: DriftReport
+
+
+def image_files(baseline: ImageIndex, layer: Path) -> ImageFiles:
+    """The image's bytes from its one layer, unpacked in ``layer``."""
+    return image_files_from_layers(baseline, [UnpackedLayer(baseline.layers[0].diff_id, layer, "")])
+
+
+def make_drifted(work: Path) -> Drifted:
+    """A fixed drifted tree: ELF copies of busybox, scripts, text, random bytes, the same
+    bytes at two paths, a file of another owner, a modified text file and binary, a FIFO
+    and a symlink (neither read)."""
+    members = [directory("etc"), file("etc/passwd", PASSWD), directory("opt"), directory("srv")]
+    members += [file("opt/app.conf", CONF), file("opt/tool", TOOL, 0o755)]
+    image = legacy_archive(work / "image.tar", [layer_tar(members)]).path
+    layer = work / "layer"
+    for folder in ("etc", "opt", "srv"):
+        (layer / folder).mkdir(parents=True)
+    (layer / "etc/passwd").write_bytes(PASSWD)
+    (layer / "opt/app.conf").write_bytes(CONF)
+    (layer / "opt/tool").write_bytes(TOOL)
+    rootfs = work / "rootfs"
+    for folder in ("etc", "opt", "srv"):
+        (rootfs / folder).mkdir(parents=True)
+        (rootfs / folder).chmod(0o755)
+    rootfs.chmod(0o755)
+    (rootfs / "etc/passwd").write_bytes(PASSWD)
+    (rootfs / "opt/app.conf").write_bytes(CONF + b"debug=true\n\x1b[31mred\n")
+    (rootfs / "opt/tool").write_bytes(TOOL + b"patched")
+    busybox = Path("/bin/busybox").read_bytes()
+    added = {
+        "elf0": busybox + b"tail0",
+        "elf1": busybox + b"tail1",
+        "elf2": busybox[: 300 * 1024],
+        "upx": TOOL + b"UPX!" + b"\0" * 16 + b"UPX0\0UPX1\0",
+        "miner.sh": b"#!/bin/sh\nxmrig --donate-level=1 randomx cpu-max-threads-hint\n",
+        "notes": b"nothing to see\n" * 50,
+        "rand": hashlib.sha256(b"seed").digest() * 1024,
+        "dup-a": b"same bytes at two paths\n",
+        "dup-b": b"same bytes at two paths\n",
+        "owned": b"a file of svc\n",
+    }
+    for name, data in added.items():
+        (rootfs / "srv" / name).write_bytes(data)
+        (rootfs / "srv" / name).chmod(0o755 if name.startswith(("elf", "miner")) else 0o644)
+    os.chown(rootfs / "srv/owned", 1001, 1001)
+    os.mkfifo(rootfs / "srv/fifo")
+    (rootfs / "srv/link").symlink_to("/etc/passwd")
+    rules = work / "mine.yar"
+    rules.write_text(RULES)
+    baseline = load_image(image)
+    snapshot = offline_snapshot(rootfs)
+    report = diff_snapshot(snapshot, baseline)
+    return Drifted(image, layer, rootfs, rules, baseline, snapshot, report)
+
+
+@pytest.fixture(scope="module")
+def drifted(tmp_path_factory: pytest.TempPathFactory) -> Drifted:
+    return make_drifted(tmp_path_factory.mktemp("drifted"))
+
+
+def _options(drifted: Drifted, engine: str, **more) -> ClassifyOptions:
+    # A scan cap below busybox's size: the truncated path is taken too.
+    return ClassifyOptions(rules=[drifted.rules], yara_engine=engine, max_scan_size=1 << 20, **more)
+
+
+def _classified(drifted: Drifted, options: ClassifyOptions) -> DriftReport:
+    files = image_files(drifted.baseline, drifted.layer)
+    return classify(drifted.report, drifted.snapshot, drifted.baseline, options, image_files=files)
+
+
+@pytest.mark.parametrize("engine", ["yara-x", "yara-python"])
+def test_the_report_is_the_same_whatever_the_worker_count(drifted: Drifted, engine: str) -> None:
+    one = _classified(drifted, _options(drifted, engine, workers=1))
+    for workers in (2, 5):
+        assert _classified(drifted, _options(drifted, engine, workers=workers)) == one
+    changes = {c.path: c for c in one.changes}
+    assert {m["rule"] for m in changes["/srv/dup-a"].yara} == {"dup_in_a"}
+    assert changes["/srv/dup-b"].yara == ()  # same bytes, another path
+    assert {m["rule"] for m in changes["/srv/owned"].yara} == {"owned_by_svc"}
+    assert {"miner_words", "xmrig_miner"} <= {m["rule"] for m in changes["/srv/miner.sh"].yara}
+    assert "upx" in changes["/srv/upx"].tags
+    assert changes["/srv/elf0"].content["truncated"] and "elf" in changes["/srv/elf0"].tags
+    assert changes["/srv/elf0"].magic.startswith("ELF")
+    conf = changes["/opt/app.conf"]
+    assert conf.change is ChangeKind.MODIFIED and conf.diff is not None
+    assert conf.diff.kind == "text" and "+debug=true" in conf.diff.unified
+    assert "\\x1b" in conf.diff.unified  # escaped, from the one shared read
+    assert changes["/opt/tool"].diff.kind == "binary"
+    assert "/srv/fifo" in changes and changes["/srv/fifo"].magic is None
+
+
+def _max_stall(work: Callable[[], object]) -> tuple[float, float]:
+    """How long ``work`` took, and the longest a Python thread beside it waited to run."""
+    stop = threading.Event()
+    stall = [0.0]
+
+    def tick() -> None:
+        last = time.perf_counter()
+        while not stop.is_set():
+            now = time.perf_counter()
+            stall[0] = max(stall[0], now - last)
+            last = now
+
+    ticker = threading.Thread(target=tick)
+    ticker.start()
+    time.sleep(0.05)
+    stall[0] = 0.0
+    start = time.perf_counter()
+    work()
+    took = time.perf_counter() - start
+    stop.set()
+    ticker.join()
+    return took, stall[0]
+
+
+@pytest.mark.parametrize(
+    ("engine", "releases"), [("yara-python", True), ("yara-x", False), ("libmagic", True)]
+)
+def test_which_engines_release_the_gil(engine: str, releases: bool) -> None:
+    """What samples.py's docstring says: libyara and libmagic let Python threads run while
+    they work; yara-x's binding holds the GIL for a whole scan (its scans take turns)."""
+    if engine == "libmagic":
+        cookie = magic.Magic()  # a long call: libmagic is slow on zeros
+
+        def work() -> object:
+            return cookie.from_buffer(b"\0" * (3 << 20))
+    else:
+        rules = compile_rules(engine=engine)
+        rules.scan(b"warm")
+        data = Path("/bin/busybox").read_bytes() * 16  # a scan of about a tenth of a second
+
+        def work() -> object:
+            return rules.scan(data)
+
+    took, stall = _max_stall(work)
+    assert took > 0.05
+    assert (stall < took / 2) is releases, (took, stall)
+
+
+SCRIPT = """
+import json, os, sys
+from pathlib import Path
+from drifttools import ClassifyOptions, classify, diff_snapshot, load_image
+from drifttools.analysis.classify import image_files_from_layers
+from drifttools.api import offline_snapshot
+from drifttools.baseline.sources import UnpackedLayer
+from drifttools.evidence.report import report_to_dict
+image, layer, rootfs, rules, cache, engine, marker = sys.argv[1:]
+baseline = load_image(Path(image))
+snapshot = offline_snapshot(rootfs)
+report = diff_snapshot(snapshot, baseline)
+options = ClassifyOptions(
+    rules=[rules], yara_engine=engine, max_scan_size=1 << 20, cache_dir=Path(cache)
+)
+layers = [UnpackedLayer(baseline.layers[0].diff_id, Path(layer), "")]
+files = image_files_from_layers(baseline, layers)
+try:
+    os.stat(marker)
+except FileNotFoundError:
+    pass
+report = classify(report, snapshot, baseline, options, image_files=files)
+print(json.dumps(report_to_dict(report)["changes"]))
+"""
+
+
+def _opens_after(trace: Path, marker: str) -> list[str]:
+    lines = trace.read_text(errors="replace").splitlines()
+    at = next(i for i, line in enumerate(lines) if marker in line)
+    return [line for line in lines[at:] if re.search(r"\bopen(at2?)?\(", line)]
+
+
+@pytest.mark.parametrize("engine", ["yara-x", "yara-python"])
+def test_a_cached_sample_gives_the_same_report_without_opening_the_file(
+    drifted: Drifted, engine: str, tmp_path: Path
+) -> None:
+    cache = tmp_path / "cache"
+    first = _classified(drifted, _options(drifted, engine, cache_dir=cache))
+    entries = list((cache / "samples" / "v1").glob("*/*"))
+    assert len(entries) >= 10
+    marker = f"/drifttools-marker-{os.getpid()}-{engine}"
+    trace = tmp_path / "trace"
+    args = [str(p) for p in (drifted.image, drifted.layer, drifted.rootfs, drifted.rules, cache)]
+    done = subprocess.run(
+        [*STRACE, "-o", str(trace), sys.executable, "-c", SCRIPT, *args, engine, marker],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
+    again = json.loads(done.stdout)
+    assert again == report_to_dict(first)["changes"]
+    opened = [line for line in _opens_after(trace, marker) if ADDED.search(line)]
+    assert opened == []
+    # the modified text file is still read: its diff needs the bytes
+    assert any("/opt/app.conf" in line for line in _opens_after(trace, marker))
+
+
+def test_a_damaged_cache_entry_is_examined_again_and_rewritten(
+    drifted: Drifted, tmp_path: Path
+) -> None:
+    cache = tmp_path / "cache"
+    options = _options(drifted, "yara-x", cache_dir=cache)
+    first = _classified(drifted, options)
+    entries = sorted((cache / "samples" / "v1").glob("*/*"))
+    damaged = {}
+    for index, entry in enumerate(entries[:3]):
+        raw = bytearray(entry.read_bytes())
+        if index == 0:
+            raw[-2] ^= 0x20  # a flipped bit in the payload
+        elif index == 1:
+            raw = raw[: len(raw) // 2]  # truncated
+        else:
+            raw = bytearray(b"not an entry")
+        entry.write_bytes(raw)
+        damaged[entry] = bytes(raw)
+    store = SampleCache(cache)
+    assert all(store.get(entry.name) is None for entry in damaged)  # detected ...
+    for entry in damaged:
+        entry.write_bytes(damaged[entry])  # ... (and removed: put them back for classify)
+    assert _classified(drifted, options) == first
+    for entry in damaged:
+        assert entry.read_bytes() != damaged[entry]
+        assert store.get(entry.name) is not None
+
+
+def test_an_exported_tar_is_read_in_one_pass_with_the_same_samples(
+    drifted: Drifted, tmp_path: Path
+) -> None:
+    export = tmp_path / "export.tar"
+    with tarfile.open(export, "w") as tar:
+        for entry in sorted(drifted.rootfs.iterdir()):
+            tar.add(entry, arcname=entry.name)
+    snapshot = offline_snapshot(export)
+    assert ContentReader(snapshot).one_pass
+    report = diff_snapshot(snapshot, drifted.baseline)
+    options = _options(drifted, "yara-x", workers=2)
+    files = image_files(drifted.baseline, drifted.layer)
+    from_tar = classify(report, snapshot, drifted.baseline, options, image_files=files)
+    from_dir = _classified(drifted, options)
+
+    def samples(report: DriftReport) -> dict:
+        return {c.path: (c.magic, c.tags, c.yara, c.content, c.diff) for c in report.changes}
+
+    assert samples(from_tar) == samples(from_dir)
