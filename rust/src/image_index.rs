@@ -13,8 +13,8 @@
 //! unchecked while a lookup pays only for the blocks it touches. A mismatch is an
 //! error ([`Corrupt`]); the caller rebuilds the file, it never reads around it.
 //!
-//! Layout (little endian): header ([`HEADER_LEN`] bytes) | strings | records | meta |
-//! block digests.
+//! Layout (little endian): header ([`HEADER_LEN`] bytes) | paths | entries | records |
+//! meta | block digests.
 
 use crate::entry::{self, EntryRef, Extra, Reader, Rec, Tree};
 use memmap2::Mmap;
@@ -102,11 +102,15 @@ pub fn write(path: &Path, mut items: Vec<Item<'_>>, meta: &[u8]) -> io::Result<(
         block: Sha256::new(),
         digests: Vec::new(),
     };
+    // all paths first, then the entries: a binary search reads only records and paths
+    let mut path_offs = Vec::with_capacity(items.len());
+    for item in &items {
+        path_offs.push((HEADER_LEN + w.pos) as u64);
+        w.write(item.path)?;
+    }
     let mut records = Vec::with_capacity(items.len() * REC_LEN);
     let mut scratch = Vec::with_capacity(256);
-    for item in &items {
-        let path_off = (HEADER_LEN + w.pos) as u64;
-        w.write(item.path)?;
+    for (item, path_off) in items.iter().zip(path_offs) {
         let (entry_off, entry_len, flags) = match &item.entry {
             Some(e) => {
                 scratch.clear();
