@@ -162,6 +162,9 @@ class Tree:
         mode, owner, content (SHA-256, else size), link target, device numbers and
         ``security.capability``. ``None`` for a hardlink or an entry with an error,
         which must be compared in full."""
+    def stat_fingerprint(self) -> str:
+        """SHA-256 (hex) over one line per entry, in order: ``json.dumps([path, kind, inode,
+        size, mode, uid, gid, mtime_ns, ctime_ns, error])`` and a newline."""
     def to_bytes(self) -> bytes:
         """Versioned binary form: magic ``b"DTTREE\\r\\n"``, format version, payload and a
         trailing SHA-256 of everything before it."""

@@ -431,6 +431,7 @@ impl BaselineIndex {
             }
         }
         unseen.extend(pos..self.count);
+        unsettled.sort_unstable(); // in the tree's order, as a scan of it would give them
         Ok((unsettled, unseen))
     }
 }
@@ -504,6 +505,29 @@ mod tests {
         let (rec, _) = e.unwrap();
         assert_eq!((layer, rec.size, rec.sha()), (1, 0, Some(&[0; 32])));
         assert_eq!(idx.entry(6).unwrap(), (0, None));
+    }
+
+    #[test]
+    fn drift_join_finds_changed_added_and_missing_paths() {
+        let image = tree(&[b"/a", b"/b", b"/c"]);
+        let (_d, path) = written(&image, &[b"/dir"], b"");
+        let idx = BaselineIndex::open(&path).unwrap();
+        // the same /a, another digest at /b, /c gone, /new added, the implicit /dir walked
+        let mut live = Tree::new();
+        for (p, e) in [(&b"/new"[..], 0usize), (b"/b", 0), (b"/a", 0), (b"/dir", 2)] {
+            let mut rec = *image.get(e).unwrap().rec;
+            if p == b"/b" {
+                rec.set_sha([9; 32]);
+            }
+            live.push(p, rec, None);
+        }
+        let (unsettled, unseen) = idx.drift_join(&live, b"/").unwrap();
+        assert_eq!(unsettled, vec![0, 1, 3]);
+        let missing: Vec<&[u8]> = unseen.iter().map(|&p| idx.path(p).unwrap()).collect();
+        assert_eq!(missing, vec![&b"/c"[..]]);
+        // under a mount point every path is prefixed
+        let (unsettled, unseen) = idx.drift_join(&live, b"/mnt/").unwrap();
+        assert_eq!((unsettled.len(), unseen.len()), (4, 4));
     }
 
     #[test]

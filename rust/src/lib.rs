@@ -5,6 +5,7 @@
 pub mod confine;
 pub mod crc64;
 pub mod entry;
+pub mod fingerprint;
 pub mod hash;
 pub mod image_index;
 pub mod layer;
@@ -332,6 +333,12 @@ impl PyTree {
             }
         }
         Ok(list)
+    }
+
+    /// SHA-256 (hex) of the entries' stat facts (see [`fingerprint::stat_fingerprint`]).
+    fn stat_fingerprint(&self, py: Python<'_>) -> String {
+        let t = self.inner.clone();
+        hex32(&py.detach(move || fingerprint::stat_fingerprint(&t)))
     }
 
     fn to_bytes<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
