@@ -162,6 +162,9 @@ class Tree:
         mode, owner, content (SHA-256, else size), link target, device numbers and
         ``security.capability``. ``None`` for a hardlink or an entry with an error,
         which must be compared in full."""
+    def stat_fingerprint(self) -> str:
+        """SHA-256 (hex) over one line per entry, in order: ``json.dumps([path, kind, inode,
+        size, mode, uid, gid, mtime_ns, ctime_ns, error])`` and a newline."""
     def to_bytes(self) -> bytes:
         """Versioned binary form: magic ``b"DTTREE\\r\\n"``, format version, payload and a
         trailing SHA-256 of everything before it."""
@@ -197,6 +200,54 @@ class LayerIndex:
     @staticmethod
     def from_bytes(data: bytes | bytearray) -> LayerIndex:
         """``IndexCorrupt("corrupt layer index: ...")`` on bad data."""
+
+@final
+class BaselineIndex:
+    """The merged baseline of an image on disk, looked up in place (memory-mapped).
+
+    Records sorted by path bytes, a string area and the caller's metadata. Opening checks
+    the layout against the file size and a SHA-256 over the header and the table of block
+    digests; each 64 KiB data block is checked against its SHA-256 the first time any of
+    its bytes is read. A failed check raises ``IndexCorrupt`` (the block stays bad).
+    Positions are indexes into the sorted records.
+    """
+
+    @staticmethod
+    def write(
+        path: str | PathLike[str],
+        meta: bytes,
+        trees: Sequence[Tree],
+        paths: Sequence[str],
+        layers: Sequence[int],
+        sources: Sequence[int],
+        positions: Sequence[int],
+    ) -> None:
+        """Write the index of ``paths`` (escaped text, any order, each once): path ``k``
+        came from layer ``layers[k]`` and has the entry ``trees[sources[k]][positions[k]]``
+        (``sources[k] == -1``: a directory no layer named). ``ValueError`` for a path given
+        twice; ``OSError`` when the file cannot be written."""
+    @staticmethod
+    def open(path: str | PathLike[str]) -> BaselineIndex:
+        """``IndexCorrupt`` for a truncated, altered or other-version file; ``OSError``."""
+    def __len__(self) -> int: ...
+    def meta(self) -> bytes:
+        """The metadata given to :meth:`write`."""
+    @property
+    def blocks_checked(self) -> tuple[int, int]:
+        """(data blocks checked so far, data blocks in the file)."""
+    def find(self, path: str) -> int | None:
+        """The position of ``path``, or None."""
+    def prefix_range(self, prefix: str) -> tuple[int, int]:
+        """Positions ``start, stop`` of every path that starts with ``prefix`` (bytes)."""
+    def paths(self, start: int, stop: int) -> list[str]:
+        """The paths at positions ``start`` to ``stop`` (escaped text)."""
+    def entries(self, positions: Sequence[int]) -> tuple[Tree, list[tuple[int, int]]]:
+        """The entries at ``positions``: a tree of those a layer named, and for each position
+        (its layer, its index in that tree or -1 for a directory no layer named)."""
+    def drift_join(self, tree: Tree, mount: str) -> tuple[list[int], list[int]]:
+        """Merge-join of ``tree`` (its paths under ``mount``) with the index: the indexes
+        of ``tree`` whose drift key (:meth:`Tree.drift_keys`) differs from the image's or
+        that the image lacks, and the positions no path of ``tree`` has."""
 
 #: The extended attribute that :meth:`Tree.drift_keys` (and the diff) compare.
 DRIFT_XATTR: str
@@ -375,6 +426,7 @@ def unescape_path(text: str) -> bytes:
 
 __all__ = [
     "DRIFT_XATTR",
+    "BaselineIndex",
     "Entry",
     "LayerIndex",
     "Tree",

@@ -12,14 +12,10 @@ import tempfile
 from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 from drifttools import _native
 from drifttools.baseline.merge import merge_layers
-from tests.tarbuild import Member, directory, file, hardlink, layer_tar, opaque, symlink, whiteout
-
-DIRS = ["a", "a/b", "c"]
-NAMES = ["x", "y", "a", "b"]
+from tests.tarbuild import directory, file, hardlink, layer_stacks, layer_tar, opaque, whiteout
 
 
 def reference_tree(layers: list[bytes]) -> dict[str, tuple]:
@@ -122,55 +118,6 @@ def merged_tree(layers: list[bytes]) -> dict[str, tuple]:
         else:
             result[path] = (facts.kind, facts.mode, facts.sha256)
     return result
-
-
-@st.composite
-def layer_stacks(draw: st.DrawFn) -> list[bytes]:
-    """Stacks of 1-4 layers mixing files, dirs, symlinks, hardlinks, whiteouts, opaque dirs."""
-    layers = []
-    for number in range(draw(st.integers(1, 4))):
-        members: list[Member] = []
-        used: set[str] = set()
-        files_here: list[str] = []
-        for _ in range(draw(st.integers(0, 7))):
-            parent = draw(st.sampled_from(["", *DIRS]))
-            path = f"{parent}/{draw(st.sampled_from(NAMES))}".lstrip("/")
-            if path in used or any(
-                path.startswith(u + "/") or u.startswith(path + "/") for u in used
-            ):
-                continue
-            op = draw(
-                st.sampled_from(
-                    ["file", "file", "dir", "symlink", "hardlink", "whiteout", "opaque"]
-                    if number
-                    else ["file", "file", "dir", "symlink", "hardlink"]
-                )
-            )
-            parents = [p for p in DIRS if path.startswith(p + "/")]
-            if op == "opaque":
-                members += [directory(p) for p in parents if p not in used]
-                members += [directory(path), opaque(path)]
-            elif op == "whiteout":
-                members += [directory(p) for p in parents if p not in used]
-                members.append(whiteout(path))
-            else:
-                members += [directory(p) for p in parents if p not in used]
-                if op == "file":
-                    data = draw(st.binary(max_size=64))
-                    members.append(file(path, data, draw(st.sampled_from([0o644, 0o755, 0o4755]))))
-                    files_here.append(path)
-                elif op == "dir":
-                    members.append(directory(path, draw(st.sampled_from([0o755, 0o700]))))
-                elif op == "symlink":
-                    members.append(
-                        symlink(path, draw(st.sampled_from(["/etc/passwd", "../x", "x"])))
-                    )
-                elif op == "hardlink" and files_here:
-                    members.append(hardlink(path, draw(st.sampled_from(files_here))))
-            used.update(parents)
-            used.add(path)
-        layers.append(layer_tar(members))
-    return layers
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

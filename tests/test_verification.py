@@ -3,16 +3,19 @@ layer that says so. (Archives: tests/test_image.py; the engine's lower dirs: tes
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from drifttools import LayerCache
+from drifttools import LayerCache, _native
 from drifttools.baseline.verification import (
     BY_CACHE,
     VerificationRecords,
+    directory_fingerprint,
     directory_unchanged,
     from_cache,
 )
@@ -78,3 +81,20 @@ def test_a_layer_not_rechecked_is_verified_by_cache_not_verified(tmp_path: Path)
     assert by_cache.verified_at and by_cache.verified_at.endswith("Z")
     rechecked = from_cache(layer, cache, rechecked=True)
     assert rechecked.verified and rechecked.verified_at == by_cache.verified_at
+
+
+def test_the_native_fingerprint_is_the_one_recorded_before_it_was_native(tmp_path: Path) -> None:
+    """Records written by the Python form (json.dumps lines) still compare equal."""
+    names = ["plain", 'quo"te', "back\\slash", "new\nline", "é😀", "del\x7f", "tab\t"]
+    for name in names:
+        (tmp_path / name).write_text(name)
+    (tmp_path / "sub").mkdir()
+    os.symlink("plain", tmp_path / "sub" / "link")
+    os.mkfifo(tmp_path / "sub" / "fifo")
+    (tmp_path / os.fsdecode(b"raw\xff")).write_bytes(b"x")
+    digest = hashlib.sha256()
+    for entry in _native.walk(str(tmp_path), hash_max_size=0):
+        fields = (entry.path, entry.kind, entry.inode, entry.size, entry.mode, entry.uid)
+        fields += (entry.gid, entry.mtime_ns, entry.ctime_ns, entry.error)
+        digest.update(json.dumps(fields).encode() + b"\n")
+    assert directory_fingerprint(tmp_path) == digest.hexdigest()

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from click.core import ParameterSource
@@ -29,10 +29,12 @@ from drifttools.analysis.classifiers.yara_externals import parse_define
 from drifttools.analysis.diff import DEFAULT_EXCLUSIONS
 from drifttools.baseline.cache import default_cache_dir
 from drifttools.options import METHODS, AcquisitionOptions, BaselineOptions, ClassifyOptions
-from drifttools.pipeline import RunOptions
 from drifttools.progress import Progress as ProgressCallback
 from drifttools.progress import ProgressEvent, no_progress
 from drifttools.text import printable
+
+if TYPE_CHECKING:
+    from drifttools.pipeline import RunOptions
 
 EXIT_OK, EXIT_DRIFT, EXIT_TROUBLE = 0, 1, 2
 
@@ -408,4 +410,6 @@ def _run_options(
         allow=allow,
         cache_dir=None if no_cache else (cache_dir or default_cache_dir()),
     )
+    from drifttools.pipeline import RunOptions
+
     return RunOptions(acquisition, baseline, DEFAULT_EXCLUSIONS, classification)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -19,7 +19,6 @@ from drifttools.atomic import atomic_output
 from drifttools.evidence.bundle import is_bundle, open_bundle, verify_bundle
 from drifttools.evidence.exports import FORMATS, export_lines
 from drifttools.options import DEFAULT_MAX_FILE_SIZE, DEFAULT_MAX_TOTAL_SIZE, BundleOptions
-from drifttools.pipeline import RunOptions
 from drifttools.text import printable
 from drifttools_cli.common import (
     EXIT_OK,
@@ -32,6 +31,9 @@ from drifttools_cli.common import (
     run_options,
     troubles,
 )
+
+if TYPE_CHECKING:
+    from drifttools.pipeline import RunOptions
 
 EXIT_FAILED = 1
 

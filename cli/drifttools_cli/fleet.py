@@ -12,14 +12,13 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 import drifttools
 from drifttools.acquisition.runtime import ENGINES
 from drifttools.fleet.records import ContainerResult, ScannedContainer, Summary
-from drifttools.fleet.store import ObjectStore
-from drifttools.pipeline import RunOptions
 from drifttools.scan import DEFAULT_JOBS, BundlePolicy, node_name
 from drifttools_cli.common import (
     EXIT_DRIFT,
@@ -34,6 +33,9 @@ from drifttools_cli.common import (
     troubles,
 )
 from drifttools_cli.fleet_render import draw_summary, stdout_console
+
+if TYPE_CHECKING:
+    from drifttools.pipeline import RunOptions
 
 EXIT_INTERRUPTED = 130
 _LEVELS = [level.value for level in drifttools.Severity]
@@ -138,6 +140,8 @@ def scan(
     --fail-on), 2 nothing could be scanned."""
     node = node or node_name()
     with troubles():
+        from drifttools.fleet.store import ObjectStore
+
         store = ObjectStore(output_url, node) if output_url else None
         if store is not None:
             store.check()  # before any container is read
@@ -217,6 +221,8 @@ def _bundles(where: str | None, level: str, node: str) -> Iterator[BundlePolicy 
     if "://" not in where and "{" not in where:
         yield BundlePolicy(Path(where), threshold)
         return
+    from drifttools.fleet.store import ObjectStore
+
     store = ObjectStore(where.rstrip("/") + "/{container}.tar", node)
     store.check()
     with tempfile.TemporaryDirectory(prefix="drifttools-bundles-") as staging:

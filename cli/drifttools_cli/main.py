@@ -7,14 +7,13 @@ import sys
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 import drifttools
 from drifttools.acquisition.runtime import DEFAULT_RUNTIME, ENGINES, checkpoint_path
 from drifttools.atomic import atomic_output
-from drifttools.pipeline import RunOptions
 from drifttools.text import printable
 from drifttools_cli.common import (
     EXIT_DRIFT,
@@ -40,6 +39,9 @@ from drifttools_cli.render import (
 )
 from drifttools_cli.respond import fix_command, respond_command
 from drifttools_cli.show import show
+
+if TYPE_CHECKING:
+    from drifttools.pipeline import RunOptions
 
 
 def emit(report: drifttools.DriftReport, output: OutputFormat, out_file: Path | None) -> None:

@@ -10,13 +10,12 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import click
 
 from drifttools.fix import fix
 from drifttools.options import BundleOptions, ResponseOptions
-from drifttools.pipeline import RunOptions
 from drifttools.respond import Response, release, respond
 from drifttools.response.falco import Dispatcher, load_policy, parse_alert
 from drifttools.response.webhook import SECRET_HEADER, make_server
@@ -32,6 +31,9 @@ from drifttools_cli.common import (
     run_options,
     troubles,
 )
+
+if TYPE_CHECKING:
+    from drifttools.pipeline import RunOptions
 
 dockerfile_option = click.option(
     "--dockerfile",

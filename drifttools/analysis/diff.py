@@ -25,6 +25,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING
 
 from drifttools.analysis.process_tags import tag_processes
+from drifttools.baseline.index import IndexedEntries
 from drifttools.baseline.merge import is_opaque_marker, whiteout_target
 from drifttools.entries import compared_xattrs, iter_facts, join_mount
 from drifttools.models import (
@@ -104,8 +105,10 @@ def is_opaque_dir(facts: FileFacts) -> bool:
 
 
 class _Baseline:
-    """The image's entries, with a sorted key list (made when first needed) to find a subtree
-    in O(log n + k), and their native drift keys."""
+    """The image's entries, and the two questions a diff asks of all of them: which paths lie
+    below a directory, and which live entries need comparing in full. An image index
+    (:class:`~drifttools.baseline.index.IndexedEntries`) answers both from its sorted file;
+    a plain mapping from a sorted key list (made when first needed) and native drift keys."""
 
     def __init__(self, entries: Mapping[str, BaselineEntry]) -> None:
         self.entries = entries
@@ -127,13 +130,33 @@ class _Baseline:
     def _sorted(self) -> list[str]:
         return sorted(self.entries)
 
-    def below(self, path: str) -> Iterator[str]:
-        prefix = path.rstrip("/") + "/"
+    def below(self, path: str) -> Iterable[str]:
+        if isinstance(self.entries, IndexedEntries):
+            return self.entries.below(path)
+        return self._below_sorted(path.rstrip("/") + "/")
+
+    def _below_sorted(self, prefix: str) -> Iterator[str]:
         keys = self._sorted
         for i in range(bisect.bisect_left(keys, prefix), len(keys)):
             if not keys[i].startswith(prefix):
                 return
             yield keys[i]
+
+    def unsettled(self, state: FilesystemState) -> tuple[list[int], list[str]]:
+        """The entries of ``state`` whose drift key is not the image's (only those can have
+        drifted: a 200,000-file view is mostly equal), and the image paths it lacks."""
+        if isinstance(self.entries, IndexedEntries):
+            return self.entries.drift_join(state.tree, state.prefix)
+        seen: set[str] = set()
+        unsettled = []
+        keys = state.tree.drift_keys()
+        for i, relative in enumerate(state.tree.paths()):
+            path = join_mount(state.prefix, relative)
+            seen.add(path)
+            key = keys[i]
+            if key is None or key != self.drift_key(path):
+                unsettled.append(i)
+        return unsettled, [path for path in self.entries if path not in seen]
 
 
 class _Exclusions:
@@ -202,21 +225,11 @@ class _Collector:
 
 
 def _diff_merged(state: FilesystemState, out: _Collector) -> None:
-    # An entry whose drift key equals the image's cannot have drifted: only the
-    # others are made into facts and compared (a 200,000-file view is mostly equal).
-    seen: set[str] = set()
-    unsettled = []
-    keys = state.tree.drift_keys()
-    for i, relative in enumerate(state.tree.paths()):
-        path = join_mount(state.prefix, relative)
-        seen.add(path)
-        key = keys[i]
-        if key is None or key != out.baseline.drift_key(path):
-            unsettled.append(i)
+    unsettled, unseen = out.baseline.unsettled(state)
     for path, facts in out.read(state, unsettled):
         out.observe(path, facts, state)
-    for path in out.baseline.entries:
-        if path not in seen and path not in out.excluded:
+    for path in unseen:
+        if path not in out.excluded:
             out.delete(path, subtree=False)
 
 

@@ -56,6 +56,10 @@ class LayerCache:
             return None
         return index
 
+    def has(self, diff_id: str) -> bool:
+        """Whether an entry for ``diff_id`` is stored (not read, not checked)."""
+        return self._path(diff_id).is_file()
+
     def put(self, diff_id: str, index: _native.LayerIndex) -> None:
         """Store a verified index atomically (a crash never leaves a partial entry)."""
         if f"sha256:{index.uncompressed_sha256}" != diff_id:

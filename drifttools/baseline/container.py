@@ -29,6 +29,7 @@ from drifttools.baseline.cache import LayerCache
 from drifttools.baseline.image import assemble, index_image, verified_layer
 from drifttools.baseline.images.layer_store import StoredLayer, read_stored_layer
 from drifttools.baseline.images.stream import StreamedBlobs
+from drifttools.baseline.index import BaselineStore
 from drifttools.baseline.merge import MergedTree
 from drifttools.baseline.oci import ImageConfig, host_platform_name
 from drifttools.baseline.sources import BlobLayer, LayerSource, UnpackedLayer
@@ -74,8 +75,13 @@ def container_baseline(
     raw_config = runtime.image_config(info)
     if raw_config is not None:
         config = ImageConfig.parse(raw_config, info.image_id, runtime.endpoint)
-        cached = [cache.get(diff_id) if cache is not None else None for diff_id in config.diff_ids]
         stored = runtime.stored_layers(info)
+        if cache is not None:
+            indexed = _indexed(info.image_ref, config, stored, cache)
+            if indexed is not None:
+                progress(ProgressEvent(Stage.MERGE, 1, 1, "image index"))
+                return indexed
+        cached = [cache.get(diff_id) if cache is not None else None for diff_id in config.diff_ids]
         if None in cached and stored and trust_host_layers:
             stored = [_unpacked(layer) for layer in stored]
         if None in cached and stored and any(isinstance(s, UnpackedLayer) for s in stored):
@@ -92,7 +98,7 @@ def container_baseline(
                 step = config.steps[position]
                 loaded.append(_layer(source, index, config.diff_ids[position], step, cache))
             progress(ProgressEvent(Stage.MERGE, total, total))
-            return assemble(info.image_ref, config, host_platform_name(), loaded)
+            return assemble(info.image_ref, config, host_platform_name(), loaded, store=cache)
     progress(ProgressEvent(Stage.BASELINE, detail=f"{runtime.name} image export (stream)"))
     blobs = StreamedBlobs(
         runtime.save_stream(info.image_id), f"{runtime.name} image {info.image_id}"
@@ -107,6 +113,39 @@ def _unpacked(source: LayerSource) -> LayerSource:
     return source
 
 
+def _indexed(
+    name: str | None,
+    config: ImageConfig,
+    stored: Sequence[LayerSource] | None,
+    cache: LayerCache,
+) -> ImageIndex | None:
+    """The image from its stored index (:mod:`drifttools.baseline.index`) when there is one
+    and every layer re-checks as a cached layer would; else None (read and merge)."""
+    if not all(cache.has(diff_id) for diff_id in config.diff_ids):
+        return None
+    found = BaselineStore(cache).open(config.diff_ids)
+    if found is None:
+        return None
+    layers = []
+    for position, recorded in enumerate(found.layers):
+        source = stored[position] if stored else None
+        layer = _cached_record(
+            source, recorded.compressed_sha256, recorded.diff_id, config.steps[position], cache
+        )
+        if layer is None:
+            return None
+        layers.append(layer)
+    image = ImageRef(ref=name, id=config.digest, platform=host_platform_name(), config=config.data)
+    return ImageIndex(
+        image=image,
+        layers=tuple(layers),
+        entries=found.entries,
+        links=found.links,
+        errors=found.errors,
+        problems=tuple(config.problems),
+    )
+
+
 def _layer(
     source: LayerSource | None,
     index: _native.LayerIndex | None,
@@ -118,24 +157,40 @@ def _layer(
     the runtime gives nothing to re-check, marked verified-by-cache), else read from
     ``source`` and verified."""
     if index is not None and cache is not None:
-        record = Layer(diff_id, None, _LAYER_TYPE, 0, step, True, CACHE)
-        if source is not None and _rechecked(source, index, cache):
-            return from_cache(record, cache, rechecked=True), index
-        if source is None or isinstance(source, UnpackedLayer):
-            return from_cache(record, cache, rechecked=False), index
+        record = _cached_record(source, index.compressed_sha256, diff_id, step, cache)
+        if record is not None:
+            return record, index
     assert source is not None, "a layer neither cached nor in the store"
     return _read_source(source, step, cache)
 
 
-def _rechecked(source: LayerSource, index: _native.LayerIndex, cache: LayerCache) -> bool:
-    """Whether ``source`` is what the cached ``index`` was verified from."""
+def _cached_record(
+    source: LayerSource | None,
+    compressed_sha256: str,
+    diff_id: str,
+    step: str | None,
+    cache: LayerCache,
+) -> Layer | None:
+    """The record of a cached layer (verified from a blob hashing to ``compressed_sha256``)
+    when ``source`` re-checks equal to it, or, when the runtime gives nothing to re-check,
+    marked verified-by-cache; None when it must be read again."""
+    record = Layer(diff_id, None, _LAYER_TYPE, 0, step, True, CACHE)
+    if source is not None and _rechecked(source, compressed_sha256, cache):
+        return from_cache(record, cache, rechecked=True)
+    if source is None or isinstance(source, UnpackedLayer):
+        return from_cache(record, cache, rechecked=False)
+    return None
+
+
+def _rechecked(source: LayerSource, compressed_sha256: str, cache: LayerCache) -> bool:
+    """Whether ``source`` is what the cached layer was verified from."""
     if isinstance(source, StoredLayer):
         return directory_unchanged(cache, source.diff_id, source.directory)
     if isinstance(source, BlobLayer):
         try:
             blob = source.open()
             try:
-                return blob_sha256(blob) == index.compressed_sha256
+                return blob_sha256(blob) == compressed_sha256
             finally:
                 if not isinstance(blob, str):
                     blob.close()

@@ -21,6 +21,7 @@ from drifttools import _native
 from drifttools.baseline.cache import LayerCache
 from drifttools.baseline.images.archive import ArchiveBlobs
 from drifttools.baseline.images.oci_layout import DirectoryBlobs
+from drifttools.baseline.index import BaselineStore
 from drifttools.baseline.merge import merge_layers
 from drifttools.baseline.oci import (
     INDEX_TYPES,
@@ -30,7 +31,7 @@ from drifttools.baseline.oci import (
     parse_json,
     resolve_image,
 )
-from drifttools.baseline.verification import CACHE, from_cache, remember
+from drifttools.baseline.verification import BY_CACHE, CACHE, from_cache, remember
 from drifttools.errors import DigestMismatch, ImageError, ImageNotFound, LayerCorrupt
 from drifttools.models import Descriptor, ImageIndex, ImageRef, Layer
 from drifttools.progress import Progress, ProgressEvent, Stage, no_progress
@@ -147,9 +148,18 @@ def assemble(
     platform: str,
     loaded: list[tuple[Layer, _native.LayerIndex]],
     problems: Sequence[str] = (),
+    *,
+    store: LayerCache | None = None,
 ) -> ImageIndex:
-    """Merge verified layers (bottom first) into the image's baseline."""
+    """Merge verified layers (bottom first) into the image's baseline; with ``store``, and
+    when the cache holds every layer (each verified on this machine), its index is written
+    there too (:mod:`drifttools.baseline.index`) for the next run to look up."""
     merged = merge_layers([index.entries for _, index in loaded])
+    if store is not None and all(
+        (layer.verified or layer.source == BY_CACHE) and store.has(layer.diff_id)
+        for layer, _ in loaded
+    ):
+        BaselineStore(store).write(config.diff_ids, [index for _, index in loaded], merged)
     image = ImageRef(ref=name, id=config.digest, platform=platform, config=config.data)
     return ImageIndex(
         image=image,

@@ -32,7 +32,8 @@ OPAQUE_MARKER = ".wh..wh..opq"
 #: How the layer reader's error for a member named outside the layer's root begins.
 UNSAFE = ("unsafe path in archive: ", "unsafe hardlink target in archive: ")
 
-_IMPLICIT_DIR = FileFacts(kind="dir", mode=0o755, uid=0, gid=0, size=0, mtime_ns=0)
+#: The facts of a directory no layer named, made for a path below it.
+IMPLICIT_DIR = FileFacts(kind="dir", mode=0o755, uid=0, gid=0, size=0, mtime_ns=0)
 
 
 def whiteout_target(path: str) -> str | None:
@@ -109,7 +110,7 @@ class MergedTree:
             self.remove(path)
         cut = path.rfind("/")  # 0: the parent is "/"
         if cut > 0 and kinds.get(path[:cut]) != "dir":
-            self.put(path[:cut], "dir", BaselineEntry(entry.layer, _IMPLICIT_DIR))
+            self.put(path[:cut], "dir", BaselineEntry(entry.layer, IMPLICIT_DIR))
         self.entries[path] = entry
         kinds[path] = kind
         if self._children is not None:
@@ -159,8 +160,14 @@ def apply_layer(
                     ErrorRecord(path, f"layer {index}: hardlink target missing: {target}")
                 )
                 continue
-            # one inode, one set of facts
-            tree.put(path, tree.kinds[target], BaselineEntry(index, linked.facts))
+            # one inode, one set of facts: the target's entry (or its given facts)
+            origin = linked.origin
+            same = (
+                BaselineEntry(index, linked.facts)
+                if origin is None
+                else BaselineEntry(index, source=origin[0], index=origin[1])
+            )
+            tree.put(path, tree.kinds[target], same)
             tree.link(path, target)
         else:
             put(path, kind, BaselineEntry(index, source=layer, index=i))

@@ -46,24 +46,10 @@ _CHUNK = 1 << 20
 
 def directory_fingerprint(directory: Path) -> str:
     """SHA-256 (hex) over a stat walk of ``directory``: path, kind, inode, size, mode,
-    owner, mtime and ctime of every entry (no content read). Any write, rename, chmod or
+    owner, mtime and ctime of every entry (no content read), one JSON line each
+    (:meth:`drifttools._native.Tree.stat_fingerprint`). Any write, rename, chmod or
     replacement below it changes the ctime or inode of some entry, and so this value."""
-    digest = hashlib.sha256()
-    for entry in _native.walk(str(directory), hash_max_size=0):
-        fields = (
-            entry.path,
-            entry.kind,
-            entry.inode,
-            entry.size,
-            entry.mode,
-            entry.uid,
-            entry.gid,
-            entry.mtime_ns,
-            entry.ctime_ns,
-            entry.error,
-        )
-        digest.update(json.dumps(fields).encode() + b"\n")
-    return digest.hexdigest()
+    return _native.walk(str(directory), hash_max_size=0).stat_fingerprint()
 
 
 def blob_sha256(source: str | Path | BinaryIO, offset: int = 0, length: int | None = None) -> str:

@@ -350,70 +350,8 @@ impl Tree {
         out.reserve(self.arena.len() + self.recs.len() * 120);
         put_u64(out, self.recs.len() as u64);
         for e in self.iter() {
-            let r = e.rec;
             put_bytes(out, e.path);
-            out.push(r.kind as u8);
-            out.push(r.flags);
-            out.extend_from_slice(&r.mode.to_le_bytes());
-            for v in [r.uid, r.gid, r.rdev_major, r.rdev_minor] {
-                out.extend_from_slice(&v.to_le_bytes());
-            }
-            put_u64(out, r.size);
-            out.extend_from_slice(&r.mtime_ns.to_le_bytes());
-            if r.flags & F_ATIME != 0 {
-                out.extend_from_slice(&r.atime_ns.to_le_bytes());
-            }
-            if r.flags & F_CTIME != 0 {
-                out.extend_from_slice(&r.ctime_ns.to_le_bytes());
-            }
-            if r.flags & F_BTIME != 0 {
-                out.extend_from_slice(&r.btime_ns.to_le_bytes());
-            }
-            if r.flags & F_WALK != 0 {
-                put_u64(out, r.inode);
-                out.extend_from_slice(&r.nlink.to_le_bytes());
-                put_u64(out, r.dev);
-                put_u64(out, r.blocks);
-            }
-            if r.flags & F_SHA != 0 {
-                out.extend_from_slice(&r.sha256);
-            }
-            match e.extra {
-                None => out.push(0),
-                Some(x) => {
-                    let mut f = 0u8;
-                    if x.target.is_some() {
-                        f |= 1;
-                    }
-                    if x.error.is_some() {
-                        f |= 2;
-                    }
-                    if !x.xattrs.is_empty() {
-                        f |= 4;
-                    }
-                    if x.legacy.is_some() {
-                        f |= 8;
-                    }
-                    out.push(f);
-                    if let Some(t) = &x.target {
-                        put_bytes(out, t);
-                    }
-                    if let Some(er) = &x.error {
-                        put_bytes(out, er.as_bytes());
-                    }
-                    if !x.xattrs.is_empty() {
-                        out.extend_from_slice(&(x.xattrs.len() as u32).to_le_bytes());
-                        for (k, v) in &x.xattrs {
-                            put_bytes(out, k);
-                            put_bytes(out, v);
-                        }
-                    }
-                    if let Some(l) = &x.legacy {
-                        out.extend_from_slice(&l.md5);
-                        out.extend_from_slice(&l.sha1);
-                    }
-                }
-            }
+            encode_entry(out, &e);
         }
     }
 
@@ -428,78 +366,7 @@ impl Tree {
         t.recs.reserve(n as usize);
         for _ in 0..n {
             let path = r.bytes()?;
-            let kind_b = r.u8()?;
-            let kind =
-                EntryKind::from_u8(kind_b).ok_or_else(|| format!("bad entry kind {kind_b}"))?;
-            let flags = r.u8()?;
-            if flags & !F_ALL != 0 {
-                return Err(format!("bad entry flags {flags:#x}"));
-            }
-            let mut rec = Rec {
-                kind,
-                flags,
-                mode: r.u16()?,
-                uid: r.u32()?,
-                gid: r.u32()?,
-                rdev_major: r.u32()?,
-                rdev_minor: r.u32()?,
-                size: r.u64()?,
-                mtime_ns: r.u64()? as i64,
-                ..Rec::default()
-            };
-            if flags & F_ATIME != 0 {
-                rec.atime_ns = r.u64()? as i64;
-            }
-            if flags & F_CTIME != 0 {
-                rec.ctime_ns = r.u64()? as i64;
-            }
-            if flags & F_BTIME != 0 {
-                rec.btime_ns = r.u64()? as i64;
-            }
-            if flags & F_WALK != 0 {
-                rec.inode = r.u64()?;
-                rec.nlink = r.u32()?;
-                rec.dev = r.u64()?;
-                rec.blocks = r.u64()?;
-            }
-            if flags & F_SHA != 0 {
-                rec.sha256.copy_from_slice(r.take(32)?);
-            }
-            let xf = r.u8()?;
-            if xf & !15 != 0 {
-                return Err(format!("bad extra flags {xf:#x}"));
-            }
-            let extra = if xf == 0 {
-                None
-            } else {
-                let mut x = Extra::default();
-                if xf & 1 != 0 {
-                    x.target = Some(r.bytes()?.into());
-                }
-                if xf & 2 != 0 {
-                    let s =
-                        std::str::from_utf8(r.bytes()?).map_err(|_| "error text is not UTF-8")?;
-                    x.error = Some(s.into());
-                }
-                if xf & 4 != 0 {
-                    let k = r.u32()?;
-                    if k as usize > r.remaining() / 8 {
-                        return Err(format!("xattr count {k} larger than the data"));
-                    }
-                    for _ in 0..k {
-                        let name: Box<[u8]> = r.bytes()?.into();
-                        let value: Box<[u8]> = r.bytes()?.into();
-                        x.xattrs.push((name, value));
-                    }
-                }
-                if xf & 8 != 0 {
-                    let mut l = LegacyDigests::default();
-                    l.md5.copy_from_slice(r.take(16)?);
-                    l.sha1.copy_from_slice(r.take(20)?);
-                    x.legacy = Some(l);
-                }
-                Some(x)
-            };
+            let (rec, extra) = decode_entry(r)?;
             t.push(path, rec, extra);
         }
         Ok(t)
@@ -522,6 +389,149 @@ impl Tree {
         r.finish()?;
         Ok(t)
     }
+}
+
+/// Append the encoding of one entry without its path (the part of [`Tree::encode_payload`]
+/// after each path).
+pub fn encode_entry(out: &mut Vec<u8>, e: &EntryRef<'_>) {
+    let r = e.rec;
+    out.push(r.kind as u8);
+    out.push(r.flags);
+    out.extend_from_slice(&r.mode.to_le_bytes());
+    for v in [r.uid, r.gid, r.rdev_major, r.rdev_minor] {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    put_u64(out, r.size);
+    out.extend_from_slice(&r.mtime_ns.to_le_bytes());
+    if r.flags & F_ATIME != 0 {
+        out.extend_from_slice(&r.atime_ns.to_le_bytes());
+    }
+    if r.flags & F_CTIME != 0 {
+        out.extend_from_slice(&r.ctime_ns.to_le_bytes());
+    }
+    if r.flags & F_BTIME != 0 {
+        out.extend_from_slice(&r.btime_ns.to_le_bytes());
+    }
+    if r.flags & F_WALK != 0 {
+        put_u64(out, r.inode);
+        out.extend_from_slice(&r.nlink.to_le_bytes());
+        put_u64(out, r.dev);
+        put_u64(out, r.blocks);
+    }
+    if r.flags & F_SHA != 0 {
+        out.extend_from_slice(&r.sha256);
+    }
+    match e.extra {
+        None => out.push(0),
+        Some(x) => {
+            let mut f = 0u8;
+            if x.target.is_some() {
+                f |= 1;
+            }
+            if x.error.is_some() {
+                f |= 2;
+            }
+            if !x.xattrs.is_empty() {
+                f |= 4;
+            }
+            if x.legacy.is_some() {
+                f |= 8;
+            }
+            out.push(f);
+            if let Some(t) = &x.target {
+                put_bytes(out, t);
+            }
+            if let Some(er) = &x.error {
+                put_bytes(out, er.as_bytes());
+            }
+            if !x.xattrs.is_empty() {
+                out.extend_from_slice(&(x.xattrs.len() as u32).to_le_bytes());
+                for (k, v) in &x.xattrs {
+                    put_bytes(out, k);
+                    put_bytes(out, v);
+                }
+            }
+            if let Some(l) = &x.legacy {
+                out.extend_from_slice(&l.md5);
+                out.extend_from_slice(&l.sha1);
+            }
+        }
+    }
+}
+
+/// Decode one entry written by [`encode_entry`].
+pub fn decode_entry(r: &mut Reader<'_>) -> Result<(Rec, Option<Extra>), String> {
+    let kind_b = r.u8()?;
+    let kind = EntryKind::from_u8(kind_b).ok_or_else(|| format!("bad entry kind {kind_b}"))?;
+    let flags = r.u8()?;
+    if flags & !F_ALL != 0 {
+        return Err(format!("bad entry flags {flags:#x}"));
+    }
+    let mut rec = Rec {
+        kind,
+        flags,
+        mode: r.u16()?,
+        uid: r.u32()?,
+        gid: r.u32()?,
+        rdev_major: r.u32()?,
+        rdev_minor: r.u32()?,
+        size: r.u64()?,
+        mtime_ns: r.u64()? as i64,
+        ..Rec::default()
+    };
+    if flags & F_ATIME != 0 {
+        rec.atime_ns = r.u64()? as i64;
+    }
+    if flags & F_CTIME != 0 {
+        rec.ctime_ns = r.u64()? as i64;
+    }
+    if flags & F_BTIME != 0 {
+        rec.btime_ns = r.u64()? as i64;
+    }
+    if flags & F_WALK != 0 {
+        rec.inode = r.u64()?;
+        rec.nlink = r.u32()?;
+        rec.dev = r.u64()?;
+        rec.blocks = r.u64()?;
+    }
+    if flags & F_SHA != 0 {
+        rec.sha256.copy_from_slice(r.take(32)?);
+    }
+    let xf = r.u8()?;
+    if xf & !15 != 0 {
+        return Err(format!("bad extra flags {xf:#x}"));
+    }
+    let extra = if xf == 0 {
+        None
+    } else {
+        let mut x = Extra::default();
+        if xf & 1 != 0 {
+            x.target = Some(r.bytes()?.into());
+        }
+        if xf & 2 != 0 {
+            let s = std::str::from_utf8(r.bytes()?).map_err(|_| "error text is not UTF-8")?;
+            x.error = Some(s.into());
+        }
+        if xf & 4 != 0 {
+            let k = r.u32()?;
+            if k as usize > r.remaining() / 8 {
+                return Err(format!("xattr count {k} larger than the data"));
+            }
+            for _ in 0..k {
+                let name: Box<[u8]> = r.bytes()?.into();
+                let value: Box<[u8]> = r.bytes()?.into();
+                x.xattrs.push((name, value));
+            }
+        }
+        if xf & 8 != 0 {
+            let mut l = LegacyDigests::default();
+            l.md5.copy_from_slice(r.take(16)?);
+            l.sha1.copy_from_slice(r.take(20)?);
+            x.legacy = Some(l);
+        }
+        Some(x)
+    };
+    Ok((rec, extra))
 }
 
 pub const TREE_MAGIC: &[u8; 8] = b"DTTREE\r\n";

@@ -5,7 +5,9 @@
 pub mod confine;
 pub mod crc64;
 pub mod entry;
+pub mod fingerprint;
 pub mod hash;
+pub mod image_index;
 pub mod layer;
 pub mod sha256x2;
 pub mod tar;
@@ -333,6 +335,12 @@ impl PyTree {
         Ok(list)
     }
 
+    /// SHA-256 (hex) of the entries' stat facts (see [`fingerprint::stat_fingerprint`]).
+    fn stat_fingerprint(&self, py: Python<'_>) -> String {
+        let t = self.inner.clone();
+        hex32(&py.detach(move || fingerprint::stat_fingerprint(&t)))
+    }
+
     fn to_bytes<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
         let t = self.inner.clone();
         let data = py.detach(move || t.to_bytes());
@@ -448,6 +456,161 @@ impl PyLayerIndex {
             self.entries.get().inner.len(),
             self.meta.compression.as_str(),
             hex32(&self.meta.uncompressed_sha256)
+        )
+    }
+}
+
+// ------------------------------------------------------------------ BaselineIndex
+
+fn index_corrupt(e: image_index::Corrupt) -> PyErr {
+    IndexCorrupt::new_err(format!("corrupt baseline index: {e}"))
+}
+
+/// A merged image baseline on disk, looked up in place (see the stub).
+#[pyclass(frozen, module = "drifttools._native", name = "BaselineIndex")]
+struct PyBaselineIndex {
+    inner: Arc<image_index::BaselineIndex>,
+}
+
+#[pymethods]
+impl PyBaselineIndex {
+    #[staticmethod]
+    #[allow(clippy::too_many_arguments)]
+    fn write(
+        py: Python<'_>,
+        path: PathBuf,
+        meta: &[u8],
+        trees: Vec<Py<PyTree>>,
+        paths: Vec<String>,
+        layers: Vec<u32>,
+        sources: Vec<i64>,
+        positions: Vec<usize>,
+    ) -> PyResult<()> {
+        let n = paths.len();
+        if layers.len() != n || sources.len() != n || positions.len() != n {
+            return Err(PyValueError::new_err(
+                "paths, layers, sources and positions differ in length",
+            ));
+        }
+        let trees: Vec<Arc<Tree>> = trees.iter().map(|t| t.get().inner.clone()).collect();
+        let raw: Vec<Vec<u8>> = paths
+            .iter()
+            .map(|p| unescape(p, Some("baseline path")))
+            .collect::<PyResult<_>>()?;
+        let mut items = Vec::with_capacity(n);
+        for k in 0..n {
+            let entry = match usize::try_from(sources[k]) {
+                Ok(t) => Some(
+                    trees
+                        .get(t)
+                        .and_then(|tree| tree.get(positions[k]))
+                        .ok_or_else(|| {
+                            PyIndexError::new_err("baseline entry source out of range")
+                        })?,
+                ),
+                Err(_) => None,
+            };
+            items.push(image_index::Item {
+                path: &raw[k],
+                layer: layers[k],
+                entry,
+            });
+        }
+        let shown = path.display().to_string();
+        py.detach(|| image_index::write(&path, items, meta))
+            .map_err(|e| match e.kind() {
+                io::ErrorKind::InvalidInput => PyValueError::new_err(e.to_string()),
+                _ => os_error(&e, &shown),
+            })
+    }
+
+    #[staticmethod]
+    fn open(py: Python<'_>, path: PathBuf) -> PyResult<PyBaselineIndex> {
+        match py.detach(|| image_index::BaselineIndex::open(&path)) {
+            Ok(index) => Ok(PyBaselineIndex {
+                inner: Arc::new(index),
+            }),
+            Err(image_index::OpenError::Io(e)) => Err(os_error(&e, &path.display().to_string())),
+            Err(image_index::OpenError::Corrupt(e)) => Err(index_corrupt(e)),
+        }
+    }
+
+    fn __len__(&self) -> usize {
+        self.inner.len()
+    }
+
+    fn meta<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
+        Ok(PyBytes::new(py, self.inner.meta().map_err(index_corrupt)?))
+    }
+
+    #[getter]
+    fn blocks_checked(&self) -> (u64, usize) {
+        self.inner.blocks_checked()
+    }
+
+    fn find(&self, path: &str) -> PyResult<Option<usize>> {
+        self.inner
+            .find(&unescape(path, Some("baseline path"))?)
+            .map_err(index_corrupt)
+    }
+
+    fn prefix_range(&self, prefix: &str) -> PyResult<(usize, usize)> {
+        self.inner
+            .prefix_range(&unescape(prefix, Some("baseline path"))?)
+            .map_err(index_corrupt)
+    }
+
+    fn paths(&self, start: usize, stop: usize) -> PyResult<Vec<String>> {
+        (start..stop.min(self.inner.len()))
+            .map(|i| {
+                Ok(text::escape_path(
+                    self.inner.path(i).map_err(index_corrupt)?,
+                ))
+            })
+            .collect()
+    }
+
+    fn entries(&self, positions: Vec<usize>) -> PyResult<(PyTree, Vec<(u32, i64)>)> {
+        let mut tree = Tree::new();
+        let mut origins = Vec::with_capacity(positions.len());
+        for i in positions {
+            if i >= self.inner.len() {
+                return Err(PyIndexError::new_err("BaselineIndex position out of range"));
+            }
+            let path = self.inner.path(i).map_err(index_corrupt)?;
+            match self.inner.entry(i).map_err(index_corrupt)? {
+                (layer, Some((rec, extra))) => {
+                    origins.push((layer, tree.len() as i64));
+                    tree.push(path, rec, extra);
+                }
+                (layer, None) => origins.push((layer, -1)),
+            }
+        }
+        let tree = PyTree {
+            inner: Arc::new(tree),
+            atime_exception: None,
+        };
+        Ok((tree, origins))
+    }
+
+    fn drift_join(
+        &self,
+        py: Python<'_>,
+        tree: &PyTree,
+        mount: &str,
+    ) -> PyResult<(Vec<usize>, Vec<usize>)> {
+        let live = tree.inner.clone();
+        let index = self.inner.clone();
+        let mount = unescape(mount, Some("mount point"))?;
+        py.detach(|| index.drift_join(&live, &mount))
+            .map_err(index_corrupt)
+    }
+
+    fn __repr__(&self) -> String {
+        let (checked, blocks) = self.inner.blocks_checked();
+        format!(
+            "<BaselineIndex: {} entries, {checked}/{blocks} blocks checked>",
+            self.inner.len()
         )
     }
 }
@@ -807,6 +970,7 @@ fn native_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyEntry>()?;
     m.add_class::<PyTree>()?;
     m.add_class::<PyLayerIndex>()?;
+    m.add_class::<PyBaselineIndex>()?;
     m.add_function(wrap_pyfunction!(py_walk, m)?)?;
     m.add_function(wrap_pyfunction!(py_read_layer, m)?)?;
     m.add_function(wrap_pyfunction!(py_read_tar_split, m)?)?;
