@@ -180,8 +180,8 @@ class BaselineEntry:
 
     @property
     def origin(self) -> tuple[Tree, int] | None:
-        """The layer entry (tree, position) the facts come from; None when they were given
-        (a hardlink has its target's, an implicit directory made-up ones)."""
+        """The layer entry (tree, position) the facts come from (for a hardlink, its
+        target's); None when they were given (an implicit directory's made-up ones)."""
         return None if self._source is None else (self._source, self._index)
 
     def __repr__(self) -> str:
