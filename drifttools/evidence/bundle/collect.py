@@ -61,8 +61,9 @@ from drifttools.options import AcquisitionOptions, BundleOptions
 from drifttools.progress import Progress, ProgressEvent, Stage, no_progress
 from drifttools.version import __version__
 
-#: Keys of the report that depend on the acquisition, kept in ``acquisition/record.json``.
-_ACQUISITION_KEYS = ("acquired_at", "notes")
+#: Keys of the report that depend on the acquisition, kept in ``acquisition/record.json``
+#: (``classification`` says how long this run took to load the rules).
+_ACQUISITION_KEYS = ("acquired_at", "notes", "classification")
 _CONTENT_CHANGES = (ChangeKind.ADDED, ChangeKind.MODIFIED, ChangeKind.TYPE)
 #: The walks the action log records when the run enters them.
 _LOGGED_STAGES = {
@@ -432,7 +433,7 @@ class BundleWriter:
             ]
         )
         document = report_to_dict(report)
-        acquired = {key: document.pop(key) for key in _ACQUISITION_KEYS}
+        acquired = {key: document.pop(key) for key in _ACQUISITION_KEYS if key in document}
         staging.write(REPORT, (json.dumps(document, indent=2, ensure_ascii=False) + "\n").encode())
         staging.write(FACTS, canonical_json(_extra_facts(report)))
         staging.write(
