@@ -162,9 +162,6 @@ class Tree:
         mode, owner, content (SHA-256, else size), link target, device numbers and
         ``security.capability``. ``None`` for a hardlink or an entry with an error,
         which must be compared in full."""
-    def stat_fingerprint(self) -> str:
-        """SHA-256 (hex) over one line per entry, in order: ``json.dumps([path, kind, inode,
-        size, mode, uid, gid, mtime_ns, ctime_ns, error])`` and a newline."""
     def to_bytes(self) -> bytes:
         """Versioned binary form: magic ``b"DTTREE\\r\\n"``, format version, payload and a
         trailing SHA-256 of everything before it."""
@@ -417,6 +414,18 @@ def read_file(root: str, path: str, *, limit: int | None = None) -> tuple[bytes,
     ``path``.
     """
 
+def stat_fingerprint(root: str | PathLike[str]) -> str:
+    """SHA-256 (hex) of the stat facts of every entry under ``root``, streamed (no
+    :class:`Tree` built): each directory is opened as :func:`walk` opens directories
+    (confined, never through a symlink, ``O_NOATIME``, depth unlimited) and listed, and
+    each entry is ``statx``-ed by name without following it; no other entry is opened
+    and no xattr read. Per entry: name, mode, inode, size, owner, link count, device
+    numbers, mtime and ctime (a write, chmod, chown, xattr change or rename changes the
+    ctime); an entry or directory that cannot be read gives its error text instead.
+    Deterministic (names sorted per directory, directories combined in path order);
+    atimes are not part of it and are not changed. ``OSError`` when ``root`` itself
+    cannot be opened or listed."""
+
 def escape_path(raw: bytes) -> str:
     """Text form of raw path bytes (see the module docstring)."""
 
@@ -435,6 +444,7 @@ __all__ = [
     "read_file",
     "read_layer",
     "read_tar_split",
+    "stat_fingerprint",
     "unescape_path",
     "walk",
 ]

@@ -6,8 +6,9 @@ that finds the diff_id there has not yet checked its own input. What is cheap is
 * an image archive's (or layout's, or stream's) layer blob is hashed as it is now and must be
   the bytes the cached index was made from (:attr:`LayerIndex.compressed_sha256`);
 * an engine's unpacked layer directory (Docker's lower dir) is fingerprinted by a stat walk
-  (path, kind, inode, size, mode, owner, mtime and ctime of every entry) and must equal the
-  fingerprint recorded when the layer was verified from that directory;
+  (name, mode, inode, size, owner, mtime and ctime of every entry; no file opened) and must
+  equal the fingerprint recorded when the layer was verified from that directory (a record
+  of another form, or none, does not: the layer is read and verified again);
 * a content store blob is hashed like an archive's.
 
 A layer that passes is ``source: "cache"``, verified. One that fails is read and verified
@@ -45,11 +46,12 @@ _CHUNK = 1 << 20
 
 
 def directory_fingerprint(directory: Path) -> str:
-    """SHA-256 (hex) over a stat walk of ``directory``: path, kind, inode, size, mode,
-    owner, mtime and ctime of every entry (no content read), one JSON line each
-    (:meth:`drifttools._native.Tree.stat_fingerprint`). Any write, rename, chmod or
-    replacement below it changes the ctime or inode of some entry, and so this value."""
-    return _native.walk(str(directory), hash_max_size=0).stat_fingerprint()
+    """SHA-256 (hex) over a stat walk of ``directory``: name, mode, inode, size, owner,
+    mtime and ctime of every entry, streamed, no file opened
+    (:func:`drifttools._native.stat_fingerprint`). Any write, rename, chmod, chown, xattr
+    change or replacement below it changes the ctime or inode of some entry, and so this
+    value; reading changes nothing."""
+    return _native.stat_fingerprint(directory)
 
 
 def blob_sha256(source: str | Path | BinaryIO, offset: int = 0, length: int | None = None) -> str:

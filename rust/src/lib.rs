@@ -335,12 +335,6 @@ impl PyTree {
         Ok(list)
     }
 
-    /// SHA-256 (hex) of the entries' stat facts (see [`fingerprint::stat_fingerprint`]).
-    fn stat_fingerprint(&self, py: Python<'_>) -> String {
-        let t = self.inner.clone();
-        hex32(&py.detach(move || fingerprint::stat_fingerprint(&t)))
-    }
-
     fn to_bytes<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
         let t = self.inner.clone();
         let data = py.detach(move || t.to_bytes());
@@ -957,6 +951,17 @@ fn py_escape_path(raw: &[u8]) -> String {
     text::escape_path(raw)
 }
 
+/// SHA-256 (hex) of the stat facts of every entry under `root`, streamed
+/// (see [`fingerprint::stat_fingerprint`]).
+#[pyfunction]
+#[pyo3(name = "stat_fingerprint")]
+fn py_stat_fingerprint(py: Python<'_>, root: PathBuf) -> PyResult<String> {
+    match py.detach(|| fingerprint::stat_fingerprint(&root)) {
+        Ok(d) => Ok(hex32(&d)),
+        Err(e) => Err(os_error(&e, &root.to_string_lossy())),
+    }
+}
+
 /// Reverse escape_path exactly; MalformedPath on a malformed escape.
 #[pyfunction]
 #[pyo3(name = "unescape_path")]
@@ -982,5 +987,6 @@ fn native_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(py_hash_fd, m)?)?;
     m.add_function(wrap_pyfunction!(py_escape_path, m)?)?;
     m.add_function(wrap_pyfunction!(py_unescape_path, m)?)?;
+    m.add_function(wrap_pyfunction!(py_stat_fingerprint, m)?)?;
     Ok(())
 }

@@ -110,7 +110,7 @@ impl From<io::Error> for WalkError {
 /// becomes the base its descendants are opened from: the walk is never
 /// limited by `PATH_MAX`, and only about one fd per this many bytes of
 /// depth is held open.
-const DEEP_REL: usize = 1024;
+pub(crate) const DEEP_REL: usize = 1024;
 const READ_BUF: usize = 256 * 1024;
 const DENTS_BUF: usize = 64 * 1024;
 /// Entries of one directory handled by one task.
@@ -149,7 +149,7 @@ pub fn describe(e: &io::Error) -> String {
     }
 }
 
-fn statx_at(dirfd: RawFd, name: &CStr, flags: libc::c_int) -> io::Result<libc::statx> {
+pub(crate) fn statx_at(dirfd: RawFd, name: &CStr, flags: libc::c_int) -> io::Result<libc::statx> {
     let mut st = MaybeUninit::<libc::statx>::uninit();
     // SAFETY: valid pointers; statx fills the struct on success.
     let r = unsafe {
@@ -321,9 +321,9 @@ fn proc_fd_path(dirfd: RawFd, name: &CStr) -> CString {
 
 // ---------------------------------------------------------------- buffers
 
-struct Bufs {
+pub(crate) struct Bufs {
     read: AlignedBuf,
-    dents: AlignedBuf,
+    pub(crate) dents: AlignedBuf,
 }
 
 thread_local! {
@@ -331,7 +331,7 @@ thread_local! {
 }
 
 /// Run `f` with this thread's buffers (taken out so re-entrancy is safe).
-fn with_bufs<R>(f: impl FnOnce(&mut Bufs) -> R) -> R {
+pub(crate) fn with_bufs<R>(f: impl FnOnce(&mut Bufs) -> R) -> R {
     let mut b = BUFS.with(|c| c.borrow_mut().take()).unwrap_or_else(|| {
         Box::new(Bufs {
             read: AlignedBuf::new(READ_BUF),
@@ -373,22 +373,22 @@ struct DirJob {
 }
 
 /// Names of one directory: NUL-terminated names in one buffer.
-struct Listing {
+pub(crate) struct Listing {
     names: Vec<u8>,
     /// (start offset, end offset excluding NUL)
-    spans: Vec<(u32, u32)>,
+    pub(crate) spans: Vec<(u32, u32)>,
     /// d_type hints (DT_UNKNOWN when the filesystem gives none)
     types: Vec<u8>,
 }
 
 impl Listing {
-    fn name(&self, i: usize) -> &CStr {
+    pub(crate) fn name(&self, i: usize) -> &CStr {
         let (s, e) = self.spans[i];
         CStr::from_bytes_with_nul(&self.names[s as usize..e as usize + 1]).expect("nul-terminated")
     }
 }
 
-fn list_dir(fd: RawFd, dents: &mut AlignedBuf) -> (Listing, Option<io::Error>) {
+pub(crate) fn list_dir(fd: RawFd, dents: &mut AlignedBuf) -> (Listing, Option<io::Error>) {
     let mut l = Listing {
         names: Vec::new(),
         spans: Vec::new(),
