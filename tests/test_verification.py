@@ -72,7 +72,7 @@ def test_a_lower_dir_changed_after_verification_is_noticed(
     lower: Path, tmp_path: Path, how: str
 ) -> None:
     cache = LayerCache(tmp_path / "cache")
-    VerificationRecords(cache).put(DIFF_ID, lower)
+    VerificationRecords(cache).put(DIFF_ID, (lower, directory_fingerprint(lower)))
     assert directory_unchanged(cache, DIFF_ID, lower)
     motd = lower / "etc" / "motd"
     motd.read_bytes()  # reading changes its atime (old enough for relatime), nothing else
@@ -85,7 +85,7 @@ def test_a_lower_dir_changed_after_verification_is_noticed(
 def test_no_record_or_another_directory_is_not_a_recheck(lower: Path, tmp_path: Path) -> None:
     cache = LayerCache(tmp_path / "cache")
     assert not directory_unchanged(cache, DIFF_ID, lower)
-    VerificationRecords(cache).put(DIFF_ID, lower)
+    VerificationRecords(cache).put(DIFF_ID, (lower, directory_fingerprint(lower)))
     other = tmp_path / "other"
     lower.rename(other)
     assert not directory_unchanged(cache, DIFF_ID, other)
@@ -106,7 +106,7 @@ def test_a_record_of_another_form_means_read_again(lower: Path, tmp_path: Path) 
     """A fingerprint recorded by an older form never matches: the layer is verified again."""
     cache = LayerCache(tmp_path / "cache")
     records = VerificationRecords(cache)
-    records.put(DIFF_ID, lower)
+    records.put(DIFF_ID, (lower, directory_fingerprint(lower)))
     record = records.get(DIFF_ID) | {"fingerprint": hashlib.sha256(b"old form").hexdigest()}
     records.directory.joinpath(DIFF_ID.removeprefix("sha256:")).write_text(json.dumps(record))
     assert not directory_unchanged(cache, DIFF_ID, lower)

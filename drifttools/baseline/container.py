@@ -36,6 +36,7 @@ from drifttools.baseline.sources import BlobLayer, LayerSource, UnpackedLayer
 from drifttools.baseline.verification import (
     CACHE,
     blob_sha256,
+    directory_fingerprint,
     directory_unchanged,
     from_cache,
     remember,
@@ -202,7 +203,9 @@ def _rechecked(source: LayerSource, compressed_sha256: str, cache: LayerCache) -
 def _read_source(
     source: LayerSource, step: str | None, cache: LayerCache | None
 ) -> tuple[Layer, _native.LayerIndex]:
+    fingerprinted = None
     if isinstance(source, StoredLayer):
+        fingerprinted = (source.directory, directory_fingerprint(source.directory))
         index = read_stored_layer(source)
         record = verified_layer(
             index,
@@ -244,7 +247,7 @@ def _read_source(
     else:
         raise TypeError(f"not a readable layer source: {source!r}")
     if cache is not None and record.verified:
-        remember(cache, source.diff_id, index, source.directory)
+        remember(cache, source.diff_id, index, fingerprinted)
     return record, index
 
 

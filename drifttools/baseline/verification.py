@@ -95,11 +95,12 @@ class VerificationRecords:
             return {}
         return record if isinstance(record, dict) else {}
 
-    def put(self, diff_id: str, directory: Path | None = None) -> None:
-        """Record that ``diff_id`` was verified now (from ``directory``, fingerprinted)."""
+    def put(self, diff_id: str, directory: tuple[Path, str] | None = None) -> None:
+        """Record that ``diff_id`` was verified now (from ``directory``: its path and its
+        fingerprint before the read, so that a change made while it was read is a change)."""
         record: dict[str, Any] = {"verified_at": now_rfc3339()}
         if directory is not None:
-            record |= {"directory": str(directory), "fingerprint": directory_fingerprint(directory)}
+            record |= {"directory": str(directory[0]), "fingerprint": directory[1]}
         try:
             os.makedirs(self.directory, exist_ok=True)
             atomic_write(self._path(diff_id), json.dumps(record).encode())
@@ -108,9 +109,13 @@ class VerificationRecords:
 
 
 def remember(
-    cache: LayerCache, diff_id: str, index: _native.LayerIndex, directory: Path | None = None
+    cache: LayerCache,
+    diff_id: str,
+    index: _native.LayerIndex,
+    directory: tuple[Path, str] | None = None,
 ) -> None:
-    """Cache a verified layer's index, and when (and from which directory) it was verified."""
+    """Cache a verified layer's index, and when it was verified (and from which directory,
+    with that directory's fingerprint taken *before* it was read)."""
     cache.put(diff_id, index)
     VerificationRecords(cache).put(diff_id, directory)
 
