@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 
 import magic
@@ -187,20 +188,23 @@ def test_which_engines_release_the_gil(engine: str, releases: bool) -> None:
     """What samples.py's docstring says: libyara and libmagic let Python threads run while
     they work; yara-x's binding holds the GIL for a whole scan (its scans take turns)."""
     if engine == "libmagic":
-        cookie = magic.Magic()  # a long call: libmagic is slow on zeros
+        cookie = magic.Magic()
 
-        def work() -> object:
-            return cookie.from_buffer(b"\0" * (3 << 20))
+        def call(size: int) -> object:
+            return cookie.from_buffer(b"\0" * size)  # libmagic is slow on zeros
     else:
         rules = compile_rules(engine=engine)
         rules.scan(b"warm")
-        data = Path("/bin/busybox").read_bytes() * 16  # a scan of about a tenth of a second
+        busybox = Path("/bin/busybox").read_bytes()
 
-        def work() -> object:
-            return rules.scan(data)
+        def call(size: int) -> object:
+            return rules.scan((busybox * (size // len(busybox) + 1))[:size])
 
-    took, stall = _max_stall(work)
-    assert took > 0.05
+    size = 1 << 20
+    took, stall = _max_stall(partial(call, size))
+    while took < 0.05 and size < 1 << 28:  # one call long enough to see a stall, on any machine
+        size *= 2
+        took, stall = _max_stall(partial(call, size))
     assert (stall < took / 2) is releases, (took, stall)
 
 
