@@ -421,10 +421,10 @@ def stat_fingerprint(root: str | PathLike[str]) -> str:
     each entry is ``statx``-ed by name without following it; no other entry is opened
     and no xattr read. Per entry: name, mode, inode, size, owner, link count, device
     numbers, mtime and ctime (a write, chmod, chown, xattr change or rename changes the
-    ctime); an entry or directory that cannot be read gives its error text instead.
-    Deterministic (names sorted per directory, directories combined in path order);
-    atimes are not part of it and are not changed. ``OSError`` when ``root`` itself
-    cannot be opened or listed."""
+    ctime). Deterministic (names sorted per directory, directories combined in path
+    order); atimes are not part of it and are not changed. ``OSError`` naming the entry
+    when anything below ``root``, or ``root`` itself, cannot be opened, listed or
+    stat-ed (an error text in the digest would hide later changes below it)."""
 
 def escape_path(raw: bytes) -> str:
     """Text form of raw path bytes (see the module docstring)."""

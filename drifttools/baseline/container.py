@@ -20,6 +20,7 @@ written to disk.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 
 from drifttools import _native
@@ -205,7 +206,9 @@ def _read_source(
 ) -> tuple[Layer, _native.LayerIndex]:
     fingerprinted = None
     if isinstance(source, StoredLayer):
-        fingerprinted = (source.directory, directory_fingerprint(source.directory))
+        # without a fingerprint recorded, the next run reads and verifies it again
+        with contextlib.suppress(OSError):
+            fingerprinted = (source.directory, directory_fingerprint(source.directory))
         index = read_stored_layer(source)
         record = verified_layer(
             index,

@@ -7,10 +7,12 @@
 //! `statx(dirfd, name, AT_SYMLINK_NOFOLLOW)`-ed: mode, inode, size, owner, nlink, device
 //! numbers, mtime and ctime. No xattr is read: the ctime changes on every write, chmod,
 //! chown, xattr change and rename. A directory's digest is SHA-256 over its path and its
-//! entries sorted by name (an error's text in place of what could not be read); the
-//! fingerprint is SHA-256 over the root's stat and every directory's (path, digest) in path
-//! order. Directories are handled in parallel; memory is one directory's names per worker
-//! plus one path and digest per directory.
+//! entries sorted by name; the fingerprint is SHA-256 over the root's stat and every
+//! directory's (path, digest) in path order. Directories are handled in parallel; memory is
+//! one directory's names per worker plus one path and digest per directory.
+//!
+//! Anything that cannot be opened, listed or stat-ed, anywhere, makes the whole fingerprint an
+//! error: a constant error text in its place would hide every later change below it.
 
 use crate::confine::{errno, fstat, open_in_root, openat, Fd};
 use crate::walk::{describe, list_dir, statx_at, with_bufs, DEEP_REL};
@@ -36,11 +38,11 @@ struct Ctx {
     rootfd: Fd,
     have_openat2: AtomicBool,
     digests: Mutex<Vec<(Vec<u8>, [u8; 32])>>,
-    root_error: Mutex<Option<io::Error>>,
+    first_error: Mutex<Option<io::Error>>,
 }
 
-/// SHA-256 of the stat facts of every entry under `root` (see the module doc). An error
-/// opening or listing `root` itself is returned; any other is part of the digest.
+/// SHA-256 of the stat facts of every entry under `root` (see the module doc), or the first
+/// error met below it (naming the entry).
 pub fn stat_fingerprint(root: &Path) -> io::Result<[u8; 32]> {
     let croot = CString::new(root.as_os_str().as_bytes())
         .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
@@ -54,7 +56,7 @@ pub fn stat_fingerprint(root: &Path) -> io::Result<[u8; 32]> {
         rootfd,
         have_openat2: AtomicBool::new(true),
         digests: Mutex::new(Vec::new()),
-        root_error: Mutex::new(None),
+        first_error: Mutex::new(None),
     };
     rayon::scope(|s| {
         ctx.process_dir(
@@ -68,7 +70,7 @@ pub fn stat_fingerprint(root: &Path) -> io::Result<[u8; 32]> {
         )
     });
     if let Some(e) = ctx
-        .root_error
+        .first_error
         .into_inner()
         .unwrap_or_else(|p| p.into_inner())
     {
@@ -91,25 +93,18 @@ impl Ctx {
         bytes(&mut digest, &job.path);
         let dir = match self.open_checked(&job) {
             Ok(fd) => fd,
-            Err(e) if job.id.is_none() => return self.fail_root(e),
             Err(e) => {
                 let why = match errno(&e) {
                     libc::ELOOP | libc::ENOTDIR | libc::EXDEV => "changed during walk".into(),
-                    _ => format!("cannot list directory: {}", describe(&e)),
+                    _ => format!("cannot open directory: {}", describe(&e)),
                 };
-                error(&mut digest, &why);
-                return self.finish(job.path, digest);
+                return self.fail(&job.path, &why, &e);
             }
         };
         let (listing, list_err) = with_bufs(|b| list_dir(dir.0, &mut b.dents));
         if let Some(e) = list_err {
-            if job.id.is_none() {
-                return self.fail_root(e);
-            }
-            error(
-                &mut digest,
-                &format!("cannot list directory: {}", describe(&e)),
-            );
+            let why = format!("cannot list directory: {}", describe(&e));
+            return self.fail(&job.path, &why, &e);
         }
         let mut order: Vec<usize> = (0..listing.spans.len()).collect();
         order.sort_unstable_by(|&a, &b| listing.name(a).cmp(listing.name(b)));
@@ -125,7 +120,7 @@ impl Ctx {
             digest.update(b"N");
             bytes(&mut digest, name.to_bytes());
             match statx_at(dir.0, name, libc::AT_SYMLINK_NOFOLLOW) {
-                Err(e) => error(&mut digest, &describe(&e)),
+                Err(e) => return self.fail(&child_path(&job.path, name), &describe(&e), &e),
                 Ok(st) => {
                     stat_record(&mut digest, &st);
                     if u32::from(st.stx_mode) & libc::S_IFMT == libc::S_IFDIR {
@@ -171,8 +166,15 @@ impl Ctx {
             .push((path, d));
     }
 
-    fn fail_root(&self, e: io::Error) {
-        *self.root_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+    /// Keeps the first error (its kind, and the entry's path in its text); the walk goes on
+    /// but its digest will not be returned.
+    fn fail(&self, path: &[u8], why: &str, e: &io::Error) {
+        let mut first = self.first_error.lock().unwrap_or_else(|p| p.into_inner());
+        if first.is_none() {
+            let shown = if path.is_empty() { b"/" } else { path };
+            let text = format!("{}: {why}", String::from_utf8_lossy(shown).escape_debug());
+            *first = Some(io::Error::new(e.kind(), text));
+        }
     }
 }
 
@@ -196,11 +198,6 @@ fn file_id(st: &libc::statx) -> (u64, u64) {
 fn bytes(digest: &mut Sha256, b: &[u8]) {
     digest.update((b.len() as u64).to_le_bytes());
     digest.update(b);
-}
-
-fn error(digest: &mut Sha256, why: &str) {
-    digest.update(b"E");
-    bytes(digest, why.as_bytes());
 }
 
 fn stat_record(digest: &mut Sha256, st: &libc::statx) {
