@@ -144,6 +144,38 @@ def test_whiteouts_and_an_opaque_directory_in_the_upper_dir_match_the_merged_vie
     assert "/var/log" not in changes or changes["/var/log"] is ChangeKind.METADATA
 
 
+@pytest.mark.both_drivers
+def test_an_image_without_etc_has_no_drift_in_either_view(
+    engine: Engine, container, tmp_path: Path, warm_cache: LayerCache
+) -> None:
+    """The engine makes /etc for its hosts and resolv.conf files when the image has none;
+    like `docker diff`, neither view calls that drift, but a chmod of it is."""
+    tag = f"{unique('drifttools-test-noetc')}:1"
+    build_image(
+        tag,
+        tmp_path,
+        'FROM scratch\nCOPY busybox /bin/busybox\nCMD ["/bin/busybox", "sleep", "600"]\n',
+    )
+    name = container(tag)
+    assert docker_diff(name) == {}
+    for method in ("upper", "merged"):
+        report = drifttools.diff(
+            name,
+            acquisition=AcquisitionOptions(method=method),
+            baseline=BaselineOptions(cache=warm_cache),
+        )
+        assert report.changes == (), method
+    docker("exec", name, "/bin/busybox", "chmod", "0777", "/etc")
+    merged = drifttools.diff(
+        name,
+        acquisition=AcquisitionOptions(method="merged"),
+        baseline=BaselineOptions(cache=warm_cache),
+    )
+    assert [c.path for c in merged.changes] == ["/etc"]
+    docker("rm", "-f", name)
+    docker("rmi", tag)
+
+
 def upper_atimes(upper: Path) -> dict[str, int]:
     return {str(p): p.lstat().st_atime_ns for p in [upper, *upper.rglob("*")] if not p.is_symlink()}
 

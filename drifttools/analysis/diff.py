@@ -59,6 +59,11 @@ DEFAULT_EXCLUSIONS: tuple[Exclusion, ...] = (
     Exclusion("/etc/mtab", "symlink written by the container engine", subtree=False),
 )
 
+#: Directories the container engine makes (Docker's init layer, runc's mount points) to hold
+#: the files it writes there, when the image has none. In a merged view such a directory is
+#: the engine's, not drift, as long as it is as the engine makes it (root's, 0755).
+ENGINE_DIRECTORIES = frozenset({"/etc"})
+
 #: Severity before classification: what the change kind alone suggests.
 BASE_SEVERITY = {
     ChangeKind.ADDED: Severity.LOW,
@@ -224,10 +229,20 @@ class _Collector:
             yield path, facts
 
 
+def _made_by_engine(path: str, facts: FileFacts, baseline: _Baseline) -> bool:
+    return (
+        path in ENGINE_DIRECTORIES
+        and facts.kind == "dir"
+        and (facts.mode, facts.uid, facts.gid) == (0o755, 0, 0)
+        and path not in baseline.entries
+    )
+
+
 def _diff_merged(state: FilesystemState, out: _Collector) -> None:
     unsettled, unseen = out.baseline.unsettled(state)
     for path, facts in out.read(state, unsettled):
-        out.observe(path, facts, state)
+        if not _made_by_engine(path, facts, out.baseline):
+            out.observe(path, facts, state)
     for path in unseen:
         if path not in out.excluded:
             out.delete(path, subtree=False)
