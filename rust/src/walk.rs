@@ -361,6 +361,30 @@ struct Ctx<'a> {
     root_error: Mutex<Option<io::Error>>,
 }
 
+impl<'a> Ctx<'a> {
+    fn new(
+        rootfd: RawFd,
+        noatime: libc::c_int,
+        root_dev: u64,
+        opts: &'a WalkOptions,
+        progress: &'a Progress,
+        have_openat2: bool,
+    ) -> Self {
+        Ctx {
+            rootfd,
+            noatime,
+            procfd: proc_fds(),
+            root_dev,
+            opts,
+            exclude: opts.exclude.iter().map(|p| normalize_exclude(p)).collect(),
+            progress,
+            out: Mutex::new(Tree::new()),
+            have_openat2: AtomicBool::new(have_openat2),
+            root_error: Mutex::new(None),
+        }
+    }
+}
+
 struct DirJob {
     /// "/a/b"; empty for the root.
     path: Vec<u8>,
@@ -811,22 +835,20 @@ pub fn walk(root: &Path, opts: &WalkOptions, progress: &Progress) -> Result<Walk
             Err(e) => (rootfd, AtimeGuard::NoAtimeFlag(describe(&e))),
         }
     };
-    let ctx = Ctx {
-        rootfd: rootfd.0,
-        noatime: if atime == AtimeGuard::View {
-            0
-        } else {
-            libc::O_NOATIME
-        },
-        procfd: proc_fds(),
-        root_dev: libc::makedev(root_st.stx_dev_major, root_st.stx_dev_minor),
-        opts,
-        exclude: opts.exclude.iter().map(|p| normalize_exclude(p)).collect(),
-        progress,
-        out: Mutex::new(Tree::new()),
-        have_openat2,
-        root_error: Mutex::new(None),
+    let noatime = if atime == AtimeGuard::View {
+        0
+    } else {
+        libc::O_NOATIME
     };
+    let root_dev = libc::makedev(root_st.stx_dev_major, root_st.stx_dev_minor);
+    let ctx = Ctx::new(
+        rootfd.0,
+        noatime,
+        root_dev,
+        opts,
+        progress,
+        have_openat2.into_inner(),
+    );
     let mut builder = rayon::ThreadPoolBuilder::new()
         .num_threads(opts.threads)
         .thread_name(|i| format!("drift-walk-{i}"));
@@ -1003,18 +1025,8 @@ mod tests {
         let opts = WalkOptions::default();
         for no2 in [false, true] {
             let root = openat(libc::AT_FDCWD, &cpath(r), libc::O_PATH | libc::O_DIRECTORY).unwrap();
-            let ctx = Ctx {
-                rootfd: root.0,
-                noatime: libc::O_NOATIME,
-                procfd: proc_fds(),
-                root_dev: 0,
-                opts: &opts,
-                exclude: HashSet::new(),
-                progress: &Progress::default(),
-                out: Mutex::new(Tree::new()),
-                have_openat2: AtomicBool::new(!no2),
-                root_error: Mutex::new(None),
-            };
+            let progress = Progress::default();
+            let ctx = Ctx::new(root.0, libc::O_NOATIME, 0, &opts, &progress, !no2);
             assert!(ctx.open_dir(None, b"/evil").is_err());
             assert!(ctx.open_dir(None, b"/evil/ssl").is_err());
         }
@@ -1273,18 +1285,8 @@ mod tests {
         let r = d.path();
         let opts = WalkOptions::default();
         let root = openat(libc::AT_FDCWD, &cpath(r), libc::O_PATH | libc::O_DIRECTORY).unwrap();
-        let ctx = Ctx {
-            rootfd: root.0,
-            noatime: libc::O_NOATIME,
-            procfd: proc_fds(),
-            root_dev: 0,
-            opts: &opts,
-            exclude: HashSet::new(),
-            progress: &Progress::default(),
-            out: Mutex::new(Tree::new()),
-            have_openat2: AtomicBool::new(true),
-            root_error: Mutex::new(None),
-        };
+        let progress = Progress::default();
+        let ctx = Ctx::new(root.0, libc::O_NOATIME, 0, &opts, &progress, true);
         let listing = Listing {
             names: b"gone\0".to_vec(),
             spans: vec![(0, 4)],
