@@ -41,52 +41,34 @@ def small_image(tmp_path: Path) -> dict:
     return {"image": image.path, "same": same, "drifted": drifted, "dir": tmp_path}
 
 
+def diff_rootfs(small_image: dict, rootfs: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """``drifttools diff`` of the small image's ``rootfs`` ("same" or "drifted")."""
+    image, root = str(small_image["image"]), str(small_image[rootfs])
+    return run("diff", "--image", image, "--rootfs", root, *args, cwd=small_image["dir"])
+
+
 def test_exit_status_is_0_without_drift_and_1_with_drift(small_image: dict) -> None:
-    same = run(
-        "diff",
-        "--image",
-        str(small_image["image"]),
-        "--rootfs",
-        str(small_image["same"]),
-        cwd=small_image["dir"],
-    )
+    same = diff_rootfs(small_image, "same")
     assert same.returncode == 0, same.stderr
-    drifted = run(
-        "diff",
-        "--image",
-        str(small_image["image"]),
-        "--rootfs",
-        str(small_image["drifted"]),
-        cwd=small_image["dir"],
-    )
+    drifted = diff_rootfs(small_image, "drifted")
     assert drifted.returncode == 1, drifted.stderr
     assert "\x1b" not in drifted.stdout  # attacker's escape sequence is shown escaped
     assert "\\x1b[2Jminer" in drifted.stdout
 
 
 def test_json_and_jsonl_for_machines(small_image: dict) -> None:
-    args = ["diff", "--image", str(small_image["image"]), "--rootfs", str(small_image["drifted"])]
-    document = json.loads(run(*args, "--format", "json", cwd=small_image["dir"]).stdout)
+    document = json.loads(diff_rootfs(small_image, "drifted", "--format", "json").stdout)
     assert_valid_report(document)
     assert [c["path"] for c in document["changes"]] == ["/tmp/\x1b[2Jminer"]
     assert document["summary"]["added"] == 1
-    lines = run(*args, "--format", "jsonl", cwd=small_image["dir"]).stdout.splitlines()
+    lines = diff_rootfs(small_image, "drifted", "--format", "jsonl").stdout.splitlines()
     records = [json.loads(line) for line in lines]
     assert [r["record"] for r in records] == ["report", "change"]
 
 
 def test_output_file_is_written_whole(small_image: dict) -> None:
     out = small_image["dir"] / "report.json"
-    result = run(
-        "diff",
-        "--image",
-        str(small_image["image"]),
-        "--rootfs",
-        str(small_image["drifted"]),
-        "-o",
-        str(out),
-        cwd=small_image["dir"],
-    )
+    result = diff_rootfs(small_image, "drifted", "-o", str(out))
     assert result.returncode == 1
     assert_valid_report(json.loads(out.read_text()))
 
