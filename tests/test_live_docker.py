@@ -42,6 +42,13 @@ def docker_diff(name: str) -> dict[str, str]:
     return {line[2:]: line[0] for line in docker("diff", name).splitlines()}
 
 
+def diff_by(name: str, method: str, cache: LayerCache) -> drifttools.DriftReport:
+    """The library's diff of container ``name`` read by ``method`` (upper, merged, export)."""
+    return drifttools.diff(
+        name, acquisition=AcquisitionOptions(method=method), baseline=BaselineOptions(cache=cache)
+    )
+
+
 def explained(path: str, changes: dict[str, ChangeKind]) -> bool:
     return path in changes or any(p.startswith(path.rstrip("/") + "/") for p in changes)
 
@@ -97,11 +104,7 @@ def test_an_image_hardlink_changes_with_its_copied_up_link_only_where_the_driver
     seen = docker("exec", name, "cat", "/opt/app/hard")
     assert seen == ("rewritten\n" if engine.keeps_hardlinks_on_copy_up else "hello\n")
     for method in ("upper", "merged"):
-        report = drifttools.diff(
-            name,
-            acquisition=AcquisitionOptions(method=method),
-            baseline=BaselineOptions(cache=warm_cache),
-        )
+        report = diff_by(name, method, warm_cache)
         found = {c.path: c.change for c in report.changes}
         assert found["/opt/app/a"] is ChangeKind.MODIFIED, method
         if engine.keeps_hardlinks_on_copy_up:
@@ -125,14 +128,7 @@ def test_whiteouts_and_an_opaque_directory_in_the_upper_dir_match_the_merged_vie
         "rm -rf /opt/app/sub && mkdir /opt/app/sub && echo z > /opt/app/sub/z"
         " && rm /entrypoint.sh && rm -rf /var/log && mkdir /var/log",
     )
-    reports = {
-        method: drifttools.diff(
-            name,
-            acquisition=AcquisitionOptions(method=method),
-            baseline=BaselineOptions(cache=warm_cache),
-        )
-        for method in ("upper", "merged")
-    }
+    reports = {method: diff_by(name, method, warm_cache) for method in ("upper", "merged")}
     found = {
         m: {(c.path, c.change) for c in r.changes if c.mount == "/"} for m, r in reports.items()
     }
@@ -159,18 +155,10 @@ def test_an_image_without_etc_has_no_drift_in_either_view(
     name = container(tag)
     assert docker_diff(name) == {}
     for method in ("upper", "merged"):
-        report = drifttools.diff(
-            name,
-            acquisition=AcquisitionOptions(method=method),
-            baseline=BaselineOptions(cache=warm_cache),
-        )
+        report = diff_by(name, method, warm_cache)
         assert report.changes == (), method
     docker("exec", name, "/bin/busybox", "chmod", "0777", "/etc")
-    merged = drifttools.diff(
-        name,
-        acquisition=AcquisitionOptions(method="merged"),
-        baseline=BaselineOptions(cache=warm_cache),
-    )
+    merged = diff_by(name, "merged", warm_cache)
     assert [c.path for c in merged.changes] == ["/etc"]
     docker("rm", "-f", name)
     docker("rmi", tag)
@@ -193,11 +181,7 @@ def test_the_scan_never_execs_never_writes_and_keeps_atimes(
     before_diff, before_atimes = docker_diff(name), upper_atimes(upper)
     time.sleep(0.2)  # the test's own exec above must fall before the window
     since = f"{time.time():.9f}"
-    report = drifttools.diff(
-        name,
-        acquisition=AcquisitionOptions(method="merged"),
-        baseline=BaselineOptions(cache=warm_cache),
-    )
+    report = diff_by(name, "merged", warm_cache)
     drifttools.diff(name, baseline=BaselineOptions(cache=warm_cache))
     until = f"{time.time() + 0.2:.9f}"
     events = docker(
@@ -233,11 +217,7 @@ def test_a_symlink_to_the_host_never_yields_host_content(
 
     host_digest = hashlib.sha256(host_passwd).hexdigest()
     for method in ("upper", "merged"):
-        report = drifttools.diff(
-            name,
-            acquisition=AcquisitionOptions(method=method),
-            baseline=BaselineOptions(cache=warm_cache),
-        )
+        report = diff_by(name, method, warm_cache)
         digests = {c.after.sha256 for c in report.changes if c.after}
         assert host_digest not in digests
         paths = {c.path for c in report.changes}
