@@ -1,7 +1,7 @@
 """Live container diff vs `docker diff` and the `docker save` path, on one Docker Engine.
 
     .venv/bin/python benchmarks/live.py [--engine HOST] [--files 200000] [--file-size 2048]
-    .venv/bin/python benchmarks/live.py --engine HOST --files 1000000 --file-size 9000
+    .venv/bin/python benchmarks/live.py --engine HOST --files 1000000 --file-size 9000 --keep-image
 
 Imports (with `docker import`, the tar streamed from here: no file written) an image of
 busybox + N files, starts a container, drifts it (1,000 added, 600 changed, 100 deleted
@@ -14,7 +14,9 @@ With more files than the 200k base case (the scale line: 1M files of 9,000 bytes
 make an image of 8.4 GiB), it times the cold and warm commands on that image and the warm one
 on the base image, with the same drift, and prints their ratio (`docker save` of the big
 image is left out: minutes, and no target). Medians of `--repeat` runs; `uptime` before and
-after (the figures are noisy on a loaded machine). Not a test: no assertion.
+after (the figures are noisy on a loaded machine). ``--keep-image`` keeps the imported images
+for the next run and reuses kept ones (the 8 GiB import takes minutes). Not a test: no
+assertion.
 """
 
 from __future__ import annotations
@@ -170,6 +172,25 @@ def import_image(tag: str, files: int, file_size: int) -> Image:
     return image
 
 
+def image_for(files: int, file_size: int, keep: bool) -> Image:
+    """The benchmark image of ``files`` files: imported, or with ``keep`` the one a run
+    before kept (its entries and size counted again from the same seed, nothing imported)."""
+    tag = f"{PREFIX}-{files}x{file_size}:1"
+    if keep:
+        present = subprocess.run(["docker", "image", "inspect", tag], capture_output=True)
+        if present.returncode == 0:
+            with open(os.devnull, "wb") as sink:
+                counted = write_rootfs(sink, files, file_size)
+            print(f"kept from an earlier run: {tag}", flush=True)
+            return Image(tag, counted.entries, counted.size)
+    return import_image(tag, files, file_size)
+
+
+def remove_image(image: Image, keep: bool) -> None:
+    if not keep:
+        subprocess.run(["docker", "rmi", "-f", image.tag], capture_output=True, check=False)
+
+
 def drifted(image: Image, name: str) -> None:
     subprocess.run(["docker", "rm", "-f", name], capture_output=True, check=False)
     quiet("docker", "run", "-d", "--name", name, image.tag, "/bin/sleep", "100000")
@@ -244,12 +265,12 @@ def rss_lines(image: Image, cold: Run, warm: Run, env: dict[str, str]) -> None:
     )
 
 
-def scale_table(name: str, image: Image, env: dict[str, str], repeat: int) -> None:
+def scale_table(name: str, image: Image, env: dict[str, str], repeat: int, keep: bool) -> None:
     print("timings (wall clock, median of runs)", flush=True)
     cold = median("drifttools diff, cold cache (whole command)", 1, lambda: cli(name, env))
     warm = median("drifttools diff, warm cache (whole command)", repeat, lambda: cli(name, env))
     subprocess.run(["docker", "rm", "-f", name], capture_output=True, check=False)
-    base = import_image(f"{PREFIX}-base:1", BASE_FILES, BASE_FILE_SIZE)
+    base = image_for(BASE_FILES, BASE_FILE_SIZE, keep)
     try:
         drifted(base, name)
         cli(name, env)  # fills the cache
@@ -258,7 +279,7 @@ def scale_table(name: str, image: Image, env: dict[str, str], repeat: int) -> No
         )
     finally:
         subprocess.run(["docker", "rm", "-f", name], capture_output=True, check=False)
-        subprocess.run(["docker", "rmi", "-f", base.tag], capture_output=True, check=False)
+        remove_image(base, keep)
     driver = DockerRuntime().driver
     print(f"\n| measure | {driver} | target |")
     print("|---|---|---|")
@@ -276,6 +297,11 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=BASE_FILES)
     parser.add_argument("--file-size", type=int, default=BASE_FILE_SIZE, help="mean bytes a file")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument(
+        "--keep-image",
+        action="store_true",
+        help="keep the images for the next run, reuse kept ones",
+    )
     args = parser.parse_args()
     if args.files < 3 * FILES_PER_DIRECTORY or args.file_size < 1 or args.repeat < 1:
         parser.error("--files must be at least 3000; --file-size and --repeat at least 1")
@@ -284,20 +310,20 @@ def main() -> None:
         os.environ["DOCKER_HOST"] = args.engine  # the docker CLI, the SDK, the drifttools CLI
     work = Path(tempfile.mkdtemp(prefix="drifttools-bench-"))
     env = {**os.environ, "DRIFTTOOLS_CACHE_DIR": str(work / "cache"), "DRIFTTOOLS_PROGRESS": "0"}
-    name, tag = PREFIX, f"{PREFIX}:1"
+    name = PREFIX
     engine = DockerRuntime()
     print(f"engine {engine.endpoint}: {engine.driver}, data root {engine.data_root}")
     print(subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip(), flush=True)
+    image = image_for(args.files, args.file_size, args.keep_image)
     try:
-        image = import_image(tag, args.files, args.file_size)
         drifted(image, name)
         if args.files > BASE_FILES:
-            scale_table(name, image, env, args.repeat)
+            scale_table(name, image, env, args.repeat, args.keep_image)
         else:
             base_table(name, image, work, env, args.repeat)
     finally:
         subprocess.run(["docker", "rm", "-f", name], capture_output=True, check=False)
-        subprocess.run(["docker", "rmi", "-f", tag], capture_output=True, check=False)
+        remove_image(image, args.keep_image)
         shutil.rmtree(work, ignore_errors=True)
     print(subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())
 
