@@ -198,6 +198,9 @@ class ImageIndex:
     links: Mapping[str, frozenset[str]] = field(default_factory=dict)  # hardlink groups
     errors: tuple[ErrorRecord, ...] = ()  # entries of the layers that could not be read
     problems: tuple[str, ...] = ()  # image-level digest mismatches (manifest, config)
+    #: The paths of ``entries`` the package readers read, when an image index recorded them
+    #: (a warm run then lists no entry); None: found by listing ``entries``.
+    database_paths: frozenset[str] | None = None
 
     @property
     def verified(self) -> bool:

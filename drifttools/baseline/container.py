@@ -144,6 +144,7 @@ def _indexed(
         links=found.links,
         errors=found.errors,
         problems=tuple(config.problems),
+        database_paths=found.database_paths,
     )
 
 
