@@ -16,7 +16,6 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Protocol
 
-from drifttools.evidence.notebook import changes_frame, report_html
 from drifttools.evidence.report import report_to_dict, report_to_json
 
 if TYPE_CHECKING:
@@ -710,7 +709,11 @@ class DriftReport:
 
     def to_pandas(self) -> Any:
         """The changes as a pandas DataFrame, one row per change (needs ``drifttools[pandas]``)."""
+        from drifttools.evidence.notebook import changes_frame  # notebooks only
+
         return changes_frame(self)
 
     def _repr_html_(self) -> str:
+        from drifttools.evidence.notebook import report_html
+
         return report_html(self)

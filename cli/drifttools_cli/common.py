@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any
 import click
 from click.core import ParameterSource
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 import drifttools
 from drifttools.acquisition.runtime import (
@@ -107,6 +106,8 @@ def progress_bar(enabled: bool) -> Iterator[ProgressCallback]:
     if not enabled or not stderr.is_terminal:
         yield no_progress
         return
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn  # drawn only
+
     columns = (TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn())
     with Progress(*columns, console=stderr, transient=True) as bar:
         task = bar.add_task("starting", total=None)
