@@ -64,7 +64,7 @@ def test_every_public_name_resolves_on_first_use() -> None:
         raise AssertionError("an unknown name must raise AttributeError")
 
 
-def test_a_plain_diff_loads_the_docker_sdk_and_its_rules_engine_and_nothing_else_heavy(
+def test_a_plain_json_diff_loads_of_the_heavy_parts_the_docker_sdk_and_yara_only(
     busybox_image, container, tmp_path: Path
 ) -> None:
     name = container(busybox_image["tag"], "/bin/sleep", "600")
@@ -77,10 +77,15 @@ def test_a_plain_diff_loads_the_docker_sdk_and_its_rules_engine_and_nothing_else
         "from drifttools_cli.main import main\n"
         "main()"
     )
-    env = {**os.environ, "DRIFTTOOLS_CACHE_DIR": str(tmp_path / "cache")}
+    env = {
+        **os.environ,
+        "DRIFTTOOLS_CACHE_DIR": str(tmp_path / "cache"),
+        "DRIFTTOOLS_PROGRESS": "0",
+    }
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, check=False)
     assert done.returncode in (0, 1), done.stderr
     modules = set(json.loads(listing.read_text()))
     assert "drifttools.analysis.classify" in modules  # the diff ran, classified
     assert {m.split(".")[0] for m in heavy(modules)} <= {"docker", "yara_x"}
     assert among(modules, OTHER_COMMANDS) == set()
+    assert among(modules, ("rich",)) == set()  # JSON, no progress bar: nothing drawn

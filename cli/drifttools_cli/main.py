@@ -28,14 +28,7 @@ from drifttools_cli.common import (
     run_options,
     troubles,
 )
-from drifttools_cli.render import (
-    OutputFormat,
-    draw_containers,
-    draw_processes,
-    draw_table,
-    machine_text,
-    stdout_console,
-)
+from drifttools_cli.output import OutputFormat, machine_text
 
 if TYPE_CHECKING:
     from drifttools.pipeline import RunOptions
@@ -48,6 +41,8 @@ def emit(report: drifttools.DriftReport, output: OutputFormat, out_file: Path | 
         with atomic_output(out_file, "w") as handle:
             handle.writelines(machine_text(report, fmt))
     elif output is OutputFormat.TABLE:
+        from drifttools_cli.render import draw_table, stdout_console  # rich: for people only
+
         draw_table(report, stdout_console())
     else:
         sys.stdout.writelines(machine_text(report, output))
@@ -258,6 +253,8 @@ def ps(container: str, env_values: bool, engines: Engines, output: str) -> None:
     if output == "json":
         click.echo(json.dumps([asdict(r) for r in records], indent=2, ensure_ascii=False))
     else:
+        from drifttools_cli.render import draw_processes, stdout_console
+
         draw_processes(records, stdout_console())
 
 
@@ -282,6 +279,8 @@ def list_containers(runtime_name: str | None, engines: Engines, output: str) -> 
     if output == "json":
         click.echo(json.dumps([asdict(row) for row in rows], indent=2, ensure_ascii=False))
     else:
+        from drifttools_cli.render import draw_containers, stdout_console
+
         draw_containers(rows, stdout_console())
 
 
