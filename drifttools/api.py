@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from drifttools import _native
 from drifttools.acquisition.processes import read_processes
@@ -18,7 +19,6 @@ from drifttools.acquisition.runtime import Runtime, checkpoint_path, runtime_for
 from drifttools.acquisition.snapshot import container_pids_of
 from drifttools.analysis.diff import DEFAULT_EXCLUSIONS
 from drifttools.analysis.process_tags import tag_processes
-from drifttools.evidence.bundle import BundleResult, BundleWriter
 from drifttools.models import (
     ContainerListing,
     DriftReport,
@@ -40,6 +40,9 @@ from drifttools.options import (
 from drifttools.pipeline import Hooks, RunOptions, run
 from drifttools.progress import Progress, no_progress
 from drifttools.sources import AcquiredFilesystem, Checkpoint, LiveContainer, read_acquired
+
+if TYPE_CHECKING:
+    from drifttools.evidence.bundle import BundleResult
 
 #: An acquired filesystem is diffed without a layer cache unless one is given.
 NO_CACHE = BaselineOptions(cache=None)
@@ -159,6 +162,8 @@ def bundle(
     right after the processes, the drifted files' bytes after the diff. Returns the
     bundle's path and its SHA-256, also written to ``<output>.sha256``.
     """
+    from drifttools.evidence.bundle import BundleWriter  # a diff loads none of the bundle
+
     with BundleWriter(Path(output), evidence, reference) as writer:
         source = LiveContainer.resolve(reference, runtime)
         options = RunOptions(acquisition, baseline, exclusions, classification)

@@ -16,7 +16,6 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Protocol
 
-from drifttools.evidence.notebook import changes_frame, report_html
 from drifttools.evidence.report import report_to_dict, report_to_json
 
 if TYPE_CHECKING:
@@ -198,6 +197,9 @@ class ImageIndex:
     links: Mapping[str, frozenset[str]] = field(default_factory=dict)  # hardlink groups
     errors: tuple[ErrorRecord, ...] = ()  # entries of the layers that could not be read
     problems: tuple[str, ...] = ()  # image-level digest mismatches (manifest, config)
+    #: The paths of ``entries`` the package readers read, when an image index recorded them
+    #: (a warm run then lists no entry); None: found by listing ``entries``.
+    database_paths: frozenset[str] | None = None
 
     @property
     def verified(self) -> bool:
@@ -707,7 +709,11 @@ class DriftReport:
 
     def to_pandas(self) -> Any:
         """The changes as a pandas DataFrame, one row per change (needs ``drifttools[pandas]``)."""
+        from drifttools.evidence.notebook import changes_frame  # notebooks only
+
         return changes_frame(self)
 
     def _repr_html_(self) -> str:
+        from drifttools.evidence.notebook import report_html
+
         return report_html(self)

@@ -14,7 +14,6 @@ from typing import Protocol
 
 from drifttools.acquisition.rootfs import atime_notes, read_rootfs
 from drifttools.acquisition.runtime import Runtime, runtime_for
-from drifttools.acquisition.runtimes.checkpoint import CheckpointRuntime
 from drifttools.acquisition.snapshot import ProcessHook, add_hardlink_siblings, take_snapshot
 from drifttools.analysis.classify import ImageFiles, image_files_from_layers
 from drifttools.baseline.cache import resolve_cache
@@ -197,6 +196,8 @@ class Checkpoint(AcquiredInput):
     platform: str | None = None
 
     def read(self, options: AcquisitionOptions, progress: Progress) -> Snapshot:
+        from drifttools.acquisition.runtimes.checkpoint import CheckpointRuntime  # its own
+
         progress(ProgressEvent(Stage.FILESYSTEM))
         try:
             return CheckpointRuntime(self.archive, image=self.image).snapshot()

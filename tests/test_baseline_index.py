@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import tempfile
 from pathlib import Path
 
@@ -120,3 +121,35 @@ def test_an_index_of_another_chain_under_this_name_is_refused(tmp_path: Path) ->
     other = [f"sha256:{hashlib.sha256(b'other').hexdigest()}"]
     store._path(diff_ids).rename(store._path(other))
     assert store.open(other) is None
+
+
+def test_the_package_readers_paths_are_recorded_and_an_older_index_is_rebuilt(
+    tmp_path: Path,
+) -> None:
+    databases = ["var/lib/dpkg/status", "usr/lib/python3/dist-packages/a-1.dist-info/RECORD"]
+    layers = [layer_tar([file(path, b"x") for path in [*databases, "usr/bin/tool"]])]
+    store, diff_ids, _ = stored(tmp_path, layers)
+    found = store.open(diff_ids)
+    assert found is not None
+    assert found.database_paths == {f"/{path}" for path in databases}
+    assert found.entries.scans == 0
+
+    path = store._path(diff_ids)
+    index = _native.BaselineIndex.open(path)
+    meta = json.loads(index.meta())
+    del meta["database_paths"]
+    meta["format"] = 1  # written before the index recorded them
+    indexes = [_native.read_layer(io.BytesIO(layer)) for layer in layers]
+    merged = merge_layers([layer.entries for layer in indexes])
+    paths = sorted(merged.entries, key=str.encode)
+    origins = [merged.entries[p].origin for p in paths]
+    _native.BaselineIndex.write(
+        str(path),
+        json.dumps(meta).encode(),
+        [layer.entries for layer in indexes],
+        paths,
+        [merged.entries[p].layer for p in paths],
+        [-1 if origin is None else 0 for origin in origins],
+        [0 if origin is None else origin[1] for origin in origins],
+    )
+    assert store.open(diff_ids) is None and not path.exists()

@@ -11,6 +11,7 @@ from drifttools.analysis.diff import diff_snapshot
 from drifttools.baseline.index import BaselineStore, IndexedEntries
 from drifttools.models import DriftReport
 from drifttools.options import DEFAULT_ACQUISITION, BaselineOptions
+from drifttools.pipeline import RunOptions, run
 from drifttools.progress import no_progress
 from drifttools.sources import LiveContainer
 from tests.engine import build_image, docker, unique
@@ -68,6 +69,8 @@ def _warm_diffs(name: str, tmp_path: Path) -> None:
     assert changes(report) == want
     checked, blocks = entries.native.blocks_checked
     assert entries.scans == 0 and checked < blocks  # looked up, never listed nor read whole
+    classified = run(live, RunOptions(baseline=options)).baseline.entries
+    assert isinstance(classified, IndexedEntries) and classified.scans == 0  # nor classified
 
     warm = drifttools.diff(name, baseline=options)
     assert changes(warm) == want

@@ -13,8 +13,6 @@ from typing import TYPE_CHECKING, Any
 
 import click
 from click.core import ParameterSource
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 import drifttools
 from drifttools.acquisition.runtime import (
@@ -103,10 +101,17 @@ def troubles() -> Iterator[None]:
 @contextmanager
 def progress_bar(enabled: bool) -> Iterator[ProgressCallback]:
     """A rich progress bar on stderr when it is a terminal; otherwise nothing drawn."""
-    stderr = Console(stderr=True)
-    if not enabled or not stderr.is_terminal:
+    if not enabled:
         yield no_progress
         return
+    from rich.console import Console  # rich only where it may draw
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    stderr = Console(stderr=True)
+    if not stderr.is_terminal:
+        yield no_progress
+        return
+
     columns = (TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn())
     with Progress(*columns, console=stderr, transient=True) as bar:
         task = bar.add_task("starting", total=None)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,18 +28,7 @@ from drifttools_cli.common import (
     run_options,
     troubles,
 )
-from drifttools_cli.evidence import bundle, export, verify
-from drifttools_cli.fleet import scan, summarize
-from drifttools_cli.render import (
-    OutputFormat,
-    draw_containers,
-    draw_processes,
-    draw_table,
-    machine_text,
-    stdout_console,
-)
-from drifttools_cli.respond import fix_command, respond_command
-from drifttools_cli.show import show
+from drifttools_cli.output import OutputFormat, machine_text
 
 if TYPE_CHECKING:
     from drifttools.pipeline import RunOptions
@@ -51,6 +41,8 @@ def emit(report: drifttools.DriftReport, output: OutputFormat, out_file: Path | 
         with atomic_output(out_file, "w") as handle:
             handle.writelines(machine_text(report, fmt))
     elif output is OutputFormat.TABLE:
+        from drifttools_cli.render import draw_table, stdout_console  # rich: for people only
+
         draw_table(report, stdout_console())
     else:
         sys.stdout.writelines(machine_text(report, output))
@@ -83,7 +75,46 @@ def common_output_options(command: Callable[..., Any]) -> Callable[..., Any]:
     return progress_option(command)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+#: The commands defined in other modules, as ``module:attribute``: imported when named, so
+#: that a ``diff`` loads none of the scan's, the response's or the bundle's code.
+ELSEWHERE = {
+    "bundle": "drifttools_cli.evidence:bundle",
+    "verify": "drifttools_cli.evidence:verify",
+    "export": "drifttools_cli.evidence:export",
+    "respond": "drifttools_cli.respond:respond_command",
+    "fix": "drifttools_cli.respond:fix_command",
+    "scan": "drifttools_cli.fleet:scan",
+    "summarize": "drifttools_cli.fleet:summarize",
+    "show": "drifttools_cli.show:show",
+}
+
+
+class Commands(click.Group):
+    """The command group; a command of :data:`ELSEWHERE` is imported the first time it is
+    named (``--help`` names them all)."""
+
+    def __init__(self, *args: Any, elsewhere: Mapping[str, str], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.elsewhere = dict(elsewhere)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.elsewhere})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.elsewhere:
+            module, attribute = self.elsewhere[cmd_name].split(":")
+            command = getattr(importlib.import_module(module), attribute)
+            assert isinstance(command, click.Command) and command.name == cmd_name
+            self.add_command(command)
+            del self.elsewhere[cmd_name]
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(
+    cls=Commands,
+    elsewhere=ELSEWHERE,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
 @click.version_option(drifttools.__version__, prog_name="drifttools")
 def cli() -> None:
     """Container drift forensics: what changed in a container compared with its image."""
@@ -222,6 +253,8 @@ def ps(container: str, env_values: bool, engines: Engines, output: str) -> None:
     if output == "json":
         click.echo(json.dumps([asdict(r) for r in records], indent=2, ensure_ascii=False))
     else:
+        from drifttools_cli.render import draw_processes, stdout_console
+
         draw_processes(records, stdout_console())
 
 
@@ -246,11 +279,9 @@ def list_containers(runtime_name: str | None, engines: Engines, output: str) -> 
     if output == "json":
         click.echo(json.dumps([asdict(row) for row in rows], indent=2, ensure_ascii=False))
     else:
+        from drifttools_cli.render import draw_containers, stdout_console
+
         draw_containers(rows, stdout_console())
-
-
-for command in (bundle, verify, export, respond_command, fix_command, scan, summarize, show):
-    cli.add_command(command)
 
 
 def main() -> None:

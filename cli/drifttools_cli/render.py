@@ -1,10 +1,10 @@
-"""Drawing reports for people (rich, on a terminal) and for machines (JSON, JSONL)."""
+"""Drawing reports and listings for people: rich tables on a terminal (machines take
+:mod:`drifttools_cli.output`)."""
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator, Sequence
-from enum import StrEnum
+from collections.abc import Sequence
 
 from rich.console import Console
 from rich.table import Table
@@ -18,8 +18,6 @@ from drifttools import (
     ProcessRecord,
     Severity,
 )
-from drifttools.evidence.report import report_json_chunks, report_to_jsonl
-from drifttools.evidence.sbom import cyclonedx_json
 from drifttools.text import printable
 
 
@@ -28,13 +26,6 @@ def stdout_console() -> Console:
     (a report in a file or a pager must not lose its paths to an 80-column guess)."""
     probe = Console()
     return Console(highlight=False, width=None if probe.is_terminal else 200)
-
-
-class OutputFormat(StrEnum):
-    TABLE = "table"
-    JSON = "json"
-    JSONL = "jsonl"
-    CYCLONEDX = "cyclonedx"  # the packages added, removed, upgraded: an SBOM
 
 
 _STYLE = {
@@ -51,19 +42,6 @@ _SYMBOL = {"added": "A", "modified": "C", "metadata": "M", "type": "T", "deleted
 TABLE_ROWS = 200
 #: Directories named in the count of the changes not drawn.
 _TOP_DIRECTORIES = 5
-
-
-def machine_text(report: DriftReport, output: OutputFormat) -> Iterator[str]:
-    """The report as JSON (one document) or JSON Lines, or its package changes as CycloneDX,
-    in pieces to write as they come (a big report is never held as one string)."""
-    if output is OutputFormat.JSON:
-        yield from report_json_chunks(report)
-        yield "\n"
-    elif output is OutputFormat.CYCLONEDX:
-        yield cyclonedx_json(report) + "\n"
-    else:
-        for line in report_to_jsonl(report):
-            yield line + "\n"
 
 
 def draw_table(report: DriftReport, console: Console, rows: int = TABLE_ROWS) -> None:

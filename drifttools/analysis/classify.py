@@ -177,7 +177,9 @@ def classify(
     def before(path: str) -> bytes | None:
         return image_files(path, cap) if image_files is not None else None
 
-    packages = package_drift(by_path, baseline.entries, before, after, executables)
+    packages = package_drift(
+        by_path, baseline.entries, before, after, executables, baseline.database_paths
+    )
     notes += packages.notes
 
     changes = []

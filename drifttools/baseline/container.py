@@ -145,6 +145,7 @@ def _indexed(
         links=found.links,
         errors=found.errors,
         problems=tuple(config.problems),
+        database_paths=found.database_paths,
     )
 
 

@@ -4,7 +4,9 @@ An image's merged view is written under ``<cache>/images/v1/<hex of its chain id
 OCI ChainID of its diff_ids) as a :class:`drifttools._native.BaselineIndex`: records sorted
 by path, memory-mapped, binary-searched; a subtree is a contiguous range. Its metadata names
 the chain and each layer it was merged from (diff_id, blob digest, when it was verified),
-its hardlink groups and the merge's errors.
+its hardlink groups, the merge's errors and the paths the package readers read
+(:func:`~drifttools.analysis.classifiers.packages.database.is_database_path`), so that a warm
+run never lists the whole image to find them.
 
 Integrity: the file carries a SHA-256 over its header and a table of SHA-256s of its 64 KiB
 blocks; opening checks the header, each block is checked the first time it is read. A file
@@ -30,13 +32,14 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from drifttools import _native
+from drifttools.analysis.classifiers.packages.database import is_database_path
 from drifttools.baseline.cache import LayerCache
 from drifttools.baseline.merge import IMPLICIT_DIR, Merged, merge_layers
 from drifttools.baseline.verification import VerificationRecords
 from drifttools.errors import CacheError, IndexCorrupt
 from drifttools.models import BaselineEntry, ErrorRecord
 
-_FORMAT = 1
+_FORMAT = 2  # 2: database_paths in the metadata
 _CHUNK = 1 << 16
 _T = TypeVar("_T")
 
@@ -153,6 +156,7 @@ class StoredBaseline:
     layers: tuple[LayerRecord, ...]
     links: dict[str, frozenset[str]]
     errors: tuple[ErrorRecord, ...]
+    database_paths: frozenset[str]  # recorded when written: a warm run lists no path
 
 
 class BaselineStore:
@@ -193,12 +197,14 @@ class BaselineStore:
         verified_at = [records.get(diff_id).get("verified_at") for diff_id in diff_ids]
         trees = [layer.entries for layer in layers]
         tree_of = {id(tree): k for k, tree in enumerate(trees)}
-        paths, numbers, sources, positions = [], [], [], []
+        paths, numbers, sources, positions, databases = [], [], [], [], []
         for path, entry in merged.entries.items():
             origin = entry.origin
             if origin is None and entry.facts is not IMPLICIT_DIR:
                 return None
             paths.append(path)
+            if is_database_path(path):
+                databases.append(path)
             numbers.append(entry.layer)
             sources.append(-1 if origin is None else tree_of[id(origin[0])])
             positions.append(0 if origin is None else origin[1])
@@ -211,6 +217,7 @@ class BaselineStore:
             ],
             "links": sorted({tuple(sorted(group)) for group in merged.links.values()}),
             "errors": [[error.path, error.reason] for error in merged.errors],
+            "database_paths": databases,
         }
         target = self._path(diff_ids)
         try:
@@ -278,4 +285,5 @@ def _stored(
         ),
         links=links,
         errors=tuple(ErrorRecord(path, reason) for path, reason in meta["errors"]),
+        database_paths=frozenset(meta["database_paths"]),
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import posixpath
 import shlex
-from collections.abc import Iterable, Mapping
+from collections.abc import Container, Mapping
 from fnmatch import fnmatchcase
 from typing import Any
 
@@ -109,7 +109,7 @@ _TOUCHING = (ChangeKind.ADDED, ChangeKind.MODIFIED, ChangeKind.TYPE, ChangeKind.
 _LIB_DIRS = ("/lib", "/lib64", "/usr/lib", "/usr/lib64", "/usr/local/lib")
 
 
-def start_scripts(config: Mapping[str, Any], baseline: Iterable[str]) -> set[str]:
+def start_scripts(config: Mapping[str, Any], baseline: Container[str]) -> set[str]:
     """Image paths the container runs at start: Entrypoint and Cmd words that name image files,
     including words of a ``sh -c "..."`` command line."""
     inner = config.get("config") or config.get("Config") or {}
@@ -121,13 +121,12 @@ def start_scripts(config: Mapping[str, Any], baseline: Iterable[str]) -> set[str
                 words += shlex.split(str(item))
             except ValueError:
                 words += str(item).split()
-    known = set(baseline)
     interpreters = {"sh", "bash", "dash", "ash", "busybox", "env", "tini", "dumb-init"}
     return {
         posixpath.normpath(w)
         for w in words
         if w.startswith("/")
-        and posixpath.normpath(w) in known
+        and posixpath.normpath(w) in baseline
         and posixpath.basename(w) not in interpreters
     }
 

@@ -162,17 +162,22 @@ def package_drift(
     before: Reader,
     after: Reader,
     binaries: Collection[str],
+    database_paths: Collection[str] | None = None,
 ) -> PackageDrift:
     """Package records, provenance and findings of the drifted paths ``changes``.
 
     ``before`` reads a path of the image, ``after`` of the container (either answers None
     when it cannot); ``binaries`` are the drifted paths whose content is executable code.
+    ``database_paths`` are the image's paths the readers read (:func:`is_database_path`)
+    when known (an image index records them); else they are found by listing ``baseline``.
     """
     out = PackageDrift(image_paths=baseline.keys())
     out.sha256 = {p: c.after.sha256 for p, c in changes.items() if c.after is not None}
     if not changes:
         return out
-    image, container = _sides(changes, baseline, before, after)
+    if database_paths is None:
+        database_paths = [p for p in baseline if is_database_path(p)]
+    image, container = _sides(changes, baseline, database_paths, before, after)
     olds: list[Database] = []
     news: list[Database] = []
     comparable: set[str] = set()
@@ -202,12 +207,12 @@ def package_drift(
 def _sides(
     changes: Mapping[str, Change],
     baseline: Mapping[str, BaselineEntry],
+    image_paths: Collection[str],
     before: Reader,
     after: Reader,
 ) -> tuple[Side, Side]:
-    image_paths = {p for p in baseline if is_database_path(p)}
     gone = {p for p, c in changes.items() if c.after is None}
-    container_paths = (image_paths - gone) | {
+    container_paths = (set(image_paths) - gone) | {
         p for p, c in changes.items() if c.after is not None and is_database_path(p)
     }
     unchanged: dict[str, bytes | None] = {}
