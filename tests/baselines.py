@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
-from drifttools.models import ImageIndex
+from collections.abc import Sequence
+
+from drifttools import _native
+from drifttools.baseline.image import merged_image
+from drifttools.models import ImageIndex, ImageRef
+
+
+def merged_baseline(layers: Sequence[_native.Tree]) -> ImageIndex:
+    """The baseline of an image of ``layers`` (bottom first), merged as a run merges them."""
+    image = ImageRef(ref=None, id="sha256:" + "0" * 64)
+    return merged_image(image, (), _native.MergedLayers(layers), ())
 
 
 def baseline_view(index: ImageIndex) -> dict[str, tuple]:

@@ -1,4 +1,4 @@
-"""The stored image index answers like the merged tree it was written from, and is never
+"""The stored image index answers like the merge it was written from, and is never
 trusted when its bytes are not the ones written."""
 
 from __future__ import annotations
@@ -14,23 +14,24 @@ from hypothesis import HealthCheck, given, settings
 from drifttools import _native
 from drifttools.baseline.cache import LayerCache
 from drifttools.baseline.index import BaselineStore, IndexedEntries, chain_id
-from drifttools.baseline.merge import Merged, merge_layers
+from drifttools.models import ImageIndex
+from tests.baselines import merged_baseline
 from tests.tarbuild import directory, file, hardlink, layer_stacks, layer_tar, symlink, whiteout
 
 HEADER_LEN = 128
 
 
-def stored(cache_dir: Path, layers: list[bytes]) -> tuple[BaselineStore, list[str], Merged]:
-    """Cache ``layers`` as verified and write their image index."""
+def stored(cache_dir: Path, layers: list[bytes]) -> tuple[BaselineStore, list[str], ImageIndex]:
+    """Cache ``layers`` as verified and write their image index; and the baseline of this
+    run's merge of them (its own index, not kept)."""
     cache = LayerCache(cache_dir)
     indexes = [_native.read_layer(io.BytesIO(layer)) for layer in layers]
     diff_ids = [f"sha256:{index.uncompressed_sha256}" for index in indexes]
     for diff_id, index in zip(diff_ids, indexes, strict=True):
         cache.put(diff_id, index)
-    merged = merge_layers([index.entries for index in indexes])
-    store = BaselineStore(cache)
-    assert store.write(diff_ids, indexes, merged) is not None
-    return store, diff_ids, merged
+    trees = [index.entries for index in indexes]
+    BaselineStore(cache).write(diff_ids, indexes, _native.MergedLayers(trees))
+    return BaselineStore(cache), diff_ids, merged_baseline(trees)
 
 
 def opened(store: BaselineStore, diff_ids: list[str]) -> IndexedEntries:

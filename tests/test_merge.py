@@ -14,7 +14,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 
 from drifttools import _native
-from drifttools.baseline.merge import merge_layers
+from tests.baselines import merged_baseline
 from tests.tarbuild import directory, file, hardlink, layer_stacks, layer_tar, opaque, whiteout
 
 
@@ -105,7 +105,7 @@ def _read_back(root: Path) -> dict[str, tuple]:
 
 def merged_tree(layers: list[bytes]) -> dict[str, tuple]:
     trees = [_native.read_layer(io.BytesIO(layer)).entries for layer in layers]
-    merged = merge_layers(trees)
+    merged = merged_baseline(trees)
     assert not merged.errors
     entries = merged.entries
     result = {}
@@ -145,7 +145,7 @@ def test_hardlink_to_a_lower_layer_takes_its_content() -> None:
     lower = layer_tar([directory("bin"), file("bin/tool", b"\x7fELF tool", 0o755)])
     upper = layer_tar([directory("usr"), hardlink("usr/tool", "bin/tool")])
     trees = [_native.read_layer(io.BytesIO(layer)).entries for layer in (lower, upper)]
-    merged = merge_layers(trees)
+    merged = merged_baseline(trees)
     assert not merged.errors
     entries = merged.entries
     assert merged.links["/usr/tool"] == merged.links["/bin/tool"] == {"/usr/tool", "/bin/tool"}
@@ -156,5 +156,5 @@ def test_hardlink_to_a_lower_layer_takes_its_content() -> None:
 
 def test_hardlink_to_a_missing_target_is_recorded_not_dropped_silently() -> None:
     layer = layer_tar([hardlink("orphan", "nowhere")])
-    errors = merge_layers([_native.read_layer(io.BytesIO(layer)).entries]).errors
+    errors = merged_baseline([_native.read_layer(io.BytesIO(layer)).entries]).errors
     assert [(e.path, "hardlink target missing" in e.reason) for e in errors] == [("/orphan", True)]
