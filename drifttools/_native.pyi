@@ -194,6 +194,9 @@ class LayerIndex:
     def to_bytes(self) -> bytes:
         """Versioned binary form (magic ``b"DTLAYR\\r\\n"``), same integrity rules as
         :meth:`Tree.to_bytes`."""
+    def write_to(self, fd: int) -> None:
+        """Write :meth:`to_bytes`'s bytes to the open file ``fd`` (left open), streamed: no
+        copy of the whole in memory. ``OSError``."""
     @staticmethod
     def from_bytes(data: bytes | bytearray) -> LayerIndex:
         """``IndexCorrupt("corrupt layer index: ...")`` on bad data."""

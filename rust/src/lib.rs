@@ -23,7 +23,7 @@ use pyo3::import_exception;
 use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedBytes;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString};
-use std::io::{self, Read, Seek, SeekFrom};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -435,6 +435,20 @@ impl PyLayerIndex {
         let meta = &self.meta;
         let data = py.detach(|| meta.encode(&tree));
         PyBytes::new(py, &data)
+    }
+
+    /// Write what `to_bytes` gives to the open file `fd` (not closed), streamed.
+    fn write_to(&self, py: Python<'_>, fd: i32) -> PyResult<()> {
+        use std::os::fd::FromRawFd;
+        let tree = self.entries.get().inner.clone();
+        let meta = &self.meta;
+        // SAFETY: the caller's open fd, borrowed for this call: ManuallyDrop never closes it
+        let file = std::mem::ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(fd) });
+        py.detach(|| {
+            let out = io::BufWriter::with_capacity(1 << 20, &*file);
+            meta.write_encoded(&tree, out)?.flush()
+        })
+        .map_err(|e| os_error(&e, &format!("fd {fd}")))
     }
 
     #[staticmethod]
