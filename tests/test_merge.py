@@ -18,11 +18,12 @@ from tests.baselines import merged_baseline
 from tests.tarbuild import directory, file, hardlink, layer_stacks, layer_tar, opaque, whiteout
 
 
-def reference_tree(layers: list[bytes]) -> dict[str, tuple]:
+def reference_tree(layers: list[bytes]) -> tuple[dict[str, tuple], set[frozenset[str]]]:
     """Apply layers by extracting them into a real directory, then read it back.
 
     Whiteouts and opaque markers remove lower content with shutil before the
-    layer is extracted; everything else is Python's tarfile on a real disk.
+    layer is extracted; everything else is Python's tarfile on a real disk. Returns each
+    path's facts and the groups of paths that share an inode.
     """
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch)
@@ -86,8 +87,9 @@ def _remove(path: Path) -> None:
         path.unlink()
 
 
-def _read_back(root: Path) -> dict[str, tuple]:
+def _read_back(root: Path) -> tuple[dict[str, tuple], set[frozenset[str]]]:
     found = {}
+    inodes: dict[int, set[str]] = {}
     for current, dirs, files in os.walk(root):
         for name in dirs + files:
             path = Path(current) / name
@@ -100,10 +102,11 @@ def _read_back(root: Path) -> dict[str, tuple]:
             else:
                 digest = hashlib.sha256(path.read_bytes()).hexdigest()
                 found[key] = ("file", stat.S_IMODE(info.st_mode), digest)
-    return found
+                inodes.setdefault(info.st_ino, set()).add(key)
+    return found, {frozenset(group) for group in inodes.values() if len(group) > 1}
 
 
-def merged_tree(layers: list[bytes]) -> dict[str, tuple]:
+def merged_tree(layers: list[bytes]) -> tuple[dict[str, tuple], set[frozenset[str]]]:
     trees = [_native.read_layer(io.BytesIO(layer)).entries for layer in layers]
     merged = merged_baseline(trees)
     assert not merged.errors
@@ -117,19 +120,19 @@ def merged_tree(layers: list[bytes]) -> dict[str, tuple]:
             result[path] = ("dir", facts.mode, None)
         else:
             result[path] = (facts.kind, facts.mode, facts.sha256)
-    return result
+    return result, set(merged.links.values())
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(layer_stacks())
 def test_random_layer_stacks_apply_like_a_real_extraction(layers: list[bytes]) -> None:
-    assert merged_tree(layers) == reference_tree(layers)
+    assert merged_tree(layers) == reference_tree(layers)  # hardlink groups included
 
 
 def test_whiteout_removes_only_lower_content_and_opaque_applies_first() -> None:
     lower = layer_tar([directory("d"), file("d/old", b"1"), file("keep", b"k"), file("gone", b"g")])
     upper = layer_tar([file("d/new", b"2"), whiteout("gone"), directory("d"), opaque("d")])
-    merged = merged_tree([lower, upper])
+    merged, _ = merged_tree([lower, upper])
     assert set(merged) == {"/d", "/d/new", "/keep"}
 
 
@@ -137,8 +140,8 @@ def test_directory_replaced_by_file_and_back() -> None:
     first = layer_tar([directory("r"), file("r/x", b"x")])
     second = layer_tar([file("r", b"now a file")])
     third = layer_tar([directory("r"), file("r/y", b"y")])
-    assert set(merged_tree([first, second])) == {"/r"}
-    assert set(merged_tree([first, second, third])) == {"/r", "/r/y"}
+    assert set(merged_tree([first, second])[0]) == {"/r"}
+    assert set(merged_tree([first, second, third])[0]) == {"/r", "/r/y"}
 
 
 def test_hardlink_to_a_lower_layer_takes_its_content() -> None:
@@ -158,3 +161,12 @@ def test_hardlink_to_a_missing_target_is_recorded_not_dropped_silently() -> None
     layer = layer_tar([hardlink("orphan", "nowhere")])
     errors = merged_baseline([_native.read_layer(io.BytesIO(layer)).entries]).errors
     assert [(e.path, "hardlink target missing" in e.reason) for e in errors] == [("/orphan", True)]
+
+
+def test_a_path_given_again_leaves_its_hardlink_group_and_wh_inside_a_name_is_no_whiteout() -> None:
+    lower = layer_tar([file("a", b"1"), hardlink("b", "a"), hardlink("c", "a")])
+    upper = layer_tar([file("a", b"2"), file("notes.wh.txt", b"n"), directory("x.wh.d")])
+    merged, links = merged_tree([lower, upper])
+    assert links == {frozenset({"/b", "/c"})}  # /a is another file now
+    assert merged["/b"][2] == hashlib.sha256(b"1").hexdigest() != merged["/a"][2]
+    assert {"/notes.wh.txt", "/x.wh.d"} <= set(merged)
