@@ -608,7 +608,7 @@ impl PyMergedLayers {
     }
 
     fn __len__(&self) -> usize {
-        self.merged.entries.len()
+        self.merged.len()
     }
 
     /// The hardlink groups (escaped paths).
@@ -629,15 +629,8 @@ impl PyMergedLayers {
             let trees = self.trees();
             let items = self
                 .merged
-                .entries
-                .iter()
-                .map(|m| image_index::Item {
-                    path: self.merged.path(&trees, m),
-                    layer: m.layer,
-                    entry: m
-                        .origin
-                        .map(|(t, p)| trees[t as usize].get(p as usize).expect("merged entry")),
-                })
+                .iter(&trees)
+                .map(|(path, layer, entry)| image_index::Item { path, layer, entry })
                 .collect();
             image_index::write(&path, items, meta)
         })
@@ -651,7 +644,7 @@ impl PyMergedLayers {
         format!(
             "<MergedLayers: {} layers, {} entries, {} errors>",
             self.trees.len(),
-            self.merged.entries.len(),
+            self.merged.len(),
             self.merged.errors.len()
         )
     }

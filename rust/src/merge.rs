@@ -47,21 +47,46 @@ pub enum Rules {
 /// An entry of a layer: (tree, position).
 pub type At = (u32, u32);
 
-/// One path of the merged view.
+/// Slot flag: the path is a directory.
+const DIR: u32 = 1 << 31;
+/// `Slot::aux` of an entry whose facts are its own.
+const OWN: u32 = u32::MAX;
+/// `Slot::aux` flag of an implicit directory (the low bits: its path's length).
+const IMPLICIT: u32 = 1 << 31;
+
+/// One path of the view in 12 bytes (an image has millions): its path is (the first bytes
+/// of) the path of entry (`layer`, `pos`); `aux` says whose facts it has: [`OWN`], none
+/// ([`IMPLICIT`] | length) or, for a hardlink, the index of its target's in a side table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Merge {
-    /// Where the path's bytes are: the first `len` bytes of that entry's path.
-    pub path: (At, u32),
-    /// The layer that gave the path.
-    pub layer: u32,
-    /// The entry whose facts the path has (a hardlink's: its target's); None: implicit dir.
-    pub origin: Option<At>,
+struct Slot {
+    layer: u32, // | DIR
+    pos: u32,
+    aux: u32,
+}
+
+impl Slot {
+    fn is_dir(self) -> bool {
+        self.layer & DIR != 0
+    }
+    fn at(self) -> At {
+        (self.layer & !DIR, self.pos)
+    }
+
+    /// The entry whose facts the path has; `hardlinks` the side table.
+    fn origin(self, hardlinks: &[Option<At>]) -> Option<At> {
+        match self.aux {
+            OWN => Some(self.at()),
+            aux if aux & IMPLICIT != 0 => None,
+            aux => hardlinks[aux as usize],
+        }
+    }
 }
 
 /// The merged view: every path, sorted by bytes; hardlink groups; what went wrong.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Merged {
-    pub entries: Vec<Merge>,
+    entries: Vec<Slot>,
+    hardlinks: Vec<Option<At>>, // a hardlink's facts: its target's entry (None: implicit)
     /// Paths (raw bytes) of one inode, each group and its paths sorted.
     pub links: Vec<Vec<Vec<u8>>>,
     /// (raw path, reason), in the order met.
@@ -69,37 +94,42 @@ pub struct Merged {
 }
 
 impl Merged {
-    /// The raw path of `m`.
-    pub fn path<'t>(&self, trees: &'t [&Tree], m: &Merge) -> &'t [u8] {
-        let ((t, p), len) = m.path;
-        &entry(trees, (t, p)).path[..len as usize]
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Each path of the view (sorted), the layer that gave it and the entry whose facts it
+    /// has (a hardlink's: its target's; None: an implicit directory); `trees` the merged ones.
+    pub fn iter<'t>(
+        &'t self,
+        trees: &'t [&'t Tree],
+    ) -> impl Iterator<Item = (&'t [u8], u32, Option<EntryRef<'t>>)> + 't {
+        self.entries.iter().map(move |s| {
+            let mut path = entry(trees, s.at()).path;
+            if s.aux != OWN && s.aux & IMPLICIT != 0 {
+                path = &path[..(s.aux & !IMPLICIT) as usize];
+            }
+            let origin = s.origin(&self.hardlinks);
+            (path, s.at().0, origin.map(|at| entry(trees, at)))
+        })
     }
 }
 
-fn entry<'t>(trees: &'t [&Tree], (t, p): At) -> EntryRef<'t> {
+fn entry<'t>(trees: &[&'t Tree], (t, p): At) -> EntryRef<'t> {
     trees[t as usize]
         .get(p as usize)
         .expect("merge refers to an entry")
 }
 
-#[derive(Clone, Copy)]
-struct Slot {
-    kind: EntryKind,
-    inode: u32,
-    at: Merge,
-}
-
 struct View<'t> {
     map: BTreeMap<&'t [u8], Slot>,
-    next_inode: u32,
 }
 
 impl<'t> View<'t> {
-    fn inode(&mut self) -> u32 {
-        self.next_inode += 1;
-        self.next_inode
-    }
-
     /// Delete everything below directory `dir`, keeping `dir`.
     fn clear(&mut self, dir: &[u8]) {
         let prefix = if dir == b"/" {
@@ -129,7 +159,7 @@ impl<'t> View<'t> {
     /// Set `path`; parents no layer named become implicit directories of `slot`'s layer.
     fn put(&mut self, path: &'t [u8], slot: Slot) {
         if let Some(old) = self.map.get(path) {
-            if !(old.kind == EntryKind::Dir && slot.kind == EntryKind::Dir) {
+            if !(old.is_dir() && slot.is_dir()) {
                 self.remove(path);
             }
         }
@@ -140,7 +170,7 @@ impl<'t> View<'t> {
             .rposition(|&b| b == b'/')
             .filter(|&a| a > 0)
         {
-            if self.map.get(&path[..at]).map(|s| s.kind) == Some(EntryKind::Dir) {
+            if self.map.get(&path[..at]).is_some_and(|s| s.is_dir()) {
                 break;
             }
             missing.push(at);
@@ -149,15 +179,10 @@ impl<'t> View<'t> {
         for &at in missing.iter().rev() {
             let parent = &path[..at];
             self.remove(parent);
-            let (origin, _) = slot.at.path;
             let implicit = Slot {
-                kind: EntryKind::Dir,
-                inode: self.inode(),
-                at: Merge {
-                    path: (origin, at as u32),
-                    layer: slot.at.layer,
-                    origin: None,
-                },
+                layer: slot.layer | DIR,
+                pos: slot.pos,
+                aux: IMPLICIT | at as u32,
             };
             self.map.insert(parent, implicit);
         }
@@ -177,20 +202,23 @@ fn basename(path: &[u8]) -> (&[u8], &[u8]) {
 pub fn merge(layers: &[&Tree], rules: Rules) -> Merged {
     let mut view = View {
         map: BTreeMap::new(),
-        next_inode: 0,
     };
-    let mut linked = HashSet::new();
+    let mut hardlinks = Vec::new();
+    let mut linked = HashSet::new(); // entries some hardlink shares (an inode of many paths)
     let mut errors = Vec::new();
     for (li, tree) in layers.iter().enumerate() {
         let li = li as u32;
-        let fresh = |view: &mut View<'_>, e: &EntryRef<'_>, i: usize| Slot {
-            kind: e.rec.kind,
-            inode: view.inode(),
-            at: Merge {
-                path: ((li, i as u32), e.path.len() as u32),
-                layer: li,
-                origin: Some((li, i as u32)),
-            },
+        let dir = |e: &EntryRef<'_>| {
+            if e.rec.kind == EntryKind::Dir {
+                DIR
+            } else {
+                0
+            }
+        };
+        let own = |e: &EntryRef<'_>, i: usize| Slot {
+            layer: li | dir(e),
+            pos: i as u32,
+            aux: OWN,
         };
         match rules {
             Rules::Oci => {
@@ -239,26 +267,24 @@ pub fn merge(layers: &[&Tree], rules: Rules) -> Merged {
                         continue;
                     }
                     if e.rec.kind != EntryKind::Hardlink {
-                        let slot = fresh(&mut view, &e, i);
-                        view.put(e.path, slot);
+                        view.put(e.path, own(&e, i));
                         continue;
                     }
                     let target = e.target().unwrap_or_default();
-                    let Some(linked_to) = view.map.get(target).copied() else {
+                    let Some(to) = view.map.get(target).copied() else {
                         let shown = escape_path(target);
                         let reason = format!("layer {li}: hardlink target missing: {shown}");
                         errors.push((e.path.to_vec(), reason));
                         continue;
                     };
-                    linked.insert(linked_to.inode);
+                    let origin = to.origin(&hardlinks);
+                    linked.extend(origin);
                     let slot = Slot {
-                        at: Merge {
-                            path: ((li, i as u32), e.path.len() as u32),
-                            layer: li,
-                            origin: linked_to.at.origin,
-                        },
-                        ..linked_to
+                        layer: li | (to.layer & DIR),
+                        pos: i as u32,
+                        aux: hardlinks.len() as u32,
                     };
+                    hardlinks.push(origin);
                     view.put(e.path, slot);
                 }
             }
@@ -279,24 +305,27 @@ pub fn merge(layers: &[&Tree], rules: Rules) -> Merged {
                     if r.kind == EntryKind::Dir && opaque {
                         view.clear(e.path);
                     }
-                    let slot = fresh(&mut view, &e, i);
-                    view.put(e.path, slot);
+                    view.put(e.path, own(&e, i));
                 }
             }
         }
     }
-    let mut groups: BTreeMap<u32, Vec<Vec<u8>>> = BTreeMap::new();
-    let mut entries = Vec::with_capacity(view.map.len());
-    for (path, slot) in &view.map {
-        if linked.contains(&slot.inode) {
-            groups.entry(slot.inode).or_default().push(path.to_vec());
+    // the paths of each entry hardlinks share, that entry's own path included
+    let mut groups: BTreeMap<At, Vec<Vec<u8>>> = BTreeMap::new();
+    let entries: Vec<Slot> = view.map.values().copied().collect();
+    if !linked.is_empty() {
+        for (path, slot) in &view.map {
+            if let Some(origin) = slot.origin(&hardlinks).filter(|o| linked.contains(o)) {
+                groups.entry(origin).or_default().push(path.to_vec());
+            }
         }
-        entries.push(slot.at);
     }
+    drop(view);
     let mut links: Vec<Vec<Vec<u8>>> = groups.into_values().filter(|g| g.len() > 1).collect();
     links.sort_unstable();
     Merged {
         entries,
+        hardlinks,
         links,
         errors,
     }
@@ -323,10 +352,16 @@ mod tests {
         t
     }
 
-    fn paths(trees: &[&Tree], m: &Merged) -> Vec<(String, Option<At>)> {
-        m.entries
-            .iter()
-            .map(|e| (escape_path(m.path(trees, e)), e.origin))
+    /// (path, layer, the path of the entry whose facts it has) of each merged path.
+    fn paths(trees: &[&Tree], m: &Merged) -> Vec<(String, u32, Option<String>)> {
+        m.iter(trees)
+            .map(|(p, layer, e)| (escape_path(p), layer, e.map(|e| escape_path(e.path))))
+            .collect()
+    }
+
+    fn want(rows: &[(&str, u32, Option<&str>)]) -> Vec<(String, u32, Option<String>)> {
+        rows.iter()
+            .map(|(p, l, o)| (p.to_string(), *l, o.map(str::to_string)))
             .collect()
     }
 
@@ -350,18 +385,16 @@ mod tests {
         ]);
         let trees = [&lower, &upper];
         let m = merge(&trees, Rules::Oci);
-        let got = paths(&trees, &m);
-        let want = [
-            ("/d", Some((0, 0))),
-            ("/d/new", Some((1, 0))),
-            ("/file.wh.not", Some((1, 4))),
-            ("/keep", Some((0, 2))),
-            ("/n", None),
-            ("/n/e", None),
-            ("/n/e/w", Some((1, 3))),
-        ];
-        let want: Vec<_> = want.iter().map(|(p, o)| (p.to_string(), *o)).collect();
-        assert_eq!(got, want);
+        let expected = want(&[
+            ("/d", 0, Some("/d")),
+            ("/d/new", 1, Some("/d/new")),
+            ("/file.wh.not", 1, Some("/file.wh.not")),
+            ("/keep", 0, Some("/keep")),
+            ("/n", 1, None),
+            ("/n/e", 1, None),
+            ("/n/e/w", 1, Some("/n/e/w")),
+        ]);
+        assert_eq!(paths(&trees, &m), expected);
         assert!(m.errors.is_empty() && m.links.is_empty());
     }
 
@@ -374,11 +407,12 @@ mod tests {
         ]);
         let trees = [&lower, &upper];
         let m = merge(&trees, Rules::Oci);
-        let origins: Vec<_> = m.entries.iter().map(|e| (e.layer, e.origin)).collect();
-        assert_eq!(
-            origins,
-            [(0, Some((0, 0))), (0, Some((0, 0))), (1, Some((0, 0)))]
-        );
+        let expected = want(&[
+            ("/a", 0, Some("/a")),
+            ("/b", 0, Some("/a")),
+            ("/c", 1, Some("/a")),
+        ]);
+        assert_eq!(paths(&trees, &m), expected);
         assert_eq!(
             m.links,
             vec![vec![b"/a".to_vec(), b"/b".to_vec(), b"/c".to_vec()]]
@@ -417,7 +451,9 @@ mod tests {
         upper.push(b"/f", whiteout, None);
         let trees = [&lower, &upper];
         let m = merge(&trees, Rules::Overlay);
-        let got: Vec<String> = paths(&trees, &m).into_iter().map(|(p, _)| p).collect();
-        assert_eq!(got, ["/d", "/d/b"]);
+        assert_eq!(
+            paths(&trees, &m),
+            want(&[("/d", 1, Some("/d")), ("/d/b", 1, Some("/d/b"))])
+        );
     }
 }
