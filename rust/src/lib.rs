@@ -630,8 +630,7 @@ impl PyMergedLayers {
             let items = self
                 .merged
                 .iter(&trees)
-                .map(|(path, layer, entry)| image_index::Item { path, layer, entry })
-                .collect();
+                .map(|(path, layer, entry)| image_index::Item { path, layer, entry });
             image_index::write(&path, items, meta)
         })
         .map_err(|e| match e.kind() {

@@ -107,7 +107,7 @@ impl Merged {
     pub fn iter<'t>(
         &'t self,
         trees: &'t [&'t Tree],
-    ) -> impl Iterator<Item = (&'t [u8], u32, Option<EntryRef<'t>>)> + 't {
+    ) -> impl Iterator<Item = (&'t [u8], u32, Option<EntryRef<'t>>)> + Clone + 't {
         self.entries.iter().map(move |s| {
             let mut path = entry(trees, s.at()).path;
             if s.aux != OWN && s.aux & IMPLICIT != 0 {
