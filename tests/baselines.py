@@ -9,10 +9,11 @@ from drifttools.baseline.image import merged_image
 from drifttools.models import ImageIndex, ImageRef
 
 
-def merged_baseline(layers: Sequence[_native.Tree]) -> ImageIndex:
-    """The baseline of an image of ``layers`` (bottom first), merged as a run merges them."""
+def merged_baseline(layers: Sequence[_native.Tree], *, overlay: bool = False) -> ImageIndex:
+    """The baseline of an image of ``layers`` (bottom first), merged as a run merges them
+    (``overlay``: unpacked lower dirs)."""
     image = ImageRef(ref=None, id="sha256:" + "0" * 64)
-    return merged_image(image, (), _native.MergedLayers(layers), ())
+    return merged_image(image, (), _native.MergedLayers(layers, overlay=overlay), ())
 
 
 def baseline_view(index: ImageIndex) -> dict[str, tuple]:

@@ -7,11 +7,14 @@ import io
 import os
 import shutil
 import stat
+import subprocess
 import tarfile
 import tempfile
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from drifttools import _native
 from tests.baselines import merged_baseline
@@ -170,3 +173,80 @@ def test_a_path_given_again_leaves_its_hardlink_group_and_wh_inside_a_name_is_no
     assert links == {frozenset({"/b", "/c"})}  # /a is another file now
     assert merged["/b"][2] == hashlib.sha256(b"1").hexdigest() != merged["/a"][2]
     assert {"/notes.wh.txt", "/x.wh.d"} <= set(merged)
+
+
+@st.composite
+def lower_dirs(draw: st.DrawFn) -> list[list[tuple[str, str]]]:
+    """Stacks of 1-4 unpacked overlay layers: (path, what) with files, dirs, symlinks, 0/0
+    char devices (whiteouts) and opaque dirs; every parent a directory of the same layer."""
+    layers = []
+    for number in range(draw(st.integers(1, 4))):
+        members: dict[str, str] = {}
+        for _ in range(draw(st.integers(0, 6))):
+            path = draw(st.sampled_from(["x", "y", "a", "a/x", "a/b", "a/b/y", "c", "c/x"]))
+            parents = [path[:i] for i, char in enumerate(path) if char == "/"]
+            taken = path in members or any(m.startswith(path + "/") for m in members)
+            kind_of = [members.get(p, "dir").partition(":")[0] for p in parents]
+            if taken or any(kind not in ("dir", "opaque") for kind in kind_of):
+                continue
+            members.update({p: members.get(p, "dir") for p in parents})
+            kinds = ["file", "dir", "symlink"] + (["whiteout", "opaque"] if number else [])
+            members[path] = f"{draw(st.sampled_from(kinds))}:{draw(st.binary(max_size=8)).hex()}"
+        layers.append(sorted(members.items()))
+    return layers
+
+
+def _lay_out(root: Path, members: list[tuple[str, str]]) -> None:
+    for path, what in members:
+        kind, _, data = what.partition(":")
+        target = root / path
+        if kind in ("dir", "opaque"):
+            target.mkdir()
+            if kind == "opaque":
+                os.setxattr(target, "trusted.overlay.opaque", b"y")
+        elif kind == "file":
+            target.write_bytes(bytes.fromhex(data))
+        elif kind == "symlink":
+            target.symlink_to(f"t{data}")
+        else:
+            os.mknod(target, stat.S_IFCHR | 0o600, os.makedev(0, 0))
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting an overlay needs root")
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(lower_dirs())
+def test_unpacked_lower_dirs_merge_like_a_kernel_overlay_mount(layers: list) -> None:
+    with tempfile.TemporaryDirectory() as scratch:
+        roots = []
+        for number, members in enumerate(layers):
+            root = Path(scratch) / f"l{number}"
+            root.mkdir()
+            _lay_out(root, members)
+            roots.append(root)
+        merged = merged_baseline(
+            [_native.walk(str(root), hash_max_size=None) for root in roots], overlay=True
+        )
+        mount = Path(scratch) / "merged"
+        mount.mkdir()
+        lower = ":".join(str(root) for root in reversed(roots))
+        if len(roots) == 1:  # overlayfs needs two lower dirs without an upper one
+            lower += f":{Path(scratch) / 'empty'}"
+            (Path(scratch) / "empty").mkdir()
+        subprocess.run(
+            ["mount", "-t", "overlay", "overlay", "-o", f"ro,lowerdir={lower}", str(mount)],
+            check=True,
+        )
+        try:
+            # a whiteout in a directory no other layer has is listed, but never found
+            want = {
+                e.path: (e.kind, e.mode, e.sha256, e.target)
+                for e in _native.walk(str(mount))
+                if not (e.kind == "unknown" and e.error)
+            }
+        finally:
+            subprocess.run(["umount", str(mount)], check=True)
+        got = {
+            path: (f.kind, f.mode, f.sha256, f.target)
+            for path, f in ((p, e.facts) for p, e in merged.entries.items())
+        }
+        assert got == want
