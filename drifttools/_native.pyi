@@ -194,6 +194,9 @@ class LayerIndex:
     def to_bytes(self) -> bytes:
         """Versioned binary form (magic ``b"DTLAYR\\r\\n"``), same integrity rules as
         :meth:`Tree.to_bytes`."""
+    def write_to(self, fd: int) -> None:
+        """Write :meth:`to_bytes`'s bytes to the open file ``fd`` (left open), streamed: no
+        copy of the whole in memory. ``OSError``."""
     @staticmethod
     def from_bytes(data: bytes | bytearray) -> LayerIndex:
         """``IndexCorrupt("corrupt layer index: ...")`` on bad data."""
@@ -209,20 +212,6 @@ class BaselineIndex:
     Positions are indexes into the sorted records.
     """
 
-    @staticmethod
-    def write(
-        path: str | PathLike[str],
-        meta: bytes,
-        trees: Sequence[Tree],
-        paths: Sequence[str],
-        layers: Sequence[int],
-        sources: Sequence[int],
-        positions: Sequence[int],
-    ) -> None:
-        """Write the index of ``paths`` (escaped text, any order, each once): path ``k``
-        came from layer ``layers[k]`` and has the entry ``trees[sources[k]][positions[k]]``
-        (``sources[k] == -1``: a directory no layer named). ``ValueError`` for a path given
-        twice; ``OSError`` when the file cannot be written."""
     @staticmethod
     def open(path: str | PathLike[str]) -> BaselineIndex:
         """``IndexCorrupt`` for a truncated, altered or other-version file; ``OSError``."""
@@ -245,6 +234,30 @@ class BaselineIndex:
         """Merge-join of ``tree`` (its paths under ``mount``) with the index: the indexes
         of ``tree`` whose drift key (:meth:`Tree.drift_keys`) differs from the image's or
         that the image lacks, and the positions no path of ``tree`` has."""
+
+@final
+class MergedLayers:
+    """An image's layers applied bottom first into one merged view, held natively.
+
+    Layer tars (the default): ``.wh..wh..opq`` hides what lower layers put in its directory
+    (applied first), ``.wh.<name>`` deletes ``<name>`` and all below it; an entry replaces
+    what lower layers had at its path (a directory over a directory keeps the children);
+    parents no layer named become implicit directories; a hardlink takes its target's facts
+    and inode. A member named (or linking) outside the layer's root is kept out and listed in
+    :meth:`errors`, as are a missing hardlink target and every member's own error. With
+    ``overlay``, unpacked overlay lower dirs (walked): a char device 0/0 deletes its path, a
+    directory with an opaque xattr ``y`` hides what is below it. The entries are reached by
+    writing the index (:meth:`write`, then :meth:`BaselineIndex.open`).
+    """
+
+    def __new__(cls, layers: Sequence[Tree], *, overlay: bool = False) -> MergedLayers: ...
+    def __len__(self) -> int: ...
+    def links(self) -> list[list[str]]:
+        """The paths of each inode more than one path of the view shares (sorted)."""
+    def errors(self) -> list[tuple[str, str]]:
+        """(path, reason) of each entry kept out or not readable, in the order met."""
+    def write(self, path: str | PathLike[str], meta: bytes) -> None:
+        """Write the view as a :class:`BaselineIndex` file with ``meta``; ``OSError``."""
 
 #: The extended attribute that :meth:`Tree.drift_keys` (and the diff) compare.
 DRIFT_XATTR: str
@@ -438,6 +451,7 @@ __all__ = [
     "BaselineIndex",
     "Entry",
     "LayerIndex",
+    "MergedLayers",
     "Tree",
     "escape_path",
     "hash_fd",

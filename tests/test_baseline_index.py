@@ -1,4 +1,4 @@
-"""The stored image index answers like the merged tree it was written from, and is never
+"""The stored image index answers like the merge it was written from, and is never
 trusted when its bytes are not the ones written."""
 
 from __future__ import annotations
@@ -14,24 +14,26 @@ from hypothesis import HealthCheck, given, settings
 
 from drifttools import _native
 from drifttools.baseline.cache import LayerCache
-from drifttools.baseline.index import BaselineStore, IndexedEntries, chain_id
-from drifttools.baseline.merge import Merged, merge_layers
+from drifttools.baseline.index import BaselineStore, IndexedEntries, chain_id, database_candidates
+from drifttools.models import ImageIndex
+from tests.baselines import merged_baseline
 from tests.tarbuild import directory, file, hardlink, layer_stacks, layer_tar, symlink, whiteout
 
 HEADER_LEN = 128
 
 
-def stored(cache_dir: Path, layers: list[bytes]) -> tuple[BaselineStore, list[str], Merged]:
-    """Cache ``layers`` as verified and write their image index."""
+def stored(cache_dir: Path, layers: list[bytes]) -> tuple[BaselineStore, list[str], ImageIndex]:
+    """Cache ``layers`` as verified and write their image index; and the baseline of this
+    run's merge of them (its own index, not kept)."""
     cache = LayerCache(cache_dir)
     indexes = [_native.read_layer(io.BytesIO(layer)) for layer in layers]
     diff_ids = [f"sha256:{index.uncompressed_sha256}" for index in indexes]
     for diff_id, index in zip(diff_ids, indexes, strict=True):
         cache.put(diff_id, index)
-    merged = merge_layers([index.entries for index in indexes])
-    store = BaselineStore(cache)
-    assert store.write(diff_ids, indexes, merged) is not None
-    return store, diff_ids, merged
+    trees = [index.entries for index in indexes]
+    merged = _native.MergedLayers(trees)
+    BaselineStore(cache).write(diff_ids, indexes, merged, database_candidates(trees))
+    return BaselineStore(cache), diff_ids, merged_baseline(trees)
 
 
 def opened(store: BaselineStore, diff_ids: list[str]) -> IndexedEntries:
@@ -127,7 +129,11 @@ def test_the_package_readers_paths_are_recorded_and_an_older_index_is_rebuilt(
     tmp_path: Path,
 ) -> None:
     databases = ["var/lib/dpkg/status", "usr/lib/python3/dist-packages/a-1.dist-info/RECORD"]
-    layers = [layer_tar([file(path, b"x") for path in [*databases, "usr/bin/tool"]])]
+    gone = "var/lib/dpkg/info/old.list"
+    layers = [
+        layer_tar([file(path, b"x") for path in [*databases, gone, "usr/bin/tool"]]),
+        layer_tar([whiteout(gone)]),
+    ]
     store, diff_ids, _ = stored(tmp_path, layers)
     found = store.open(diff_ids)
     assert found is not None
@@ -135,21 +141,9 @@ def test_the_package_readers_paths_are_recorded_and_an_older_index_is_rebuilt(
     assert found.entries.scans == 0
 
     path = store._path(diff_ids)
-    index = _native.BaselineIndex.open(path)
-    meta = json.loads(index.meta())
+    meta = json.loads(_native.BaselineIndex.open(path).meta())
     del meta["database_paths"]
     meta["format"] = 1  # written before the index recorded them
-    indexes = [_native.read_layer(io.BytesIO(layer)) for layer in layers]
-    merged = merge_layers([layer.entries for layer in indexes])
-    paths = sorted(merged.entries, key=str.encode)
-    origins = [merged.entries[p].origin for p in paths]
-    _native.BaselineIndex.write(
-        str(path),
-        json.dumps(meta).encode(),
-        [layer.entries for layer in indexes],
-        paths,
-        [merged.entries[p].layer for p in paths],
-        [-1 if origin is None else 0 for origin in origins],
-        [0 if origin is None else origin[1] for origin in origins],
-    )
+    trees = [_native.read_layer(io.BytesIO(layer)).entries for layer in layers]
+    _native.MergedLayers(trees).write(str(path), json.dumps(meta).encode())
     assert store.open(diff_ids) is None and not path.exists()

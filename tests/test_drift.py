@@ -13,9 +13,9 @@ from hypothesis import strategies as st
 
 from drifttools import _native
 from drifttools.analysis.diff import DEFAULT_EXCLUSIONS, compare, diff_snapshot
-from drifttools.baseline.merge import merge_layers
 from drifttools.entries import iter_facts
-from drifttools.models import FilesystemState, ImageIndex, ImageRef, Snapshot, Target
+from drifttools.models import FilesystemState, ImageIndex, Snapshot, Target
+from tests.baselines import merged_baseline
 from tests.tarbuild import directory, file, hardlink, layer_tar, symlink
 
 FILES = 12
@@ -43,13 +43,7 @@ def image_members() -> list:
 def baseline_of(tmp: Path) -> ImageIndex:
     layer = tmp / "layer.tar"
     layer.write_bytes(layer_tar(image_members()))
-    merged = merge_layers([_native.read_layer(str(layer)).entries])
-    return ImageIndex(
-        image=ImageRef(ref=None, id="sha256:" + "0" * 64),
-        layers=(),
-        entries=merged.entries,
-        links=merged.links,
-    )
+    return merged_baseline([_native.read_layer(str(layer)).entries])
 
 
 def mutate(root: Path, operations: list[str], added: int) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Final, Literal
 
 from drifttools import _native
-from drifttools.atomic import atomic_write
+from drifttools.atomic import atomic_output
 from drifttools.errors import CacheError, IndexCorrupt
 
 
@@ -67,7 +67,8 @@ class LayerCache:
         path = self._path(diff_id)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write(path, index.to_bytes())
+            with atomic_output(path) as handle:
+                index.write_to(handle.fileno())
         except OSError as exc:
             raise CacheError(f"cannot write layer cache {path}: {exc}") from exc
 

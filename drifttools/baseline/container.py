@@ -25,13 +25,11 @@ from collections.abc import Sequence
 
 from drifttools import _native
 from drifttools.acquisition.runtime import Runtime
-from drifttools.analysis.diff import is_opaque_dir, is_overlay_deletion
 from drifttools.baseline.cache import LayerCache
-from drifttools.baseline.image import assemble, index_image, verified_layer
+from drifttools.baseline.image import assemble, index_image, merged_image, verified_layer
 from drifttools.baseline.images.layer_store import StoredLayer, read_stored_layer
 from drifttools.baseline.images.stream import StreamedBlobs
-from drifttools.baseline.index import BaselineStore
-from drifttools.baseline.merge import MergedTree
+from drifttools.baseline.index import BaselineStore, database_candidates
 from drifttools.baseline.oci import ImageConfig, host_platform_name
 from drifttools.baseline.sources import BlobLayer, LayerSource, UnpackedLayer
 from drifttools.baseline.verification import (
@@ -44,13 +42,10 @@ from drifttools.baseline.verification import (
 )
 from drifttools.errors import ImageNotFound, LayerCorrupt
 from drifttools.models import (
-    BaselineEntry,
     ContainerInfo,
-    ErrorRecord,
     ImageIndex,
     ImageRef,
     Layer,
-    facts_from_entry,
 )
 from drifttools.progress import Progress, ProgressEvent, Stage, no_progress
 
@@ -264,24 +259,12 @@ def unpacked_baseline(
     opaque hides what is below it. Nothing can be checked against the diff_ids
     (the tar streams are gone), so every layer is unverified and says why.
     """
-    tree = MergedTree()
-    errors: list[ErrorRecord] = []
+    trees = []
     layers = []
     for position, source in enumerate(sources):
         if not isinstance(source, UnpackedLayer):
             raise TypeError("a baseline from lower dirs needs every layer unpacked")
-        walked = _native.walk(str(source.directory), hash_max_size=None)
-        for i, entry in enumerate(walked):
-            path = entry.path
-            if entry.error:
-                errors.append(ErrorRecord(path, f"layer {position}: {entry.error}"))
-            facts = facts_from_entry(entry)
-            if is_overlay_deletion(facts):
-                tree.remove(path)
-                continue
-            if is_opaque_dir(facts):
-                tree.clear(path)
-            tree.put(path, entry.kind, BaselineEntry(position, source=walked, index=i))
+        trees.append(_native.walk(str(source.directory), hash_max_size=None))
         layers.append(
             Layer(
                 diff_id=source.diff_id,
@@ -295,11 +278,6 @@ def unpacked_baseline(
             )
         )
     image = ImageRef(ref=name, id=config.digest, platform=host_platform_name(), config=config.data)
-    return ImageIndex(
-        image=image,
-        layers=tuple(layers),
-        entries=tree.entries,
-        links=tree.link_groups(),
-        errors=tuple(errors),
-        problems=tuple(config.problems),
-    )
+    merged = _native.MergedLayers(trees, overlay=True)
+    databases = database_candidates(trees)
+    return merged_image(image, tuple(layers), merged, config.problems, databases=databases)

@@ -12,8 +12,9 @@ acceptable.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -21,8 +22,13 @@ from drifttools import _native
 from drifttools.baseline.cache import LayerCache
 from drifttools.baseline.images.archive import ArchiveBlobs
 from drifttools.baseline.images.oci_layout import DirectoryBlobs
-from drifttools.baseline.index import BaselineStore
-from drifttools.baseline.merge import merge_layers
+from drifttools.baseline.index import (
+    BaselineStore,
+    IndexedEntries,
+    database_candidates,
+    present,
+    scratch_index,
+)
 from drifttools.baseline.oci import (
     INDEX_TYPES,
     ImageConfig,
@@ -33,7 +39,7 @@ from drifttools.baseline.oci import (
 )
 from drifttools.baseline.verification import BY_CACHE, CACHE, from_cache, remember
 from drifttools.errors import DigestMismatch, ImageError, ImageNotFound, LayerCorrupt
-from drifttools.models import Descriptor, ImageIndex, ImageRef, Layer
+from drifttools.models import Descriptor, ErrorRecord, ImageIndex, ImageRef, Layer
 from drifttools.progress import Progress, ProgressEvent, Stage, no_progress
 
 _REF_ANNOTATIONS = ("io.containerd.image.name", "org.opencontainers.image.ref.name")
@@ -151,23 +157,52 @@ def assemble(
     *,
     store: LayerCache | None = None,
 ) -> ImageIndex:
-    """Merge verified layers (bottom first) into the image's baseline; with ``store``, and
-    when the cache holds every layer (each verified on this machine), its index is written
-    there too (:mod:`drifttools.baseline.index`) for the next run to look up."""
-    merged = merge_layers([index.entries for _, index in loaded])
+    """Merge verified layers (bottom first) into the image's baseline, an index looked up
+    path by path: with ``store``, and when the cache holds every layer (each verified on this
+    machine), the image's index there (:mod:`drifttools.baseline.index`), kept for the next
+    run; else one for this run only."""
+    indexes = [index for _, index in loaded]
+    trees = [index.entries for index in indexes]
+    merged = _native.MergedLayers(trees)
+    databases = database_candidates(trees)
+    kept = None
     if store is not None and all(
         (layer.verified or layer.source == BY_CACHE) and store.has(layer.diff_id)
         for layer, _ in loaded
     ):
-        BaselineStore(store).write(config.diff_ids, [index for _, index in loaded], merged)
+        stored = BaselineStore(store)
+        kept = (
+            stored.write(config.diff_ids, indexes, merged, databases),
+            partial(stored.rebuild, config.diff_ids),
+        )
     image = ImageRef(ref=name, id=config.digest, platform=platform, config=config.data)
+    layers = tuple(layer for layer, _ in loaded)
+    problems = (*problems, *config.problems)
+    return merged_image(image, layers, merged, problems, databases=databases, kept=kept)
+
+
+def merged_image(
+    image: ImageRef,
+    layers: tuple[Layer, ...],
+    merged: _native.MergedLayers,
+    problems: Sequence[str],
+    *,
+    databases: Sequence[str],
+    kept: tuple[_native.BaselineIndex, Callable[[], _native.BaselineIndex]] | None = None,
+) -> ImageIndex:
+    """The baseline of ``image`` from the merge of its ``layers``: its entries looked up in
+    the index ``kept`` (with the rebuild of it), else in one written for this run only;
+    ``databases`` are the layers' :func:`database_candidates`."""
+    index, rebuild = kept or (scratch_index(merged), partial(scratch_index, merged))
+    entries = IndexedEntries(index, rebuild)
     return ImageIndex(
         image=image,
-        layers=tuple(layer for layer, _ in loaded),
-        entries=merged.entries,
-        links=merged.links,
-        errors=merged.errors,
-        problems=(*problems, *config.problems),
+        layers=layers,
+        entries=entries,
+        database_paths=present(databases, entries),
+        links={path: frozenset(group) for group in merged.links() for path in group},
+        errors=tuple(ErrorRecord(path, reason) for path, reason in merged.errors()),
+        problems=tuple(problems),
     )
 
 

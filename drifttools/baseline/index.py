@@ -34,7 +34,7 @@ from typing import Any, TypeVar
 from drifttools import _native
 from drifttools.analysis.classifiers.packages.database import is_database_path
 from drifttools.baseline.cache import LayerCache
-from drifttools.baseline.merge import IMPLICIT_DIR, Merged, merge_layers
+from drifttools.baseline.merge import IMPLICIT_DIR
 from drifttools.baseline.verification import VerificationRecords
 from drifttools.errors import CacheError, IndexCorrupt
 from drifttools.models import BaselineEntry, ErrorRecord
@@ -189,25 +189,13 @@ class BaselineStore:
         self,
         diff_ids: Sequence[str],
         layers: Sequence[_native.LayerIndex],
-        merged: Merged,
-    ) -> _native.BaselineIndex | None:
-        """Store the merged view of ``layers`` (verified, bottom first); the index, or None
-        when the merge holds an entry the format cannot carry."""
+        merged: _native.MergedLayers,
+        database_paths: Sequence[str],
+    ) -> _native.BaselineIndex:
+        """Store ``merged``, the merge of ``layers`` (verified, bottom first), with the
+        layers' :func:`database_candidates`; the index."""
         records = VerificationRecords(self.cache)
         verified_at = [records.get(diff_id).get("verified_at") for diff_id in diff_ids]
-        trees = [layer.entries for layer in layers]
-        tree_of = {id(tree): k for k, tree in enumerate(trees)}
-        paths, numbers, sources, positions, databases = [], [], [], [], []
-        for path, entry in merged.entries.items():
-            origin = entry.origin
-            if origin is None and entry.facts is not IMPLICIT_DIR:
-                return None
-            paths.append(path)
-            if is_database_path(path):
-                databases.append(path)
-            numbers.append(entry.layer)
-            sources.append(-1 if origin is None else tree_of[id(origin[0])])
-            positions.append(0 if origin is None else origin[1])
         meta = {
             "format": _FORMAT,
             "chain_id": chain_id(diff_ids),
@@ -215,9 +203,9 @@ class BaselineStore:
                 {"diff_id": d, "compressed_sha256": layer.compressed_sha256, "verified_at": at}
                 for d, layer, at in zip(diff_ids, layers, verified_at, strict=True)
             ],
-            "links": sorted({tuple(sorted(group)) for group in merged.links.values()}),
-            "errors": [[error.path, error.reason] for error in merged.errors],
-            "database_paths": databases,
+            "links": merged.links(),
+            "errors": merged.errors(),
+            "database_paths": list(database_paths),
         }
         target = self._path(diff_ids)
         try:
@@ -225,9 +213,7 @@ class BaselineStore:
             fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
             os.close(fd)
             try:
-                _native.BaselineIndex.write(
-                    temporary, json.dumps(meta).encode(), trees, paths, numbers, sources, positions
-                )
+                merged.write(temporary, json.dumps(meta).encode())
                 os.replace(temporary, target)
             finally:
                 Path(temporary).unlink(missing_ok=True)
@@ -242,10 +228,35 @@ class BaselineStore:
         if any(layer is None for layer in layers):
             raise CacheError("baseline index corrupt and its layers gone from the cache: run again")
         verified = [layer for layer in layers if layer is not None]
-        index = self.write(diff_ids, verified, merge_layers([x.entries for x in verified]))
-        if index is None:
-            raise CacheError("baseline index cannot be rebuilt for this image")
-        return index
+        trees = [layer.entries for layer in verified]
+        return self.write(
+            diff_ids, verified, _native.MergedLayers(trees), database_candidates(trees)
+        )
+
+
+def database_candidates(trees: Sequence[_native.Tree]) -> list[str]:
+    """The paths any of the layers ``trees`` holds that a package reader may read
+    (:func:`is_database_path`); recorded with the index, so that no warm run lists the image."""
+    return sorted({path for tree in trees for path in tree.paths() if is_database_path(path)})
+
+
+def present(paths: Sequence[str], entries: IndexedEntries) -> frozenset[str]:
+    """Those of ``paths`` the merged view holds (a later layer may have deleted one)."""
+    return frozenset(path for path in paths if path in entries)
+
+
+def scratch_index(merged: _native.MergedLayers) -> _native.BaselineIndex:
+    """The index of ``merged`` in an unlinked temporary file: the baseline of one run, for
+    layers the store does not keep (not all verified, or no cache)."""
+    fd, temporary = tempfile.mkstemp(prefix="drifttools-baseline-")
+    os.close(fd)
+    try:
+        merged.write(temporary, b"{}")
+        return _native.BaselineIndex.open(temporary)
+    except (OSError, IndexCorrupt) as exc:
+        raise CacheError(f"cannot write a baseline index in {temporary}: {exc}") from exc
+    finally:
+        os.unlink(temporary)
 
 
 def _entry(tree: _native.Tree, layer: int, at: int) -> BaselineEntry:
@@ -277,13 +288,14 @@ def _stored(
     rebuild: Callable[[], _native.BaselineIndex],
 ) -> StoredBaseline:
     links = {path: frozenset(group) for group in meta["links"] for path in group}
+    entries = IndexedEntries(index, rebuild)
     return StoredBaseline(
-        entries=IndexedEntries(index, rebuild),
+        entries=entries,
         layers=tuple(
             LayerRecord(layer["diff_id"], layer["compressed_sha256"], layer["verified_at"])
             for layer in meta["layers"]
         ),
         links=links,
         errors=tuple(ErrorRecord(path, reason) for path, reason in meta["errors"]),
-        database_paths=frozenset(meta["database_paths"]),
+        database_paths=present(meta["database_paths"], entries),
     )

@@ -6,6 +6,7 @@
 
 use crate::hash::LegacyDigests;
 use sha2::{Digest, Sha256};
+use std::io::{self, Write};
 
 /// Kind of an entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -345,17 +346,20 @@ impl Tree {
 
     // ---- serialisation -------------------------------------------------
 
-    /// Append the payload encoding of the entries (no header, no checksum).
-    pub fn encode_payload(&self, out: &mut Vec<u8>) {
-        out.reserve(self.arena.len() + self.recs.len() * 120);
-        put_u64(out, self.recs.len() as u64);
+    /// Write the payload encoding of the entries (no header, no checksum).
+    pub fn write_payload(&self, out: &mut impl Write) -> io::Result<()> {
+        out.write_all(&(self.recs.len() as u64).to_le_bytes())?;
+        let mut scratch = Vec::with_capacity(256);
         for e in self.iter() {
-            put_bytes(out, e.path);
-            encode_entry(out, &e);
+            scratch.clear();
+            put_bytes(&mut scratch, e.path);
+            encode_entry(&mut scratch, &e);
+            out.write_all(&scratch)?;
         }
+        Ok(())
     }
 
-    /// Decode a payload written by [`Tree::encode_payload`].
+    /// Decode a payload written by [`Tree::write_payload`].
     pub fn decode_payload(r: &mut Reader<'_>) -> Result<Tree, String> {
         let n = r.u64()?;
         // every entry needs at least 40 bytes: bound the reservation by the input.
@@ -374,12 +378,13 @@ impl Tree {
 
     /// Versioned, checksummed binary form.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::new();
-        out.extend_from_slice(TREE_MAGIC);
-        out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
-        self.encode_payload(&mut out);
-        seal(&mut out);
-        out
+        let out = Vec::with_capacity(self.arena.len() + self.recs.len() * 120);
+        sealed(out, |out| {
+            out.write_all(TREE_MAGIC)?;
+            out.write_all(&FORMAT_VERSION.to_le_bytes())?;
+            self.write_payload(out)
+        })
+        .expect("a Vec takes every write")
     }
 
     pub fn from_bytes(data: &[u8]) -> Result<Tree, String> {
@@ -391,7 +396,7 @@ impl Tree {
     }
 }
 
-/// Append the encoding of one entry without its path (the part of [`Tree::encode_payload`]
+/// Append the encoding of one entry without its path (the part of [`Tree::write_payload`]
 /// after each path).
 pub fn encode_entry(out: &mut Vec<u8>, e: &EntryRef<'_>) {
     let r = e.rec;
@@ -538,10 +543,38 @@ pub const TREE_MAGIC: &[u8; 8] = b"DTTREE\r\n";
 pub const LAYER_MAGIC: &[u8; 8] = b"DTLAYR\r\n";
 pub const FORMAT_VERSION: u32 = 1;
 
-/// Append the SHA-256 of everything written so far.
-pub fn seal(out: &mut Vec<u8>) {
-    let d = Sha256::digest(&out[..]);
-    out.extend_from_slice(&d);
+/// Write what `body` writes to `out`, then the SHA-256 of it all (the checksum [`unseal`]
+/// checks); the writer back.
+pub fn sealed<W: Write>(
+    out: W,
+    body: impl FnOnce(&mut Sealed<W>) -> io::Result<()>,
+) -> io::Result<W> {
+    let mut s = Sealed {
+        out,
+        hash: Sha256::new(),
+    };
+    body(&mut s)?;
+    let digest = s.hash.finalize();
+    s.out.write_all(&digest)?;
+    Ok(s.out)
+}
+
+/// A writer that hashes what goes through it (see [`sealed`]).
+pub struct Sealed<W: Write> {
+    out: W,
+    hash: Sha256,
+}
+
+impl<W: Write> Write for Sealed<W> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let n = self.out.write(data)?;
+        self.hash.update(&data[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
 }
 
 /// Check magic, version and the trailing checksum; return the payload.
@@ -847,6 +880,11 @@ mod tests {
         assert_eq!(back, t);
         assert_eq!(back.error_count(), 1);
         assert_eq!(Tree::from_bytes(&Tree::new().to_bytes()).unwrap().len(), 0);
+    }
+
+    fn seal(out: &mut Vec<u8>) {
+        let d = Sha256::digest(&out[..]);
+        out.extend_from_slice(&d);
     }
 
     #[test]

@@ -45,6 +45,7 @@ impl std::fmt::Display for Corrupt {
 }
 
 /// One path of the merged view to write: its layer and its entry (None: implicit dir).
+#[derive(Clone, Copy)]
 pub struct Item<'a> {
     pub path: &'a [u8],
     pub layer: u32,
@@ -83,17 +84,13 @@ impl BlockWriter {
     }
 }
 
-/// Write the index of `items` (any order; sorted here) and `meta` to `path`.
-/// Two items with the same path are refused.
-pub fn write(path: &Path, mut items: Vec<Item<'_>>, meta: &[u8]) -> io::Result<()> {
-    items.sort_unstable_by(|a, b| a.path.cmp(b.path));
-    if let Some(w) = items.windows(2).find(|w| w[0].path == w[1].path) {
-        let shown = String::from_utf8_lossy(w[0].path).into_owned();
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("path twice in a baseline index: {shown}"),
-        ));
-    }
+/// Write the index of `items` and `meta` to `path`. The items come sorted by path, each path
+/// once (else `InvalidInput`); they are gone through three times (paths, entries, records),
+/// so that nothing per item is held in memory but each entry's encoded length.
+pub fn write<'a, I>(path: &Path, items: I, meta: &[u8]) -> io::Result<()>
+where
+    I: Iterator<Item = Item<'a>> + Clone,
+{
     let mut file = File::create(path)?;
     file.write_all(&[0; HEADER_LEN])?;
     let mut w = BlockWriter {
@@ -103,34 +100,51 @@ pub fn write(path: &Path, mut items: Vec<Item<'_>>, meta: &[u8]) -> io::Result<(
         digests: Vec::new(),
     };
     // all paths first, then the entries: a binary search reads only records and paths
-    let mut path_offs = Vec::with_capacity(items.len());
-    for item in &items {
-        path_offs.push((HEADER_LEN + w.pos) as u64);
+    let mut count = 0usize;
+    let mut last: Option<&[u8]> = None;
+    for item in items.clone() {
+        if let Some(before) = last.filter(|&before| before >= item.path) {
+            let shown = String::from_utf8_lossy(item.path).into_owned();
+            let why = if before == item.path {
+                format!("path twice in a baseline index: {shown}")
+            } else {
+                format!("baseline index paths out of order at {shown}")
+            };
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, why));
+        }
+        last = Some(item.path);
         w.write(item.path)?;
+        count += 1;
     }
-    let mut records = Vec::with_capacity(items.len() * REC_LEN);
+    let entries_off = HEADER_LEN + w.pos;
+    let mut entry_lens = Vec::with_capacity(count);
     let mut scratch = Vec::with_capacity(256);
-    for (item, path_off) in items.iter().zip(path_offs) {
-        let (entry_off, entry_len, flags) = match &item.entry {
-            Some(e) => {
-                scratch.clear();
-                entry::encode_entry(&mut scratch, e);
-                let off = (HEADER_LEN + w.pos) as u64;
-                w.write(&scratch)?;
-                (off, scratch.len() as u32, 0)
-            }
-            None => (0, 0, IMPLICIT),
-        };
-        records.extend_from_slice(&path_off.to_le_bytes());
-        records.extend_from_slice(&(item.path.len() as u32).to_le_bytes());
-        records.extend_from_slice(&item.layer.to_le_bytes());
-        records.extend_from_slice(&entry_off.to_le_bytes());
-        records.extend_from_slice(&entry_len.to_le_bytes());
-        records.extend_from_slice(&flags.to_le_bytes());
+    for item in items.clone() {
+        scratch.clear();
+        if let Some(e) = &item.entry {
+            entry::encode_entry(&mut scratch, e);
+        }
+        w.write(&scratch)?;
+        entry_lens.push(scratch.len() as u32);
     }
     let records_off = HEADER_LEN + w.pos;
-    w.write(&records)?;
-    drop(records);
+    let (mut path_off, mut entry_off) = (HEADER_LEN as u64, entries_off as u64);
+    let mut record = [0u8; REC_LEN];
+    for (item, entry_len) in items.zip(entry_lens) {
+        let (at, flags) = match item.entry {
+            Some(_) => (entry_off, 0),
+            None => (0, IMPLICIT),
+        };
+        record[..8].copy_from_slice(&path_off.to_le_bytes());
+        record[8..12].copy_from_slice(&(item.path.len() as u32).to_le_bytes());
+        record[12..16].copy_from_slice(&item.layer.to_le_bytes());
+        record[16..24].copy_from_slice(&at.to_le_bytes());
+        record[24..28].copy_from_slice(&entry_len.to_le_bytes());
+        record[28..32].copy_from_slice(&flags.to_le_bytes());
+        w.write(&record)?;
+        path_off += item.path.len() as u64;
+        entry_off += entry_len as u64;
+    }
     let meta_off = HEADER_LEN + w.pos;
     w.write(meta)?;
     let digests_off = HEADER_LEN + w.pos;
@@ -144,7 +158,7 @@ pub fn write(path: &Path, mut items: Vec<Item<'_>>, meta: &[u8]) -> io::Result<(
     header[8..12].copy_from_slice(&VERSION.to_le_bytes());
     header[12..16].copy_from_slice(&(BLOCK as u32).to_le_bytes());
     let fields = [
-        items.len() as u64,
+        count as u64,
         records_off as u64,
         meta_off as u64,
         meta.len() as u64,
@@ -482,7 +496,8 @@ mod tests {
             layer: 0,
             entry: None,
         }));
-        write(&path, items, meta).unwrap();
+        items.sort_unstable_by(|a, b| a.path.cmp(b.path));
+        write(&path, items.into_iter(), meta).unwrap();
         (dir, path)
     }
 
@@ -531,18 +546,21 @@ mod tests {
     }
 
     #[test]
-    fn duplicate_paths_refused() {
-        let t = tree(&[b"/a", b"/a"]);
+    fn duplicate_and_unsorted_paths_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let items = t
-            .iter()
-            .map(|e| Item {
-                path: e.path,
-                layer: 0,
-                entry: Some(e),
-            })
-            .collect();
-        assert!(write(&dir.path().join("i"), items, b"").is_err());
+        for paths in [[&b"/a"[..], b"/a"], [b"/b", b"/a"]] {
+            let t = tree(&paths);
+            let items: Vec<Item<'_>> = t
+                .iter()
+                .map(|e| Item {
+                    path: e.path,
+                    layer: 0,
+                    entry: Some(e),
+                })
+                .collect();
+            let err = write(&dir.path().join("i"), items.into_iter(), b"").unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+        }
     }
 
     #[test]

@@ -6,13 +6,13 @@
 //! stream in the same pass (see [`crate::sha256x2`]). Memory is bounded by
 //! the channel depth whatever the layer size.
 
-use crate::entry::{seal, unseal, Reader, Tree, FORMAT_VERSION, LAYER_MAGIC};
+use crate::entry::{sealed, unseal, Reader, Tree, FORMAT_VERSION, LAYER_MAGIC};
 use crate::hash::AlignedBuf;
 use crate::sha256x2::{update_pair, Hasher};
 pub use crate::tar::LayerError;
 use crate::tar::{parse_recording, TarInput, TarLimits};
 use sha2::{Digest, Sha256};
-use std::io::{self, BufRead, Read};
+use std::io::{self, BufRead, Read, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Mutex;
@@ -88,17 +88,22 @@ impl LayerIndex {
 
     /// Encode with `entries` in place of `self.entries`.
     pub fn encode(&self, entries: &Tree) -> Vec<u8> {
-        let mut out = Vec::new();
-        out.extend_from_slice(LAYER_MAGIC);
-        out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
-        out.push(self.compression as u8);
-        out.extend_from_slice(&self.compressed_sha256);
-        out.extend_from_slice(&self.compressed_size.to_le_bytes());
-        out.extend_from_slice(&self.uncompressed_sha256);
-        out.extend_from_slice(&self.uncompressed_size.to_le_bytes());
-        entries.encode_payload(&mut out);
-        seal(&mut out);
-        out
+        self.write_encoded(entries, Vec::new())
+            .expect("a Vec takes every write")
+    }
+
+    /// Write the encoding (with `entries` in place of `self.entries`) to `out`, streamed.
+    pub fn write_encoded<W: Write>(&self, entries: &Tree, out: W) -> io::Result<W> {
+        sealed(out, |out| {
+            out.write_all(LAYER_MAGIC)?;
+            out.write_all(&FORMAT_VERSION.to_le_bytes())?;
+            out.write_all(&[self.compression as u8])?;
+            out.write_all(&self.compressed_sha256)?;
+            out.write_all(&self.compressed_size.to_le_bytes())?;
+            out.write_all(&self.uncompressed_sha256)?;
+            out.write_all(&self.uncompressed_size.to_le_bytes())?;
+            entries.write_payload(out)
+        })
     }
 
     pub fn from_bytes(data: &[u8]) -> Result<LayerIndex, String> {

@@ -9,6 +9,7 @@ pub mod fingerprint;
 pub mod hash;
 pub mod image_index;
 pub mod layer;
+pub mod merge;
 pub mod sha256x2;
 pub mod tar;
 pub mod tarsplit;
@@ -22,7 +23,7 @@ use pyo3::import_exception;
 use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedBytes;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString};
-use std::io::{self, Read, Seek, SeekFrom};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -436,6 +437,20 @@ impl PyLayerIndex {
         PyBytes::new(py, &data)
     }
 
+    /// Write what `to_bytes` gives to the open file `fd` (not closed), streamed.
+    fn write_to(&self, py: Python<'_>, fd: i32) -> PyResult<()> {
+        use std::os::fd::FromRawFd;
+        let tree = self.entries.get().inner.clone();
+        let meta = &self.meta;
+        // SAFETY: the caller's open fd, borrowed for this call: ManuallyDrop never closes it
+        let file = std::mem::ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(fd) });
+        py.detach(|| {
+            let out = io::BufWriter::with_capacity(1 << 20, &*file);
+            meta.write_encoded(&tree, out)?.flush()
+        })
+        .map_err(|e| os_error(&e, &format!("fd {fd}")))
+    }
+
     #[staticmethod]
     fn from_bytes(py: Python<'_>, data: PyBackedBytes) -> PyResult<PyLayerIndex> {
         let li = py
@@ -468,56 +483,6 @@ struct PyBaselineIndex {
 
 #[pymethods]
 impl PyBaselineIndex {
-    #[staticmethod]
-    #[allow(clippy::too_many_arguments)]
-    fn write(
-        py: Python<'_>,
-        path: PathBuf,
-        meta: &[u8],
-        trees: Vec<Py<PyTree>>,
-        paths: Vec<String>,
-        layers: Vec<u32>,
-        sources: Vec<i64>,
-        positions: Vec<usize>,
-    ) -> PyResult<()> {
-        let n = paths.len();
-        if layers.len() != n || sources.len() != n || positions.len() != n {
-            return Err(PyValueError::new_err(
-                "paths, layers, sources and positions differ in length",
-            ));
-        }
-        let trees: Vec<Arc<Tree>> = trees.iter().map(|t| t.get().inner.clone()).collect();
-        let raw: Vec<Vec<u8>> = paths
-            .iter()
-            .map(|p| unescape(p, Some("baseline path")))
-            .collect::<PyResult<_>>()?;
-        let mut items = Vec::with_capacity(n);
-        for k in 0..n {
-            let entry = match usize::try_from(sources[k]) {
-                Ok(t) => Some(
-                    trees
-                        .get(t)
-                        .and_then(|tree| tree.get(positions[k]))
-                        .ok_or_else(|| {
-                            PyIndexError::new_err("baseline entry source out of range")
-                        })?,
-                ),
-                Err(_) => None,
-            };
-            items.push(image_index::Item {
-                path: &raw[k],
-                layer: layers[k],
-                entry,
-            });
-        }
-        let shown = path.display().to_string();
-        py.detach(|| image_index::write(&path, items, meta))
-            .map_err(|e| match e.kind() {
-                io::ErrorKind::InvalidInput => PyValueError::new_err(e.to_string()),
-                _ => os_error(&e, &shown),
-            })
-    }
-
     #[staticmethod]
     fn open(py: Python<'_>, path: PathBuf) -> PyResult<PyBaselineIndex> {
         match py.detach(|| image_index::BaselineIndex::open(&path)) {
@@ -605,6 +570,81 @@ impl PyBaselineIndex {
         format!(
             "<BaselineIndex: {} entries, {checked}/{blocks} blocks checked>",
             self.inner.len()
+        )
+    }
+}
+
+// ------------------------------------------------------------------ MergedLayers
+
+/// An image's layers applied in order (see the stub and [`merge`]).
+#[pyclass(frozen, module = "drifttools._native", name = "MergedLayers")]
+struct PyMergedLayers {
+    trees: Vec<Arc<Tree>>,
+    merged: merge::Merged,
+}
+
+impl PyMergedLayers {
+    fn trees(&self) -> Vec<&Tree> {
+        self.trees.iter().map(|t| &**t).collect()
+    }
+}
+
+#[pymethods]
+impl PyMergedLayers {
+    #[new]
+    #[pyo3(signature = (layers, *, overlay = false))]
+    fn new(py: Python<'_>, layers: Vec<Py<PyTree>>, overlay: bool) -> PyMergedLayers {
+        let trees: Vec<Arc<Tree>> = layers.iter().map(|t| t.get().inner.clone()).collect();
+        let rules = if overlay {
+            merge::Rules::Overlay
+        } else {
+            merge::Rules::Oci
+        };
+        let merged = py.detach(|| {
+            let refs: Vec<&Tree> = trees.iter().map(|t| &**t).collect();
+            merge::merge(&refs, rules)
+        });
+        PyMergedLayers { trees, merged }
+    }
+
+    fn __len__(&self) -> usize {
+        self.merged.len()
+    }
+
+    /// The hardlink groups (escaped paths).
+    fn links(&self) -> Vec<Vec<String>> {
+        let escaped = |group: &Vec<Vec<u8>>| group.iter().map(|p| text::escape_path(p)).collect();
+        self.merged.links.iter().map(escaped).collect()
+    }
+
+    /// (escaped path, reason) of each problem, in the order met.
+    fn errors(&self) -> Vec<(String, String)> {
+        let escaped = |(path, why): &(Vec<u8>, String)| (text::escape_path(path), why.clone());
+        self.merged.errors.iter().map(escaped).collect()
+    }
+
+    fn write(&self, py: Python<'_>, path: PathBuf, meta: &[u8]) -> PyResult<()> {
+        let shown = path.display().to_string();
+        py.detach(|| {
+            let trees = self.trees();
+            let items = self
+                .merged
+                .iter(&trees)
+                .map(|(path, layer, entry)| image_index::Item { path, layer, entry });
+            image_index::write(&path, items, meta)
+        })
+        .map_err(|e| match e.kind() {
+            io::ErrorKind::InvalidInput => PyValueError::new_err(e.to_string()),
+            _ => os_error(&e, &shown),
+        })
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "<MergedLayers: {} layers, {} entries, {} errors>",
+            self.trees.len(),
+            self.merged.len(),
+            self.merged.errors.len()
         )
     }
 }
@@ -976,6 +1016,7 @@ fn native_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyTree>()?;
     m.add_class::<PyLayerIndex>()?;
     m.add_class::<PyBaselineIndex>()?;
+    m.add_class::<PyMergedLayers>()?;
     m.add_function(wrap_pyfunction!(py_walk, m)?)?;
     m.add_function(wrap_pyfunction!(py_read_layer, m)?)?;
     m.add_function(wrap_pyfunction!(py_read_tar_split, m)?)?;

@@ -97,6 +97,11 @@ impl Pax {
     }
 }
 
+/// How the error of a member named outside the layer's root begins (the merge keeps it out).
+pub const UNSAFE_PATH: &str = "unsafe path in archive: ";
+/// How the error of a hardlink whose target is outside the layer's root begins.
+pub const UNSAFE_LINK: &str = "unsafe hardlink target in archive: ";
+
 /// Normalise an archive path to "/a/b". Returns (path, had "..").
 /// An empty result ("/") is the root.
 pub fn normalize(raw: &[u8]) -> (Vec<u8>, bool) {
@@ -488,10 +493,7 @@ pub fn parse_recording(
         let mut errors: Vec<String> = Vec::new();
         // ".." or an absolute name: an extractor would write outside the layer's root
         if dotdot || (raw_path.first() == Some(&b'/') && !path.is_empty()) {
-            errors.push(format!(
-                "unsafe path in archive: {}",
-                escape_path(&raw_path)
-            ));
+            errors.push(format!("{UNSAFE_PATH}{}", escape_path(&raw_path)));
         }
         // content to consume after the header, and whether to hash it
         let mut content = 0u64;
@@ -511,10 +513,7 @@ pub fn parse_recording(
                 rec.size = 0;
                 let (t, dd) = normalize(&raw_link);
                 if dd {
-                    errors.push(format!(
-                        "unsafe hardlink target in archive: {}",
-                        escape_path(&raw_link)
-                    ));
+                    errors.push(format!("{UNSAFE_LINK}{}", escape_path(&raw_link)));
                 }
                 x.target = Some(t.into());
             }

@@ -141,8 +141,8 @@ const GROUP_PARTS: usize = 1024;
 /// Groups ahead of the assembler at most, and their bytes (data and names)
 /// at most: the window is only waited on once over, so it holds at most
 /// `WINDOW_BYTES` plus one group. Memory stays bounded whatever the layer.
-const WINDOW_GROUPS: usize = 16;
-const WINDOW_BYTES: usize = 32 << 20;
+const WINDOW_GROUPS: usize = 4;
+const WINDOW_BYTES: usize = 8 << 20;
 /// Emptied groups kept for reuse at most, and their capacity at most.
 const SPARE_GROUPS: usize = 4;
 const SPARE_BYTES: usize = 4 * GROUP_BYTES;
