@@ -18,7 +18,16 @@ security=${DEBIAN_SECURITY_MIRROR:-http://deb.debian.org/debian-security}
 python=${PYTHON:-python3}
 keyring=/usr/share/keyrings/debian-archive-keyring.gpg
 work="$out.partial"
-rm -rf "$work"
+# One build at a time (two test runs share the cache); a build that finished meanwhile is used.
+mkdir -p "$(dirname "$out")"
+exec 9>"$out.lock"
+flock 9
+[ -f "$out/rootfs.tar" ] && exit 0
+# A build killed inside debootstrap leaves the target's /proc and /sys mounted: never delete
+# through them.
+awk -v w="$work/" 'index($5, w) == 1 {print $5}' /proc/self/mountinfo | sort -r \
+  | while read -r mnt; do umount -l "$mnt" || true; done
+rm -rf --one-file-system "$work"
 mkdir -p "$work"/{debs/install,debs/upgrade,wheels/app,wheels/runtime,apt/lists/partial,apt/none}
 root="$work/root"
 log() { printf '[debian-bookworm] %s\n' "$*" >&2; }
@@ -80,7 +89,7 @@ pip_download=("$python" -m pip download -q --no-deps --only-binary=:all: --pytho
 
 log "rootfs.tar"
 tar --numeric-owner --xattrs --xattrs-include='*' -C "$root" -cf "$work/rootfs.tar" .
-rm -rf "$root" "$work/apt" "$work/debootstrap.log"
+rm -rf --one-file-system "$root" "$work/apt" "$work/debootstrap.log"
 rm -rf "$out"
 mv "$work" "$out"
 log "ready: $out"
