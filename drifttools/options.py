@@ -82,12 +82,16 @@ class BaselineOptions:
     (read and verify every layer again). With ``verify`` a digest mismatch stops the run
     (:class:`~drifttools.errors.DigestMismatch`); without, it is recorded in the report.
     ``trust_host_layers`` reads uncached layers from the engine's own unpacked layer
-    directories without verifying them (faster; the report says so).
+    directories without verifying them (faster; the report says so). ``trust_cache`` takes
+    cached layers as they were verified, without re-checking the engine's copy of them (a
+    warm run then costs what the changes cost; the layers are ``verified-by-cache``, with
+    the date, not ``verified``).
     """
 
     cache: LayerCache | Literal["default"] | None = DEFAULT_CACHE
     verify: bool = True
     trust_host_layers: bool = False
+    trust_cache: bool = False
 
 
 #: Where the entry points find layers by default: the user's layer cache, verified.

@@ -28,6 +28,7 @@ from drifttools.acquisition.snapshot import ProcessHook
 from drifttools.analysis.classify import classify
 from drifttools.analysis.diff import DEFAULT_EXCLUSIONS, diff_snapshot
 from drifttools.baseline.image import require_verified
+from drifttools.baseline.verification import BY_CACHE
 from drifttools.models import (
     ContainerInfo,
     DriftReport,
@@ -108,6 +109,10 @@ def run(
     if options.baseline.trust_host_layers:
         unverified = sum(1 for layer in baseline.layers if not layer.verified)
         note = f"--trust-host-layers: {unverified} layer(s) read unverified from the host"
+        snapshot = with_note(snapshot, note)
+    if options.baseline.trust_cache:
+        trusted = sum(1 for layer in baseline.layers if layer.source == BY_CACHE)
+        note = f"--trust-cache: {trusted} layer(s) taken from the cache, not re-checked"
         snapshot = with_note(snapshot, note)
     snapshot = source.complete(snapshot, baseline, options.acquisition)
     progress(ProgressEvent(Stage.DIFF))

@@ -116,6 +116,7 @@ class ScanContainer(LiveContainer):
                 self.runtime,
                 cache=resolve_cache(options.cache),
                 trust_host_layers=options.trust_host_layers,
+                trust_cache=options.trust_cache,
                 progress=progress,
             )
 

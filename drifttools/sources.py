@@ -87,6 +87,7 @@ class LiveContainer:
             self.runtime,
             cache=resolve_cache(options.cache),
             trust_host_layers=options.trust_host_layers,
+            trust_cache=options.trust_cache,
             progress=progress,
         )
 

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -467,6 +468,10 @@ def test_a_lower_dir_changed_on_the_host_after_caching_is_verified_again(
         assert all(layer.verified_at for layer in warm.baseline)
         top = docker("image", "inspect", "--format", "{{.GraphDriver.Data.UpperDir}}", tag)
         (Path(top.strip()) / "etc" / "motd").write_bytes(motd.upper())  # same size, on the host
+        trusted = drifttools.diff(name, baseline=replace(options, trust_cache=True))
+        assert {layer.source for layer in trusted.baseline} == {"verified-by-cache"}
+        assert all(layer.verified_at for layer in trusted.baseline) and not trusted.verified
+        assert any(note.startswith("--trust-cache: 2 layer(s)") for note in trusted.notes)
         tampered = drifttools.diff(name, baseline=options)
         assert_valid_report(tampered.to_dict())
         bottom, changed = tampered.baseline

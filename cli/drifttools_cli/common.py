@@ -277,6 +277,12 @@ _BASELINE = _options(
         help="Live: read uncached image layers from the engine's layer dirs, unverified (faster).",
     ),
     click.option(
+        "--trust-cache",
+        is_flag=True,
+        help="Live: take cached layers without re-checking the engine's copy (reported"
+        " verified-by-cache; a warm run then costs only the changes).",
+    ),
+    click.option(
         "--allow-unverified",
         is_flag=True,
         help="Go on when a digest does not match; the report says so.",
@@ -353,6 +359,7 @@ _RUN_KEYS = (
     "cache_dir",
     "no_cache",
     "trust_host_layers",
+    "trust_cache",
     "allow_unverified",
     "rules",
     "yara_defines",
@@ -385,6 +392,7 @@ def _run_options(
     cache_dir: Path | None,
     no_cache: bool,
     trust_host_layers: bool,
+    trust_cache: bool,
     allow_unverified: bool,
     rules: tuple[Path, ...],
     yara_defines: tuple[str, ...],
@@ -404,6 +412,7 @@ def _run_options(
         cache=None if no_cache else drifttools.LayerCache(cache_dir),
         verify=not allow_unverified,
         trust_host_layers=trust_host_layers,
+        trust_cache=trust_cache,
     )
     classification = ClassifyOptions(
         rules=rules,
