@@ -86,7 +86,7 @@ def image_files_from_layers(baseline: ImageIndex, layers: Sequence[LayerSource])
         if directory is None:
             return None
         try:
-            data, size = _native.read_file(os.fspath(directory), path, limit=limit)
+            data, size, _ = _native.read_file(os.fspath(directory), path, limit=limit)
         except (OSError, ValueError):
             return None
         if len(data) == size and entry.facts.sha256 not in (
@@ -189,6 +189,9 @@ def classify(
         content: dict[str, Any] = dict(sample.info) if sample else {}
         if outcome is not None and outcome.error is not None:
             content["error"] = outcome.error
+        if outcome is not None and outcome.read_sha256 is not None:
+            content["read_sha256"] = outcome.read_sha256  # what was classified
+            tags.append("changed-since-walk")
         if sample:
             in_image = _same_bytes(change)
             findings += [
