@@ -158,7 +158,7 @@ def yara_finding(match: Mapping[str, Any], *, in_image: bool = False, origin: st
     )
 
 
-@functools.lru_cache(maxsize=4096)
+@functools.lru_cache(maxsize=1 << 14)  # the rules of a public set that match
 def _finding(
     namespace: str,
     rule: str,
