@@ -411,14 +411,19 @@ def hash_fd(fd: int, *, legacy_hashes: bool = False) -> tuple[str, str | None, s
     with the GIL released; MD5 and SHA-1 (lowercase hex) are ``None`` unless
     ``legacy_hashes``. Raises ``OSError`` when it cannot be read."""
 
-def read_file(root: str, path: str, *, limit: int | None = None) -> tuple[bytes, int]:
+def read_file(
+    root: str, path: str, *, limit: int | None = None, digest: bool = False
+) -> tuple[bytes, int, str | None]:
     """Read one regular file inside ``root`` without ever leaving it.
 
     ``path`` (escaped text, as entries give it) is opened ``O_PATH`` confined to
     ``root`` (no symlink followed in any component), checked to be a regular
     file, and only then reopened for reading (``O_NOATIME|O_NONBLOCK``): FIFOs
-    and devices are never opened. Returns at most ``limit`` bytes and the
-    file's size.
+    and devices are never opened. Returns at most ``limit`` bytes, the file's
+    size and, with ``digest``, the SHA-256 (lowercase hex) of every byte this
+    read saw to the end of the file (past ``limit`` hashed, not kept), else
+    ``None``: the bytes returned are the file whose digest that is, whatever the
+    file held before or after. The GIL is released.
 
     Raises ``OSError`` when it cannot be opened or read (``ELOOP`` for a
     symlink; ``filename`` is ``root`` joined with ``path``);
@@ -426,6 +431,10 @@ def read_file(root: str, path: str, *, limit: int | None = None) -> tuple[bytes,
     when it is not a regular file; ``MalformedPath`` for a malformed escape in
     ``path``.
     """
+
+def entropy(data: bytes) -> float:
+    """Shannon entropy of ``data`` in bits per byte (0 to 8; 0 for no bytes), the GIL
+    released."""
 
 def stat_fingerprint(root: str | PathLike[str]) -> str:
     """SHA-256 (hex) of the stat facts of every entry under ``root``, streamed (no
@@ -453,6 +462,7 @@ __all__ = [
     "LayerIndex",
     "MergedLayers",
     "Tree",
+    "entropy",
     "escape_path",
     "hash_fd",
     "read_file",

@@ -58,7 +58,11 @@ class Severity(StrEnum):
 
     @property
     def rank(self) -> int:
-        return list(Severity).index(self)
+        return _SEVERITY_RANKS[self]
+
+
+#: Severity ranks worked out once (``rank`` is read for every finding of every change).
+_SEVERITY_RANKS = {level: index for index, level in enumerate(Severity)}
 
 
 NO_XATTRS: Mapping[str, bytes] = MappingProxyType({})

@@ -28,7 +28,7 @@ from drifttools.analysis.sample_cache import SampleCache
 from drifttools.api import offline_snapshot
 from drifttools.baseline.sources import UnpackedLayer
 from drifttools.evidence.report import report_to_dict
-from drifttools.models import ChangeKind, DriftReport, ImageIndex, Snapshot
+from drifttools.models import Change, ChangeKind, DriftReport, ImageIndex, Snapshot
 from tests.tarbuild import directory, file, layer_tar, legacy_archive
 
 PASSWD = b"root:x:0:0::/root:/bin/sh\nsvc:x:1001:1001::/:/bin/sh\n"
@@ -314,3 +314,54 @@ def test_an_exported_tar_is_read_in_one_pass_with_the_same_samples(
         return {c.path: (c.magic, c.tags, c.yara, c.content, c.diff) for c in report.changes}
 
     assert samples(from_tar) == samples(from_dir)
+
+
+@pytest.mark.parametrize("past_the_cap", [False, True])
+def test_a_same_size_swap_after_the_walk_is_classified_as_read_and_not_cached(
+    tmp_path: Path, past_the_cap: bool
+) -> None:
+    # The walk hashes one content; before the classification reads the file it is
+    # rewritten with other bytes of the same size (past the scan cap: the read hashes
+    # what it does not keep). The report says what was classified, and the cache does not
+    # keep that sample under the digest the walk took.
+    image = legacy_archive(tmp_path / "image.tar", [layer_tar([directory("srv")])]).path
+    rootfs = tmp_path / "rootfs"
+    (rootfs / "srv").mkdir(parents=True)
+    for folder in (rootfs, rootfs / "srv"):
+        folder.chmod(0o755)
+    tail = b"\0" * (2 << 20) if past_the_cap else b""
+    walked = b"quiet bytes, nothing to see here\n" + tail
+    swapped = b"swap-marker-ffa9 arrived later!!\n" + tail
+    assert len(walked) == len(swapped)
+    target = rootfs / "srv/data"
+    target.write_bytes(walked)
+    rules = tmp_path / "swap.yar"
+    rules.write_text('rule swap_marker { strings: $a = "swap-marker-ffa9" condition: $a }\n')
+    options = ClassifyOptions(
+        rules=[rules], bundled_rules=False, cache_dir=tmp_path / "cache", max_scan_size=1 << 20
+    )
+    baseline = load_image(image)
+
+    def walked_now() -> tuple[Snapshot, DriftReport]:
+        snapshot = offline_snapshot(rootfs)
+        return snapshot, diff_snapshot(snapshot, baseline)
+
+    def data_change(snapshot: Snapshot, report: DriftReport) -> Change:
+        found = classify(report, snapshot, baseline, options).changes
+        (change,) = [c for c in found if c.path == "/srv/data"]
+        return change
+
+    snapshot, report = walked_now()
+    target.write_bytes(swapped)  # after the walk, before the read
+    change = data_change(snapshot, report)
+    assert change.after is not None and change.after.sha256 == hashlib.sha256(walked).hexdigest()
+    assert [m["rule"] for m in change.yara] == ["swap_marker"]  # the bytes read
+    assert change.content["read_sha256"] == hashlib.sha256(swapped).hexdigest()
+    assert "changed-since-walk" in change.tags
+    assert not list((tmp_path / "cache" / "samples" / "v1").glob("*/*"))
+
+    target.write_bytes(walked)  # the walked content again: its own sample, not the swapped
+    change = data_change(*walked_now())
+    assert change.yara == ()
+    assert "read_sha256" not in change.content and "changed-since-walk" not in change.tags
+    assert len(list((tmp_path / "cache" / "samples" / "v1").glob("*/*"))) == 1

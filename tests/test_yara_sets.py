@@ -302,6 +302,40 @@ def test_severity_from_the_rules_own_weight() -> None:
     assert "context, not drift" in context.detail
 
 
+@pytest.mark.parametrize("yara_engine", ["yara-x", "yara-python"])
+def test_generic_by_the_folder_a_rule_was_written_in(tmp_path: Path, yara_engine: str) -> None:
+    # Yara-Rules' shape: index.yar brings every folder's rules into namespace "index"; a
+    # rule written in crypto/ or utils/ is generic however high its weight, one in
+    # malware/ is not, and where each rule was written survives the compiled-rules cache.
+    root = tmp_path / "rules"
+    files = {"malware/m1.yar": "m1", "crypto/c1.yar": "c1", "utils/url.yar": "url"}
+    for path, name in files.items():
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        rule = f'rule {name} {{ meta: score = 90 strings: $a = "{name}-hit" condition: $a }}\n'
+        (root / path).write_text(rule)
+    (root / "index.yar").write_text("".join(f'include "./{f}"\n' for f in files))
+    cache = tmp_path / "cache"
+    for _ in ("compiled", "from the cache"):
+        rules = compile_rules([root], engine=yara_engine, bundled=False, cache_dir=cache)
+        found = rules.scan(b"m1-hit c1-hit url-hit")
+        assert {m["namespace"] for m in found} == {"index"}
+        origins = {m["rule"]: rules.origin(m) for m in found}
+        assert origins == {
+            "m1": "rules/malware/m1.yar",
+            "c1": "rules/crypto/c1.yar",
+            "url": "rules/utils/url.yar",
+        }
+        severity = {m["rule"]: yara_finding(m, origin=rules.origin(m)).severity for m in found}
+        assert severity == {"m1": Severity.CRITICAL, "c1": Severity.LOW, "url": Severity.LOW}
+    assert rules.seconds == 0.0  # the second came from the cache
+    for given in (root / "crypto", root / "crypto" / "c1.yar"):  # the folder given is named
+        alone = compile_rules([given], engine=yara_engine, bundled=False)
+        [match] = alone.scan(b"c1-hit")
+        assert match["namespace"] == "c1" and alone.origin(match) == "crypto/c1.yar"
+        assert yara_finding(match, origin=alone.origin(match)).severity is Severity.LOW
+    assert rules.origin({"namespace": "index", "rule": "nope"}) == ""
+
+
 def test_classification_sets_externals_and_keeps_image_bytes_as_context(tmp_path: Path) -> None:
     payload = b"drifttools-context-marker\n"
     passwd = b"root:x:0:0::/root:/bin/sh\nsvc:x:1001:1001::/:/bin/sh\n"

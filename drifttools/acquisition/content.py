@@ -27,6 +27,10 @@ class Content:
 
     data: bytes
     size: int
+    #: When asked for, the SHA-256 of the whole file as this read saw it (what ``data``
+    #: is the start of); None when not asked for or from an archive (the walk read
+    #: that same archive).
+    sha256: str | None = None
 
     @property
     def complete(self) -> bool:
@@ -65,9 +69,11 @@ class ContentReader:
         return result
 
     def read_many(
-        self, paths: Iterable[str], limit: int
+        self, paths: Iterable[str], limit: int, *, digest: bool = False
     ) -> dict[str, Content | ContentUnavailable]:
         """Content of each path; a path that cannot be read maps to the reason (an exception).
+        With ``digest``, each file read from a host directory is hashed to its end in the
+        same read (:attr:`Content.sha256`).
 
         Reads through ``/proc/<pid>/root`` are bracketed by the pid's guard: if the
         container's process is gone (its pid possibly reused), nothing read there counts.
@@ -85,7 +91,7 @@ class ContentReader:
                     continue
                 relative = path[len(state.prefix.rstrip("/")) :] or "/"
                 inside = posixpath.join(state.host_subpath, relative.lstrip("/"))
-                results[path] = _read_confined(state.host_root, inside, limit, path)
+                results[path] = _read_confined(state.host_root, inside, limit, path, digest)
                 if state.guard is not None:
                     guarded[path] = state.guard
             elif state.method == "archive":
@@ -113,12 +119,14 @@ def _missing(path: str, reason: str) -> ContentUnavailable:
     return ContentUnavailable(f"{path}: {reason}")
 
 
-def _read_confined(root: str, inside: str, limit: int, path: str) -> Content | ContentUnavailable:
+def _read_confined(
+    root: str, inside: str, limit: int, path: str, digest: bool
+) -> Content | ContentUnavailable:
     try:
-        data, size = _native.read_file(root, inside, limit=limit)
+        data, size, sha256 = _native.read_file(root, inside, limit=limit, digest=digest)
     except (OSError, MalformedPath) as exc:  # NotRegularFile is an OSError too
         return _missing(path, str(exc))
-    return Content(data, size)
+    return Content(data, size, sha256)
 
 
 def _read_archive(

@@ -86,7 +86,7 @@ def image_files_from_layers(baseline: ImageIndex, layers: Sequence[LayerSource])
         if directory is None:
             return None
         try:
-            data, size = _native.read_file(os.fspath(directory), path, limit=limit)
+            data, size, _ = _native.read_file(os.fspath(directory), path, limit=limit)
         except (OSError, ValueError):
             return None
         if len(data) == size and entry.facts.sha256 not in (
@@ -191,8 +191,14 @@ def classify(
         content: dict[str, Any] = dict(sample.info) if sample else {}
         if outcome is not None and outcome.error is not None:
             content["error"] = outcome.error
+        if outcome is not None and outcome.read_sha256 is not None:
+            content["read_sha256"] = outcome.read_sha256  # what was classified
+            tags.append("changed-since-walk")
         if sample:
-            findings += [yara_finding(m, in_image=_same_bytes(change)) for m in sample.yara]
+            in_image = _same_bytes(change)
+            findings += [
+                yara_finding(m, in_image=in_image, origin=_origin(ruleset, m)) for m in sample.yara
+            ]
         findings += rule_findings(change, ChangeContext(frozenset(tags), starts))
         findings, package_tags = packages.judge(change, findings)
         tags += package_tags
@@ -251,6 +257,10 @@ def _owners(reader: ContentReader, cap: int) -> dict[int, str]:
         return {}
 
 
+def _origin(ruleset: RuleSet | None, match: Mapping[str, Any]) -> str:
+    return ruleset.origin(match) if ruleset is not None else ""
+
+
 def _same_bytes(change: Change) -> bool:
     """Whether a change left the image's bytes as they were (metadata only)."""
     before, after = change.before, change.after
@@ -307,7 +317,9 @@ def _classify_process(
             magic, content, matches = sample.magic, dict(sample.info), list(sample.yara)
             tags += [t for t in sample.tags if t != "executable"]
             unchanged = _image_executable(process)
-            findings += [yara_finding(m, in_image=unchanged) for m in matches]
+            findings += [
+                yara_finding(m, in_image=unchanged, origin=_origin(ruleset, m)) for m in matches
+            ]
     severity, all_tags, attack, ordered = _combine(Severity.INFO, findings, tags, False)
     return dataclasses.replace(
         process,

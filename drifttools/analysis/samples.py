@@ -12,9 +12,12 @@ Deterministic whatever the worker count: each file's outcome depends only on its
 and facts, outcomes are returned by path, and the caller walks its own order.
 
 Each file is read once through the snapshot's confined reader (no symlink followed, FIFOs
-and devices never opened, atimes kept), up to the scan cap or what its diff needs if more.
-A file whose walk digest has a sample in the :class:`~drifttools.analysis.sample_cache.SampleCache`
-is not read at all, unless its diff or a package reader needs the bytes.
+and devices never opened, atimes kept), up to the scan cap or what its diff needs if more,
+and hashed to its end in that read. A file whose walk digest has a sample in the
+:class:`~drifttools.analysis.sample_cache.SampleCache` is not read at all, unless its diff
+or a package reader needs the bytes. A file whose read digest is not the walk's changed
+between the two (a rewrite to the same size): its sample is of the bytes read, recorded
+with that digest (:attr:`Examined.read_sha256`), and never cached under the walk's.
 """
 
 from __future__ import annotations
@@ -80,6 +83,8 @@ class Examined:
     diff: ContentDiff | None = None
     content: Content | None = None
     read: bool = True  # False: the sample came from the cache and the file was not opened
+    #: The digest of the bytes examined when it is not the walk's (the file changed since).
+    read_sha256: str | None = None
 
 
 @dataclass(frozen=True)
@@ -109,7 +114,9 @@ def examine_changes(
     try:
         if plan.reader.one_pass:
             for group in _groups(changes, plan, _PASS_BYTES, len(changes)):
-                contents = plan.reader.read_many([c.path for c in group], _limit(group, plan))
+                contents = plan.reader.read_many(
+                    [c.path for c in group], _limit(group, plan), digest=True
+                )
                 tasks = [
                     pool.submit(_task, plan, chunk, contents)
                     for chunk in _groups(group, plan, _TASK_BYTES, _TASK_FILES)
@@ -184,12 +191,15 @@ def _task(
             cached[change.path] = sample
     to_read = [c for c in chunk if c.path not in cached or plan.wants_diff(c) or plan.keeps(c)]
     if contents is None and to_read:
-        contents = plan.reader.read_many([c.path for c in to_read], _limit(to_read, plan))
+        contents = plan.reader.read_many(
+            [c.path for c in to_read], _limit(to_read, plan), digest=True
+        )
     reading = {c.path for c in to_read}
     out: dict[str, Examined] = {}
     for change in chunk:
         got = contents[change.path] if contents is not None and change.path in reading else None
-        sample = cached.get(change.path)
+        changed = _changed(change, got)
+        sample = None if changed else cached.get(change.path)
         if sample is None:
             assert isinstance(got, (Content, ContentUnavailable))
             if isinstance(got, ContentUnavailable):
@@ -204,6 +214,7 @@ def _task(
             diff=_diff(change, got, plan) if got is not None else None,
             content=got if isinstance(got, Content) and plan.keeps(change) else None,
             read=got is not None,
+            read_sha256=changed,
         )
     return out
 
@@ -214,11 +225,21 @@ def _diff(change: Change, got: Content | ContentUnavailable, plan: Plan) -> Cont
     return plan.diff(change, got)
 
 
-def _as_walked(change: Change, got: Content) -> bool:
-    """Whether the bytes read may stand for the walk's digest: the file has the size the
-    walk saw (one rewritten since to another size is not cached under that digest; a
-    rewrite to the same size is not seen: only a digest of the bytes read would tell)."""
+def _changed(change: Change, got: Content | ContentUnavailable | None) -> str | None:
+    """The digest of the bytes read when it is not the one the walk took."""
     assert change.after is not None
+    walked = change.after.sha256
+    if not isinstance(got, Content) or got.sha256 is None or walked is None:
+        return None
+    return got.sha256 if got.sha256 != walked else None
+
+
+def _as_walked(change: Change, got: Content) -> bool:
+    """Whether the bytes read may stand for the walk's digest: the read's own digest is
+    the walk's, or (an archive member, no digest of its own) it has the walk's size."""
+    assert change.after is not None
+    if got.sha256 is not None:
+        return got.sha256 == change.after.sha256
     return got.size == change.after.size
 
 
@@ -246,7 +267,7 @@ def _sample(change: Change, got: Content, plan: Plan) -> Sample:
     externals = None
     if plan.ruleset is not None:
         wanted = plan.ruleset.externals
-        walked_md5 = facts.md5 if got.complete and got.size == facts.size else None
+        walked_md5 = facts.md5 if got.complete and _as_walked(change, got) else None
         externals = file_externals(
             change.path,
             got.data,

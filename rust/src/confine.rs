@@ -7,6 +7,7 @@
 //! cases no symlink is ever followed, in any component: a symlink anywhere
 //! in the path fails with `ELOOP`.
 
+use sha2::{Digest, Sha256};
 use std::ffi::{CStr, CString};
 use std::io;
 use std::mem::MaybeUninit;
@@ -322,9 +323,16 @@ fn component_walk(rootfd: RawFd, comps: &[&[u8]], flags: libc::c_int) -> io::Res
 /// leaving the root: the path is opened `O_PATH` confined to the root (no
 /// symlink followed in any component), checked to be a regular file, and only
 /// that inode is reopened for reading through `/proc/self/fd` (`O_NOATIME`,
-/// `O_NONBLOCK`): a FIFO or a device is never opened. Returns the bytes read
-/// and the file's size.
-pub fn read_regular(root: &[u8], path: &[u8], limit: usize) -> io::Result<(Vec<u8>, u64)> {
+/// `O_NONBLOCK`): a FIFO or a device is never opened. Returns the bytes read,
+/// the file's size and, with `digest`, the SHA-256 of every byte this open read
+/// to the end of the file (the bytes past `limit` hashed, not kept): what a
+/// caller classifies may then be checked against a digest taken earlier.
+pub fn read_regular(
+    root: &[u8],
+    path: &[u8],
+    limit: usize,
+    digest: bool,
+) -> io::Result<(Vec<u8>, u64, Option<[u8; 32]>)> {
     let root = cstring(root)?;
     let rootfd = openat(
         libc::AT_FDCWD,
@@ -353,7 +361,27 @@ pub fn read_regular(root: &[u8], path: &[u8], limit: usize) -> io::Result<(Vec<u
         filled += n;
     }
     data.truncate(filled);
-    Ok((data, size))
+    let sha256 = if digest {
+        Some(digest_rest(fd.0, &data)?)
+    } else {
+        None
+    };
+    Ok((data, size, sha256))
+}
+
+/// SHA-256 of `head` followed by the rest of `fd` to its end (read, hashed, not kept).
+fn digest_rest(fd: RawFd, head: &[u8]) -> io::Result<[u8; 32]> {
+    let mut hasher = Sha256::new();
+    hasher.update(head);
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = crate::hash::read_fd(fd, &mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hasher.finalize().into())
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 
 pub mod confine;
 pub mod crc64;
+pub mod entropy;
 pub mod entry;
 pub mod fingerprint;
 pub mod hash;
@@ -930,30 +931,40 @@ fn py_read_tar_split(
 
 // ------------------------------------------------------------------ read_file
 
-/// Read (at most `limit` bytes of) one regular file confined to `root`.
+/// Read (at most `limit` bytes of) one regular file confined to `root`; with
+/// `digest`, also the SHA-256 of the whole file as this read saw it.
 #[pyfunction]
-#[pyo3(name = "read_file", signature = (root, path, *, limit = None))]
+#[pyo3(name = "read_file", signature = (root, path, *, limit = None, digest = false))]
 fn py_read_file<'py>(
     py: Python<'py>,
     root: &str,
     path: &str,
     limit: Option<usize>,
-) -> PyResult<(Bound<'py, PyBytes>, u64)> {
+    digest: bool,
+) -> PyResult<(Bound<'py, PyBytes>, u64, Option<String>)> {
     let raw = unescape(path, None)?;
     let shown = format!(
         "{}/{}",
         root.trim_end_matches('/'),
         path.trim_start_matches('/')
     );
-    let result =
-        py.detach(|| confine::read_regular(root.as_bytes(), &raw, limit.unwrap_or(usize::MAX)));
+    let result = py.detach(|| {
+        confine::read_regular(root.as_bytes(), &raw, limit.unwrap_or(usize::MAX), digest)
+    });
     match result {
-        Ok((data, size)) => Ok((PyBytes::new(py, &data), size)),
+        Ok((data, size, sha256)) => Ok((PyBytes::new(py, &data), size, sha256.as_ref().map(hex32))),
         Err(e) if e.kind() == io::ErrorKind::InvalidInput => {
             Err(NotRegularFile::new_err(format!("{e}: {shown}")))
         }
         Err(e) => Err(os_error(&e, &shown)),
     }
+}
+
+/// Shannon entropy of `data` in bits per byte, the GIL released.
+#[pyfunction]
+#[pyo3(name = "entropy")]
+fn py_entropy(py: Python<'_>, data: &[u8]) -> f64 {
+    py.detach(|| entropy::shannon(data))
 }
 
 // ------------------------------------------------------------------ hash_fd
@@ -1025,6 +1036,7 @@ fn native_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
         std::str::from_utf8(entry::DRIFT_XATTR).expect("ASCII"),
     )?;
     m.add_function(wrap_pyfunction!(py_read_file, m)?)?;
+    m.add_function(wrap_pyfunction!(py_entropy, m)?)?;
     m.add_function(wrap_pyfunction!(py_hash_fd, m)?)?;
     m.add_function(wrap_pyfunction!(py_escape_path, m)?)?;
     m.add_function(wrap_pyfunction!(py_unescape_path, m)?)?;

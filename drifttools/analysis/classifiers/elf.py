@@ -6,10 +6,10 @@ input: a field that cannot be read is left out, never raised.
 
 from __future__ import annotations
 
-import math
 import struct
-from collections import Counter
 from typing import Any
+
+from drifttools import _native
 
 _MACHINES = {
     3: "x86",
@@ -29,14 +29,6 @@ HIGH_ENTROPY = 7.2
 _ENTROPY_SAMPLE = 16 * 1024  # bytes sampled (evenly strided) per section
 _ENTROPY_SECTIONS = 4  # the largest sections only
 _ENTROPY_MIN = 1024
-
-
-def entropy(data: bytes) -> float:
-    """Shannon entropy of ``data`` in bits per byte (0 to 8)."""
-    if not data:
-        return 0.0
-    total = len(data)
-    return -sum(n / total * math.log2(n / total) for n in Counter(data).values())
 
 
 def _sample(data: bytes, offset: int, size: int) -> bytes:
@@ -108,7 +100,7 @@ def elf_facts(data: bytes) -> dict[str, Any] | None:
         packed.append("upx")
     spans = [(off, size) for _, off, size in sections if size >= _ENTROPY_MIN] or [(0, len(data))]
     spans = sorted(spans, key=lambda span: -span[1])[:_ENTROPY_SECTIONS]
-    highest = max(entropy(_sample(data, off, size)) for off, size in spans)
+    highest = max(_native.entropy(_sample(data, off, size)) for off, size in spans)
     facts["max_entropy"] = round(highest, 3)
     if highest > HIGH_ENTROPY:
         packed.append("high-entropy")

@@ -15,8 +15,10 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import PurePosixPath
 from typing import Any
 
 from drifttools.models import Finding, Severity
@@ -69,11 +71,14 @@ def cap_runtime_package(findings: Sequence[Finding]) -> list[Finding]:
 GENERIC_TAGS = frozenset(
     {"generic", "info", "informational", "capability", "capabilities", "hunting", "utils"}
 )
-#: Namespaces (rule file stems, ``_index`` and ``_2``... left off) of generic rules:
-#: Yara-Rules' ``capabilities``, ``crypto`` and ``utils`` folders.
+#: Names of the rule files and folders of generic rules (Yara-Rules' ``capabilities``,
+#: ``crypto`` and ``utils`` folders, with their ``*_index.yar``), matched against each
+#: folder and the file stem of where a rule was written and against its namespace, with
+#: ``_index`` and ``_2``... left off.
 GENERIC_NAMESPACES = frozenset(
     {"capabilities", "crypto", "crypto_signatures", "utils", "generic", "info"}
 )
+_SUFFIXES = re.compile(r"(_index)?(_\d+)?$")
 _TEXT_LEVELS = {level.value: level for level in Severity}
 
 
@@ -125,21 +130,48 @@ def yara_weight(meta: Mapping[str, object]) -> Severity | None:
     return None
 
 
-def is_generic(namespace: str, tags: Iterable[str]) -> bool:
-    """Whether a rule is generic by the tags or namespaces the docs list."""
-    base = re.sub(r"(_index)?(_\d+)?$", "", namespace.lower())
-    return base in GENERIC_NAMESPACES or any(t.lower() in GENERIC_TAGS for t in tags)
+def is_generic(namespace: str, tags: Iterable[str], origin: str = "") -> bool:
+    """Whether a rule is generic by the tags the docs list, or by the names they list for
+    its namespace or for where it was written (``origin``, :attr:`RuleSet.origins
+    <drifttools.analysis.classifiers.yara.RuleSet.origins>`: a folder or the stem of
+    ``Yara-Rules/capabilities/capabilities.yar`` for a rule that Yara-Rules' ``index.yar``
+    brings into namespace ``index``)."""
+    names = [namespace, *PurePosixPath(origin).parent.parts, PurePosixPath(origin).stem]
+    if any(_SUFFIXES.sub("", name.lower()) in GENERIC_NAMESPACES for name in names):
+        return True
+    return any(t.lower() in GENERIC_TAGS for t in tags)
 
 
-def yara_finding(match: Mapping[str, Any], *, in_image: bool = False) -> Finding:
+def yara_finding(match: Mapping[str, Any], *, in_image: bool = False, origin: str = "") -> Finding:
     """A YARA match as a finding: severity from the rule's weight (:func:`yara_weight`);
-    a generic rule (no weight, or :func:`is_generic`) at most low; a match on bytes that
-    are the image's own (``in_image``) at most low and tagged ``in-image``: context, not
-    drift. ATT&CK ids from ``meta.attack``."""
+    a generic rule (no weight, or :func:`is_generic` by its tags, namespace or ``origin``)
+    at most low; a match on bytes that are the image's own (``in_image``) at most low and
+    tagged ``in-image``: context, not drift. ATT&CK ids from ``meta.attack``."""
     meta = match.get("meta", {})
-    tags = tuple(match.get("tags", ()))
+    return _finding(
+        str(match["namespace"]),
+        str(match["rule"]),
+        tuple(match.get("tags", ())),
+        tuple(meta.items()),
+        in_image,
+        origin,
+    )
+
+
+@functools.lru_cache(maxsize=1 << 14)  # the rules of a public set that match
+def _finding(
+    namespace: str,
+    rule: str,
+    tags: tuple[str, ...],
+    meta_items: tuple[tuple[str, Any], ...],
+    in_image: bool,
+    origin: str,
+) -> Finding:
+    """:func:`yara_finding` of one rule, worked out once: a rule matches many files, and
+    its finding depends only on what it is, never on the offsets."""
+    meta = dict(meta_items)
     weight = yara_weight(meta)
-    generic = weight is None or is_generic(str(match.get("namespace", "")), tags)
+    generic = weight is None or is_generic(namespace, tags, origin)
     severity = weight or Severity.LOW
     marks = (*(("yara-generic",) if generic else ()), *(("in-image",) if in_image else ()))
     if marks and severity.rank > Severity.LOW.rank:
@@ -148,10 +180,4 @@ def yara_finding(match: Mapping[str, Any], *, in_image: bool = False) -> Finding
     detail = str(meta.get("description", ""))
     if in_image:
         detail = f"the image's own bytes (context, not drift): {detail}".rstrip(": ")
-    return Finding(
-        f"yara:{match['namespace']}/{match['rule']}",
-        severity,
-        attack,
-        ("yara", *tags, *marks),
-        detail,
-    )
+    return Finding(f"yara:{namespace}/{rule}", severity, attack, ("yara", *tags, *marks), detail)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
@@ -118,6 +119,11 @@ class RuleSet:
     externals: frozenset[str] = frozenset()
     tags: frozenset[str] = frozenset()  # only matches with one of these tags (yara -t)
     identifiers: frozenset[str] = frozenset()  # only matches of these rules (yara -i)
+    #: Where each rule of a ``--rules`` path was written: ``{namespace: {rule: file}}``,
+    #: the file from the folder of that path down (``Yara-Rules/crypto/crypto.yar`` for
+    #: a rule ``--rules Yara-Rules`` brings through its ``index.yar``, ``crypto/c1.yar``
+    #: for ``--rules crypto/c1.yar``); none for bundled or precompiled rules.
+    origins: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     _parts: tuple[_Part, ...] = field(default=(), repr=False)
 
     def scan(
@@ -132,6 +138,11 @@ class RuleSet:
         if self.identifiers:
             found = [m for m in found if m["rule"] in self.identifiers]
         return sorted(found, key=lambda m: (m["namespace"], m["rule"]))
+
+    def origin(self, match: Mapping[str, Any]) -> str:
+        """The file the rule of ``match`` was written in (see :attr:`origins`); empty when
+        not known."""
+        return self.origins.get(match["namespace"], {}).get(match["rule"], "")
 
     def describe(self) -> dict[str, Any]:
         """What the report says of the rule set."""
@@ -160,6 +171,7 @@ class _Stored:
     reports: list[RuleSetReport]
     seconds: float
     externals: list[str]
+    origins: dict[str, dict[str, str]]
 
 
 _COMPILED: OrderedDict[str, _Stored] = OrderedDict()
@@ -212,6 +224,7 @@ def compile_rules(
         frozenset(stored.externals),
         frozenset(tags),
         frozenset(identifiers),
+        stored.origins,
         parts,
     )
 
@@ -344,7 +357,28 @@ def _compile(
         names = ", ".join(p.rule for p in problems[:5]) or "none given"
         raise RulesError(f"no YARA rule compiles ({names})")
     used = sorted(externals) if compiled_files else _used(externals, sources)
-    return _Stored(parts, count, problems, reports, time.perf_counter() - start, used)
+    seconds = time.perf_counter() - start
+    return _Stored(parts, count, problems, reports, seconds, used, _origins(sources))
+
+
+def _origins(sources: Sequence[RuleSource]) -> dict[str, dict[str, str]]:
+    """:attr:`RuleSet.origins` of ``sources``."""
+    bases: dict[str, Path] = {}
+    shown: dict[tuple[str, str], str] = {}
+    found: dict[str, dict[str, str]] = {}
+    for source in sources:
+        if source.ruleset == "bundled":
+            continue
+        if source.ruleset not in bases:
+            root = Path(source.ruleset)
+            bases[source.ruleset] = root.parent if root.is_dir() else root.parent.parent
+        rules = found[source.namespace] = {}
+        for name, origin in source.rule_origins():
+            key = (source.ruleset, origin)
+            if key not in shown:
+                shown[key] = os.path.relpath(origin, bases[source.ruleset])
+            rules[name] = shown[key]
+    return found
 
 
 def _used(externals: Iterable[str], sources: Sequence[RuleSource]) -> list[str]:
@@ -403,6 +437,7 @@ def _load_stored(backend: Engine, key: str, cache_dir: Path | None) -> _Stored |
             [RuleSetReport(**r) for r in meta["reports"]],
             0.0,
             list(meta["externals"]),
+            dict(meta["origins"]),
         )
     except Exception:  # absent, corrupt or from another engine build: compile again
         return None
@@ -422,6 +457,7 @@ def _store(backend: Engine, key: str, cache_dir: Path | None, stored: _Stored) -
             "problems": [asdict(p) for p in stored.problems],
             "reports": [asdict(r) for r in stored.reports],
             "externals": stored.externals,
+            "origins": stored.origins,
         }
         atomic_write(path.with_suffix(".json"), json.dumps(meta).encode())
     except OSError:

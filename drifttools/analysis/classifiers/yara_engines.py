@@ -168,6 +168,7 @@ class YaraX:
         x = self._x
         undefined: set[str] = set()
         slot = object()  # this rule set's place in each thread's cache
+        records = MatchRecords(lambda rule: (rule.tags, rule.metadata))
 
         def make() -> Any:
             scanner = x.Scanner(rules)
@@ -187,11 +188,10 @@ class YaraX:
             except x.TimeoutError as exc:
                 raise _timed_out(timeout) from exc
             return [
-                match_record(
+                records.record(
+                    rule,
                     rule.identifier,
                     rule.namespace,
-                    rule.tags,
-                    rule.metadata,
                     (
                         (p.identifier, [(m.offset, m.length) for m in p.matches])
                         for p in rule.patterns
@@ -333,6 +333,7 @@ class YaraPython:
 
     def scanner(self, rules: Any, timeout: int) -> Scanner:
         y = self._y
+        records = MatchRecords(lambda match: (match.tags, match.meta.items()))
 
         def go_on(kind: int, detail: Any) -> int:
             # libyara's "too many matches" for a string: keep what it kept and go on, as
@@ -351,11 +352,10 @@ class YaraPython:
             except y.TimeoutError as exc:
                 raise _timed_out(timeout) from exc
             return [
-                match_record(
+                records.record(
+                    m,
                     m.rule,
                     m.namespace,
-                    m.tags,
-                    m.meta.items(),
                     (
                         (s.identifier, [(i.offset, i.matched_length) for i in s.instances])
                         for s in m.strings
@@ -423,25 +423,43 @@ def _plain(value: Any) -> Any:
     return value.decode("utf-8", "backslashreplace") if isinstance(value, bytes) else value
 
 
-def match_record(
-    rule: str,
-    namespace: str,
-    tags: Iterable[str],
-    meta: Iterable[tuple[str, Any]],
-    strings: Iterable[tuple[str, list[tuple[int, int]]]],
-) -> dict[str, Any]:
-    """One match as report data: rule, namespace, tags, meta and offsets of each string."""
-    hits: dict[str, list[tuple[int, int]]] = {}
-    for ident, found in strings:
-        hits.setdefault(ident, []).extend(found)
-    return {
-        "rule": rule,
-        "namespace": namespace,
-        "tags": sorted(tags),
-        "meta": {key: _plain(value) for key, value in sorted(dict(meta).items())},
-        "strings": [
-            {"id": ident, "offset": offset, "length": length}
-            for ident, found in sorted(hits.items())
-            for offset, length in sorted(found)[:MAX_OFFSETS]
-        ],
-    }
+class MatchRecords:
+    """Matches as report data: rule, namespace, tags, meta and the offsets of each string.
+
+    What a rule is (its tags and meta, sorted and made plain) is worked out the first time
+    it matches and copied after: a rule of a public set matches many files, and only the
+    offsets differ between them. ``describe`` gives a match's tags and meta items.
+    """
+
+    def __init__(self, describe: Callable[[Any], tuple[Iterable[str], Iterable[tuple[str, Any]]]]):
+        self._describe = describe
+        self._heads: dict[tuple[str, str], tuple[list[str], dict[str, Any]]] = {}
+
+    def record(
+        self,
+        match: Any,
+        rule: str,
+        namespace: str,
+        strings: Iterable[tuple[str, list[tuple[int, int]]]],
+    ) -> dict[str, Any]:
+        """The record of ``match``, a match of ``rule`` in ``namespace``."""
+        head = self._heads.get((namespace, rule))
+        if head is None:
+            tags, meta = self._describe(match)
+            head = (sorted(tags), {key: _plain(value) for key, value in sorted(dict(meta).items())})
+            self._heads[namespace, rule] = head
+        hits: dict[str, list[tuple[int, int]]] = {}
+        for ident, found in strings:
+            if found:
+                hits.setdefault(ident, []).extend(found)
+        return {
+            "rule": rule,
+            "namespace": namespace,
+            "tags": list(head[0]),
+            "meta": dict(head[1]),
+            "strings": [
+                {"id": ident, "offset": offset, "length": length}
+                for ident, found in sorted(hits.items())
+                for offset, length in sorted(found)[:MAX_OFFSETS]
+            ],
+        }

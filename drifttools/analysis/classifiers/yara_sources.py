@@ -74,6 +74,16 @@ class RuleSource:
         """How many rules :attr:`text` has."""
         return sum(1 for _ in _RULE_START.finditer(self.text))
 
+    def rule_origins(self) -> list[tuple[str, str]]:
+        """``(name, file it was written in)`` of each rule of :attr:`text`, in order (an
+        index's rules come from the files it includes)."""
+        starts = [p[0] for p in self.pieces]
+        found = []
+        for name, line, _ in self.rules():
+            index = bisect.bisect_right(starts, line) - 1
+            found.append((name, self.pieces[index][1] if index >= 0 else self.origin))
+        return found
+
     def rules(self) -> list[tuple[str, int, int]]:
         """``(name, first line, start offset)`` of each rule of :attr:`text`, in order."""
         found = []
