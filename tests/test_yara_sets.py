@@ -10,12 +10,15 @@ from pathlib import Path
 
 import pytest
 
+import drifttools
 from drifttools import ClassifyOptions, classify, diff_snapshot, load_image
 from drifttools.analysis.classifiers.severity import yara_finding, yara_weight
 from drifttools.analysis.classifiers.yara import RulesError, compile_rules
 from drifttools.analysis.classifiers.yara_externals import STANDARD, file_externals, parse_define
 from drifttools.api import offline_snapshot
 from drifttools.models import Severity
+from drifttools.progress import ProgressEvent, Stage
+from tests.engine import docker
 from tests.tarbuild import directory, file, layer_tar, legacy_archive
 from tests.yara_sets import RuleTree, samples, write_rule_tree
 
@@ -409,3 +412,43 @@ def test_a_large_failing_index_is_compiled_a_few_times_not_once_per_level(
         ["bad1", "bad2", *(f"f{n}" for n in range(0, 40, 8))]
     )
     assert sum(built) == 2 + 3
+
+
+@pytest.mark.parametrize("engine", ["yara-x", "yara-python"])
+def test_compiling_reports_its_progress_file_by_file(tmp_path: Path, engine: str) -> None:
+    tree = write_rule_tree(tmp_path / "rules", files=12, rules_per_file=3)
+    events: list[ProgressEvent] = []
+    compile_rules([tree.root], engine=engine, progress=events.append)
+    steps = [(e.done, e.total) for e in events if e.stage is Stage.COMPILE_RULES]
+    assert steps[0][0] == 0 and steps[-1][0] == steps[-1][1] >= 12
+    assert [done for done, _ in steps] == sorted(done for done, _ in steps)
+
+
+def test_a_process_running_the_images_executable_is_context_not_drift(
+    busybox_image: dict, container, tmp_path: Path
+) -> None:
+    """The same rule on the same bytes: low and in-image for the image's /bin/busybox, raised
+    for the copy an intruder runs from /tmp."""
+    name = container(busybox_image["tag"])
+    # busybox picks its applet by the name it runs as: the copy runs as "sleep"; the exec
+    # returns once it is running
+    docker(
+        "exec",
+        name,
+        "sh",
+        "-c",
+        "cp /bin/busybox /tmp/sleep && (/tmp/sleep 600 &) && i=0; while [ $i -lt 100 ]"
+        " && ! grep -qs /tmp/sleep /proc/[0-9]*/cmdline; do sleep 0.05; i=$((i+1)); done",
+    )
+    rules = tmp_path / "busybox.yar"
+    rules.write_text(
+        'rule busybox_seen { meta: score = 80 strings: $a = "BusyBox v" condition: $a }\n'
+    )
+    report = drifttools.diff(name, classification=ClassifyOptions(rules=[rules]))
+    by_exe = {p.exe: p for p in report.processes if p.yara}
+    image_own, dropped = by_exe["/bin/busybox"], by_exe["/tmp/sleep"]
+    [context] = [f for f in image_own.findings if f.rule == "yara:busybox/busybox_seen"]
+    assert "in-image" in context.tags and context.severity is Severity.LOW
+    assert image_own.severity.rank <= Severity.LOW.rank
+    [drift] = [f for f in dropped.findings if f.rule == "yara:busybox/busybox_seen"]
+    assert "in-image" not in drift.tags and drift.severity.rank >= Severity.HIGH.rank
