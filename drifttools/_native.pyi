@@ -261,6 +261,9 @@ class MergedLayers:
 
 #: The extended attribute that :meth:`Tree.drift_keys` (and the diff) compare.
 DRIFT_XATTR: str
+#: The extended attributes that mark an overlay directory opaque (kernel overlayfs, its user
+#: namespace form, fuse-overlayfs) when their value is ``y``.
+OPAQUE_XATTRS: tuple[str, ...]
 
 def walk(
     root: str | PathLike[str],
@@ -457,6 +460,7 @@ def unescape_path(text: str) -> bytes:
 
 __all__ = [
     "DRIFT_XATTR",
+    "OPAQUE_XATTRS",
     "BaselineIndex",
     "Entry",
     "LayerIndex",

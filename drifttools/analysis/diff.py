@@ -24,6 +24,7 @@ from dataclasses import replace
 from functools import cached_property
 from typing import TYPE_CHECKING
 
+from drifttools import _native
 from drifttools.analysis.process_tags import tag_processes
 from drifttools.baseline.index import IndexedEntries
 from drifttools.baseline.merge import is_opaque_marker, whiteout_target
@@ -73,8 +74,6 @@ BASE_SEVERITY = {
     ChangeKind.DELETED: Severity.INFO,
 }
 
-_OPAQUE_XATTRS = ("trusted.overlay.opaque", "user.overlay.opaque", "user.fuseoverlayfs.opaque")
-
 
 def compare(before: FileFacts | None, after: FileFacts) -> ChangeKind | None:
     """How ``after`` differs from the image's ``before``, or None when it does not."""
@@ -106,7 +105,9 @@ def is_overlay_deletion(facts: FileFacts) -> bool:
 
 
 def is_opaque_dir(facts: FileFacts) -> bool:
-    return facts.kind == "dir" and any(facts.xattrs.get(name) == b"y" for name in _OPAQUE_XATTRS)
+    return facts.kind == "dir" and any(
+        facts.xattrs.get(name) == b"y" for name in _native.OPAQUE_XATTRS
+    )
 
 
 class _Baseline:

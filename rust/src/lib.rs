@@ -23,7 +23,7 @@ use pyo3::exceptions::{PyIndexError, PyOSError, PyTypeError, PyValueError};
 use pyo3::import_exception;
 use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedBytes;
-use pyo3::types::{PyBytes, PyDict, PyList, PyString};
+use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -1035,6 +1035,11 @@ fn native_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
         "DRIFT_XATTR",
         std::str::from_utf8(entry::DRIFT_XATTR).expect("ASCII"),
     )?;
+    let opaque: Vec<&str> = merge::OPAQUE_XATTRS
+        .iter()
+        .map(|name| std::str::from_utf8(name).expect("ASCII"))
+        .collect();
+    m.add("OPAQUE_XATTRS", PyTuple::new(m.py(), opaque)?)?;
     m.add_function(wrap_pyfunction!(py_read_file, m)?)?;
     m.add_function(wrap_pyfunction!(py_entropy, m)?)?;
     m.add_function(wrap_pyfunction!(py_hash_fd, m)?)?;
