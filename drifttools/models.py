@@ -201,8 +201,9 @@ class ImageIndex:
     links: Mapping[str, frozenset[str]] = field(default_factory=dict)  # hardlink groups
     errors: tuple[ErrorRecord, ...] = ()  # entries of the layers that could not be read
     problems: tuple[str, ...] = ()  # image-level digest mismatches (manifest, config)
-    #: The paths of ``entries`` the package readers read, when an image index recorded them
-    #: (a warm run then lists no entry); None: found by listing ``entries``.
+    #: The paths of ``entries`` the package readers read, collected from the layers when
+    #: they are merged and kept with the image's index (no run lists every entry); None:
+    #: found by listing ``entries`` (a baseline given as a plain mapping).
     database_paths: frozenset[str] | None = None
 
     @property
