@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import struct
 from pathlib import Path
+
+import pytest
 
 from drifttools.acquisition.processes import read_processes
 from drifttools.analysis.classifiers.elf import content_facts, elf_facts, shebang
@@ -15,6 +18,22 @@ from drifttools.analysis.classifiers.processes import read_exe
 from tests.engine import compile_c
 
 HERE = Path(__file__).parent
+
+
+@pytest.mark.parametrize(
+    ("elf_class", "header", "machine", "arch"),
+    [(1, "HHIIIIIHHHHHH", 3, "x86"), (2, "HHIQQQIHHHHHH", 62, "x86-64")],
+)
+def test_elf_headers_of_both_classes(elf_class: int, header: str, machine: int, arch: str) -> None:
+    ident = b"\x7fELF" + bytes([elf_class, 1, 1]) + bytes(9)
+    fields = struct.pack("<" + header, 2, machine, 1, 0x8048000, 0, 0, 0, 52, 32, 0, 40, 0, 0)
+    facts = elf_facts(ident + fields + bytes(64))
+    assert facts is not None
+    assert (facts["class"], facts["type"], facts["arch"]) == (
+        f"ELF{32 * elf_class}",
+        "executable",
+        arch,
+    )
 
 
 def test_elf_facts_of_compiled_programs(tmp_path: Path) -> None:

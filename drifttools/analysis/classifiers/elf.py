@@ -51,39 +51,23 @@ def elf_facts(data: bytes) -> dict[str, Any] | None:
     bits = 64 if data[4] == 2 else 32
     end = "<" if data[5] == 1 else ">"
     facts: dict[str, Any] = {"class": f"ELF{bits}", "endian": "little" if end == "<" else "big"}
+    header = "HHIQQQIHHHHHH" if bits == 64 else "HHIIIIIHHHHHH"  # entry, phoff, shoff: 8 or 4
     try:
-        if bits == 64:
-            (
-                e_type,
-                e_machine,
-                _,
-                _,
-                phoff,
-                shoff,
-                _,
-                _,
-                phentsize,
-                phnum,
-                shentsize,
-                shnum,
-                shstrndx,
-            ) = struct.unpack_from(end + "HHIQQQIHHHHHH", data, 16)
-        else:
-            (
-                e_type,
-                e_machine,
-                _,
-                _,
-                phoff,
-                shoff,
-                _,
-                _,
-                phentsize,
-                phnum,
-                shentsize,
-                shnum,
-                shstrndx,
-            ) = struct.unpack_from(end + "HHIIIIIHHHHHH", data, 16)
+        (
+            e_type,
+            e_machine,
+            _,
+            _,
+            phoff,
+            shoff,
+            _,
+            _,
+            phentsize,
+            phnum,
+            shentsize,
+            shnum,
+            shstrndx,
+        ) = struct.unpack_from(end + header, data, 16)
     except struct.error:
         facts["truncated"] = True
         return facts
