@@ -12,7 +12,6 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -212,10 +211,10 @@ def _lay_out(root: Path, members: list[tuple[str, str]]) -> None:
             os.mknod(target, stat.S_IFCHR | 0o600, os.makedev(0, 0))
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="mounting an overlay needs root")
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(lower_dirs())
 def test_unpacked_lower_dirs_merge_like_a_kernel_overlay_mount(layers: list) -> None:
+    """Runs as root, as the whole suite does (mounting an overlay needs it)."""
     with tempfile.TemporaryDirectory() as scratch:
         roots = []
         for number, members in enumerate(layers):

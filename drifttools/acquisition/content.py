@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import posixpath
 import tarfile
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
 from drifttools import _native
@@ -69,11 +69,11 @@ class ContentReader:
         return result
 
     def read_many(
-        self, paths: Iterable[str], limit: int, *, digest: bool = False
+        self, paths: Iterable[str], limit: int, *, digest: Collection[str] = ()
     ) -> dict[str, Content | ContentUnavailable]:
         """Content of each path; a path that cannot be read maps to the reason (an exception).
-        With ``digest``, each file read from a host directory is hashed to its end in the
-        same read (:attr:`Content.sha256`).
+        Those of ``digest`` read from a host directory are hashed to their end in the same
+        read (:attr:`Content.sha256`).
 
         Reads through ``/proc/<pid>/root`` are bracketed by the pid's guard: if the
         container's process is gone (its pid possibly reused), nothing read there counts.
@@ -91,7 +91,8 @@ class ContentReader:
                     continue
                 relative = path[len(state.prefix.rstrip("/")) :] or "/"
                 inside = posixpath.join(state.host_subpath, relative.lstrip("/"))
-                results[path] = _read_confined(state.host_root, inside, limit, path, digest)
+                hashed = path in digest
+                results[path] = _read_confined(state.host_root, inside, limit, path, hashed)
                 if state.guard is not None:
                     guarded[path] = state.guard
             elif state.method == "archive":

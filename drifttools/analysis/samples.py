@@ -115,7 +115,7 @@ def examine_changes(
         if plan.reader.one_pass:
             for group in _groups(changes, plan, _PASS_BYTES, len(changes)):
                 contents = plan.reader.read_many(
-                    [c.path for c in group], _limit(group, plan), digest=True
+                    [c.path for c in group], _limit(group, plan), digest=_walk_hashed(group)
                 )
                 tasks = [
                     pool.submit(_task, plan, chunk, contents)
@@ -192,7 +192,7 @@ def _task(
     to_read = [c for c in chunk if c.path not in cached or plan.wants_diff(c) or plan.keeps(c)]
     if contents is None and to_read:
         contents = plan.reader.read_many(
-            [c.path for c in to_read], _limit(to_read, plan), digest=True
+            [c.path for c in to_read], _limit(to_read, plan), digest=_walk_hashed(to_read)
         )
     reading = {c.path for c in to_read}
     out: dict[str, Examined] = {}
@@ -223,6 +223,12 @@ def _diff(change: Change, got: Content | ContentUnavailable, plan: Plan) -> Cont
     if plan.diff is None or not plan.wants_diff(change):
         return None
     return plan.diff(change, got)
+
+
+def _walk_hashed(changes: Sequence[Change]) -> set[str]:
+    """The paths whose walk digest the read is checked against (a file the walk did not
+    hash, past its cap, is not hashed to its end again for nothing)."""
+    return {c.path for c in changes if c.after is not None and c.after.sha256 is not None}
 
 
 def _changed(change: Change, got: Content | ContentUnavailable | None) -> str | None:
